@@ -1,0 +1,79 @@
+//! Enumerations stored as short strings, readable in SQL on both databases.
+
+use sea_orm::entity::prelude::*;
+
+/// What a user is on the marketplace; decides which side of a booking they may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Role {
+    #[sea_orm(string_value = "care_recipient")]
+    CareRecipient,
+    #[sea_orm(string_value = "caregiver")]
+    Caregiver,
+    #[sea_orm(string_value = "admin")]
+    Admin,
+}
+
+/// Whether a caregiver takes new work; care recipients with upcoming bookings care when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Availability {
+    #[sea_orm(string_value = "available")]
+    Available,
+    #[sea_orm(string_value = "busy")]
+    Busy,
+    #[sea_orm(string_value = "unavailable")]
+    Unavailable,
+}
+
+/// Where a booking is in its lifecycle; only the transitions in `BookingStatus::can_become` exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum BookingStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "accepted")]
+    Accepted,
+    #[sea_orm(string_value = "declined")]
+    Declined,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+}
+
+impl BookingStatus {
+    /// The lifecycle of DESIGN.md in one place, so no code path can invent a transition.
+    pub fn can_become(self, next: BookingStatus) -> bool {
+        use BookingStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Accepted)
+                | (Pending, Declined)
+                | (Pending, Cancelled)
+                | (Accepted, Cancelled)
+                | (Accepted, Completed)
+        )
+    }
+
+    /// The lower-case name used in error messages and notification text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Pending => "pending",
+            BookingStatus::Accepted => "accepted",
+            BookingStatus::Declined => "declined",
+            BookingStatus::Cancelled => "cancelled",
+            BookingStatus::Completed => "completed",
+        }
+    }
+}
+
+/// How often a recurring series repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Frequency {
+    #[sea_orm(string_value = "daily")]
+    Daily,
+    #[sea_orm(string_value = "weekly")]
+    Weekly,
+}

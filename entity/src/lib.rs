@@ -1,0 +1,10 @@
+//! SeaORM entities: one module per table, shared by the service and its tests.
+//!
+//! The enums derive `async_graphql::Enum` too, so the database value and the
+//! GraphQL value of a status can never drift apart.
+
+pub mod booking;
+pub mod booking_series;
+pub mod caregiver_profile;
+pub mod enums;
+pub mod user;

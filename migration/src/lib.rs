@@ -1,0 +1,15 @@
+//! Schema migrations, applied in order at start-up; a landed migration is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_accounts_and_bookings;
+
+/// Every migration of caregraph, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_accounts_and_bookings::Migration)]
+    }
+}

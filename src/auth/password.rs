@@ -1,0 +1,43 @@
+//! Argon2id password hashing, run off the async threads because it is deliberately slow.
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+
+use crate::error::AppError;
+
+/// Hashes a password into a self-describing PHC string (algorithm, parameters, salt).
+pub async fn hash(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|err| AppError::Internal(format!("hashing a password: {err}")))
+    })
+    .await
+    .map_err(|err| AppError::Internal(format!("password hashing task: {err}")))?
+}
+
+/// Checks a password against a stored hash; `None` still spends the same effort,
+/// so response times do not reveal which emails have accounts.
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, AppError> {
+    tokio::task::spawn_blocking(move || {
+        let argon2 = Argon2::default();
+        match stored {
+            Some(stored) => {
+                let parsed = PasswordHash::new(&stored)
+                    .map_err(|err| AppError::Internal(format!("stored password hash: {err}")))?;
+                Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+            }
+            None => {
+                let salt = SaltString::generate(&mut OsRng);
+                let _ = argon2.hash_password(password.as_bytes(), &salt);
+                Ok(false)
+            }
+        }
+    })
+    .await
+    .map_err(|err| AppError::Internal(format!("password verification task: {err}")))?
+}

@@ -1,0 +1,274 @@
+//! The GraphQL face of bookings: queries, lifecycle mutations and `bookingUpdated`.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, InputObject, Object, Subscription,
+    connection::Connection,
+    futures_util::{Stream, StreamExt, future},
+};
+use chrono::{DateTime, Utc};
+use entity::{
+    booking, booking_series,
+    enums::{BookingStatus, Frequency},
+};
+use uuid::Uuid;
+
+use super::{
+    recurrence::Recurrence,
+    service::{BookingCursor, BookingService, NewBooking},
+};
+use crate::{
+    auth::{Viewer, viewer},
+    bus::{Delivery, Event},
+    error::AppError,
+    graphql::pagination::PageRequest,
+    state::AppState,
+    users::User,
+};
+
+/// An appointment between a care recipient and a caregiver.
+#[derive(Clone)]
+pub struct Booking(Arc<booking::Model>);
+
+impl From<booking::Model> for Booking {
+    fn from(model: booking::Model) -> Self {
+        Booking(Arc::new(model))
+    }
+}
+
+#[Object]
+impl Booking {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    async fn care_recipient(&self, ctx: &Context<'_>) -> Result<User, AppError> {
+        User::load(ctx, self.0.care_recipient_id).await
+    }
+
+    async fn caregiver(&self, ctx: &Context<'_>) -> Result<User, AppError> {
+        User::load(ctx, self.0.caregiver_id).await
+    }
+
+    async fn starts_at(&self) -> DateTime<Utc> {
+        self.0.starts_at
+    }
+
+    async fn ends_at(&self) -> DateTime<Utc> {
+        self.0.ends_at
+    }
+
+    async fn notes(&self) -> &str {
+        &self.0.notes
+    }
+
+    async fn status(&self) -> BookingStatus {
+        self.0.status
+    }
+
+    /// The recurring series this booking belongs to, if any.
+    async fn series(&self, ctx: &Context<'_>) -> Result<Option<BookingSeries>, AppError> {
+        let Some(series_id) = self.0.series_id else {
+            return Ok(None);
+        };
+        let state = AppState::of(ctx);
+        let (series, occurrences) =
+            BookingService::series(&state.db, viewer(ctx)?, series_id).await?;
+        Ok(Some(BookingSeries {
+            series,
+            occurrences,
+        }))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// A recurring booking: the rule and every occurrence, each a booking of its own.
+pub struct BookingSeries {
+    series: booking_series::Model,
+    occurrences: Vec<booking::Model>,
+}
+
+#[Object]
+impl BookingSeries {
+    async fn id(&self) -> Uuid {
+        self.series.id
+    }
+
+    async fn frequency(&self) -> Frequency {
+        self.series.frequency
+    }
+
+    async fn count(&self) -> Option<i32> {
+        self.series.count
+    }
+
+    async fn until(&self) -> Option<DateTime<Utc>> {
+        self.series.until
+    }
+
+    /// Every occurrence, by start time.
+    async fn occurrences(&self) -> Vec<Booking> {
+        self.occurrences.iter().cloned().map(Booking::from).collect()
+    }
+}
+
+/// Repeats the booking every day or week; give exactly one of `count` and `until`.
+#[derive(InputObject)]
+pub struct RecurrenceInput {
+    frequency: Frequency,
+    /// How many occurrences, the first included (1 to 104).
+    count: Option<i32>,
+    /// No occurrence starts after this instant.
+    until: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct CreateBookingInput {
+    caregiver_id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    notes: Option<String>,
+    /// Makes this the first occurrence of a series, at the same local time in the
+    /// care recipient's timezone.
+    recurrence: Option<RecurrenceInput>,
+}
+
+#[derive(Default)]
+pub struct BookingQuery;
+
+#[Object]
+impl BookingQuery {
+    /// The viewer's bookings, as care recipient or caregiver, by start time.
+    async fn bookings(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<BookingStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Booking>, AppError> {
+        let viewer = viewer(ctx)?;
+        let page = PageRequest::<BookingCursor>::new(first, after)?;
+        let rows = BookingService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
+        Ok(page.connection(rows, BookingCursor::of, Booking::from))
+    }
+
+    /// One booking the viewer is a party to.
+    async fn booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        let booking = BookingService::find_for(&AppState::of(ctx).db, viewer(ctx)?, id).await?;
+        Ok(booking.into())
+    }
+}
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[Object]
+impl BookingMutation {
+    /// A care recipient asks a caregiver for a time range (or a recurring series); it starts pending.
+    async fn create_booking(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateBookingInput,
+    ) -> Result<Booking, AppError> {
+        let new_booking = NewBooking {
+            caregiver_id: input.caregiver_id,
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            notes: input.notes,
+            recurrence: input.recurrence.map(|rule| Recurrence {
+                frequency: rule.frequency,
+                count: rule.count,
+                until: rule.until,
+            }),
+        };
+        change(ctx, |txn, viewer, now, events| {
+            Box::pin(BookingService::create(txn, viewer, new_booking, now, events))
+        })
+        .await
+    }
+
+    /// The caregiver accepts a pending booking.
+    async fn accept_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        change(ctx, |txn, viewer, now, events| {
+            Box::pin(BookingService::accept(txn, viewer, id, now, events))
+        })
+        .await
+    }
+
+    /// The caregiver declines a pending booking.
+    async fn decline_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        change(ctx, |txn, viewer, now, events| {
+            Box::pin(BookingService::decline(txn, viewer, id, now, events))
+        })
+        .await
+    }
+
+    /// Either party cancels a pending or accepted booking.
+    async fn cancel_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        change(ctx, |txn, viewer, now, events| {
+            Box::pin(BookingService::cancel(txn, viewer, id, now, events))
+        })
+        .await
+    }
+
+    /// Either party marks an accepted booking completed after it ended.
+    async fn complete_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        change(ctx, |txn, viewer, now, events| {
+            Box::pin(BookingService::complete(txn, viewer, id, now, events))
+        })
+        .await
+    }
+}
+
+type ChangeFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<booking::Model, AppError>> + Send + 'a>>;
+
+/// Runs one booking change in a unit of work: the viewer, the clock, commit, then publish.
+async fn change<F>(ctx: &Context<'_>, apply: F) -> Result<Booking, AppError>
+where
+    F: for<'a> FnOnce(
+        &'a sea_orm::DatabaseTransaction,
+        &'a Viewer,
+        DateTime<Utc>,
+        &'a mut Vec<Event>,
+    ) -> ChangeFuture<'a>,
+{
+    let viewer = viewer(ctx)?;
+    let state = AppState::of(ctx);
+    let mut uow = state.unit_of_work().await?;
+    let (txn, events) = uow.parts();
+    let booking = apply(txn, viewer, state.clock.now(), events).await?;
+    uow.commit().await?;
+    Ok(booking.into())
+}
+
+#[derive(Default)]
+pub struct BookingSubscription;
+
+#[Subscription]
+impl BookingSubscription {
+    /// Every booking of the viewer's, on either side, as it is created or changes status.
+    async fn booking_updated(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Booking> + use<>, AppError> {
+        let viewer_id = viewer(ctx)?.id;
+        let deliveries = AppState::of(ctx).bus.subscribe();
+        Ok(deliveries.filter_map(move |delivery| {
+            future::ready(match delivery {
+                Delivery::Event(Event::BookingChanged(booking)) if booking.is_party(viewer_id) => {
+                    Some(Booking(booking))
+                }
+                _ => None,
+            })
+        }))
+    }
+}

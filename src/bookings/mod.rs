@@ -1,0 +1,9 @@
+//! Bookings: a care recipient books a caregiver for a time range, once or as a recurring series.
+
+mod graphql;
+mod recurrence;
+mod service;
+
+pub use graphql::{Booking, BookingMutation, BookingQuery, BookingSubscription};
+pub use service::{BookingService, NewBooking};
+pub use recurrence::Recurrence;

@@ -1,0 +1,406 @@
+//! The booking lifecycle and its queries, over SeaORM.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use entity::{
+    booking, booking_series,
+    enums::{BookingStatus, Role},
+    user,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::recurrence::Recurrence;
+use crate::{
+    auth::Viewer,
+    bus::Event,
+    error::AppError,
+    graphql::pagination::{CursorKey, PageRequest},
+    users::UserService,
+};
+
+const MAX_NOTES: usize = 2000;
+const MAX_DURATION_HOURS: i64 = 24;
+
+/// What `createBooking` asks for.
+#[derive(Debug)]
+pub struct NewBooking {
+    pub caregiver_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub notes: Option<String>,
+    pub recurrence: Option<Recurrence>,
+}
+
+/// The position of a booking in a list ordered by start time.
+pub struct BookingCursor {
+    starts_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl BookingCursor {
+    pub fn of(booking: &booking::Model) -> Self {
+        Self {
+            starts_at: booking.starts_at,
+            id: booking.id,
+        }
+    }
+}
+
+impl CursorKey for BookingCursor {
+    fn to_plain(&self) -> String {
+        format!("booking:{}:{}", self.starts_at.timestamp(), self.id)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        let mut parts = plain.strip_prefix("booking:")?.splitn(2, ':');
+        let starts_at = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        Some(Self { starts_at, id })
+    }
+}
+
+/// The rules of bookings. Every function sees only what the viewer is a party to.
+pub struct BookingService;
+
+impl BookingService {
+    /// Creates a pending booking, or a whole recurring series of them, for the viewer (a care
+    /// recipient) with a caregiver. Returns the first occurrence.
+    pub async fn create(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        input: NewBooking,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        if viewer.role != Role::CareRecipient {
+            return Err(AppError::Forbidden(
+                "only care recipients can book a caregiver".to_owned(),
+            ));
+        }
+        let starts_at = input.starts_at.trunc_subsecs(0);
+        let ends_at = input.ends_at.trunc_subsecs(0);
+        if ends_at <= starts_at {
+            return Err(AppError::bad_input("endsAt", "endsAt must be after startsAt"));
+        }
+        if starts_at <= now {
+            return Err(AppError::bad_input("startsAt", "startsAt must be in the future"));
+        }
+        if ends_at - starts_at > Duration::hours(MAX_DURATION_HOURS) {
+            return Err(AppError::bad_input(
+                "endsAt",
+                format!("a booking lasts at most {MAX_DURATION_HOURS} hours"),
+            ));
+        }
+        let notes = input.notes.unwrap_or_default().trim().to_owned();
+        if notes.chars().count() > MAX_NOTES {
+            return Err(AppError::bad_input(
+                "notes",
+                format!("notes must be at most {MAX_NOTES} characters"),
+            ));
+        }
+        let caregiver = UserService::find(conn, input.caregiver_id).await?;
+        if !caregiver.is_some_and(|caregiver| caregiver.role == Role::Caregiver) {
+            return Err(AppError::bad_input("caregiverId", "no caregiver has this id"));
+        }
+        let starts = match &input.recurrence {
+            None => vec![starts_at],
+            Some(rule) => {
+                let recipient = UserService::find(conn, viewer.id)
+                    .await?
+                    .ok_or(AppError::NotFound("user"))?;
+                rule.starts(starts_at, timezone_of(&recipient))?
+            }
+        };
+        let series_id = match &input.recurrence {
+            None => None,
+            Some(rule) => {
+                let series = booking_series::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    care_recipient_id: Set(viewer.id),
+                    caregiver_id: Set(input.caregiver_id),
+                    frequency: Set(rule.frequency),
+                    count: Set(rule.count),
+                    until: Set(rule.until),
+                    created_at: Set(now),
+                }
+                .insert(conn)
+                .await?;
+                Some(series.id)
+            }
+        };
+        let length = ends_at - starts_at;
+        let mut created = Vec::with_capacity(starts.len());
+        for start in starts {
+            let booking = booking::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                care_recipient_id: Set(viewer.id),
+                caregiver_id: Set(input.caregiver_id),
+                starts_at: Set(start),
+                ends_at: Set(start + length),
+                notes: Set(notes.clone()),
+                status: Set(BookingStatus::Pending),
+                series_id: Set(series_id),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(conn)
+            .await?;
+            events.push(Event::BookingChanged(Arc::new(booking.clone())));
+            created.push(booking);
+        }
+        created
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::Internal("a booking series without occurrences".to_owned()))
+    }
+
+    /// The caregiver accepts a pending booking that has not started and does not overlap
+    /// another booking they accepted.
+    pub async fn accept(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        let booking = Self::find_for(conn, viewer, id).await?;
+        require_caregiver(viewer, &booking, "accept")?;
+        require_transition(&booking, BookingStatus::Accepted, "accept")?;
+        if booking.starts_at <= now {
+            return Err(AppError::InvalidState(
+                "cannot accept a booking whose start time has passed".to_owned(),
+            ));
+        }
+        let overlapping = booking::Entity::find()
+            .filter(booking::Column::CaregiverId.eq(booking.caregiver_id))
+            .filter(booking::Column::Status.eq(BookingStatus::Accepted))
+            .filter(booking::Column::Id.ne(booking.id))
+            .filter(booking::Column::StartsAt.lt(booking.ends_at))
+            .filter(booking::Column::EndsAt.gt(booking.starts_at))
+            .one(conn)
+            .await?;
+        if let Some(other) = overlapping {
+            return Err(AppError::Conflict(format!(
+                "overlaps accepted booking {} ({} to {})",
+                other.id,
+                other.starts_at.to_rfc3339(),
+                other.ends_at.to_rfc3339()
+            )));
+        }
+        Self::transition(conn, booking, BookingStatus::Accepted, now, events).await
+    }
+
+    /// The caregiver declines a pending booking.
+    pub async fn decline(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        let booking = Self::find_for(conn, viewer, id).await?;
+        require_caregiver(viewer, &booking, "decline")?;
+        require_transition(&booking, BookingStatus::Declined, "decline")?;
+        Self::transition(conn, booking, BookingStatus::Declined, now, events).await
+    }
+
+    /// Either party cancels a pending booking, or an accepted one that has not ended.
+    pub async fn cancel(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        let booking = Self::find_for(conn, viewer, id).await?;
+        require_transition(&booking, BookingStatus::Cancelled, "cancel")?;
+        if booking.status == BookingStatus::Accepted && booking.ends_at <= now {
+            return Err(AppError::InvalidState(
+                "cannot cancel a booking that has already taken place; complete it instead"
+                    .to_owned(),
+            ));
+        }
+        Self::transition(conn, booking, BookingStatus::Cancelled, now, events).await
+    }
+
+    /// Either party marks an accepted booking completed once it has ended.
+    pub async fn complete(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        let booking = Self::find_for(conn, viewer, id).await?;
+        require_transition(&booking, BookingStatus::Completed, "complete")?;
+        if booking.ends_at > now {
+            return Err(AppError::InvalidState(format!(
+                "cannot complete a booking before it ends at {}",
+                booking.ends_at.to_rfc3339()
+            )));
+        }
+        Self::transition(conn, booking, BookingStatus::Completed, now, events).await
+    }
+
+    /// Moves `booking` to `next` only if nobody changed its status meanwhile.
+    async fn transition(
+        conn: &impl ConnectionTrait,
+        booking: booking::Model,
+        next: BookingStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<booking::Model, AppError> {
+        let updated = booking::Entity::update_many()
+            .col_expr(booking::Column::Status, Expr::value(next))
+            .col_expr(booking::Column::UpdatedAt, Expr::value(now))
+            .filter(booking::Column::Id.eq(booking.id))
+            .filter(booking::Column::Status.eq(booking.status))
+            .exec(conn)
+            .await?;
+        if updated.rows_affected != 1 {
+            let current = booking::Entity::find_by_id(booking.id)
+                .one(conn)
+                .await?
+                .ok_or(AppError::NotFound("booking"))?;
+            return Err(AppError::InvalidState(format!(
+                "the booking became {} meanwhile",
+                current.status.as_str()
+            )));
+        }
+        let changed = booking::Model {
+            status: next,
+            updated_at: now,
+            ..booking
+        };
+        events.push(Event::BookingChanged(Arc::new(changed.clone())));
+        Ok(changed)
+    }
+
+    /// A booking the viewer is a party to; `NOT_FOUND` for everyone else, as if it did not exist.
+    pub async fn find_for(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+    ) -> Result<booking::Model, AppError> {
+        booking::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .filter(|booking| booking.is_party(viewer.id))
+            .ok_or(AppError::NotFound("booking"))
+    }
+
+    /// The viewer's bookings, on either side, by start time.
+    pub async fn list(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        status: Option<BookingStatus>,
+        page: &PageRequest<BookingCursor>,
+    ) -> Result<Vec<booking::Model>, AppError> {
+        let mut query = booking::Entity::find()
+            .filter(party_of(viewer.id))
+            .order_by_asc(booking::Column::StartsAt)
+            .order_by_asc(booking::Column::Id)
+            .limit(page.fetch_limit());
+        if let Some(status) = status {
+            query = query.filter(booking::Column::Status.eq(status));
+        }
+        if let Some(after) = &page.after {
+            query = query.filter(
+                Condition::any()
+                    .add(booking::Column::StartsAt.gt(after.starts_at))
+                    .add(
+                        Condition::all()
+                            .add(booking::Column::StartsAt.eq(after.starts_at))
+                            .add(booking::Column::Id.gt(after.id)),
+                    ),
+            );
+        }
+        Ok(query.all(conn).await?)
+    }
+
+    /// A series and its occurrences, if the viewer is a party to it.
+    pub async fn series(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        series_id: Uuid,
+    ) -> Result<(booking_series::Model, Vec<booking::Model>), AppError> {
+        let series = booking_series::Entity::find_by_id(series_id)
+            .one(conn)
+            .await?
+            .filter(|series| {
+                series.care_recipient_id == viewer.id || series.caregiver_id == viewer.id
+            })
+            .ok_or(AppError::NotFound("booking series"))?;
+        let occurrences = booking::Entity::find()
+            .filter(booking::Column::SeriesId.eq(series_id))
+            .order_by_asc(booking::Column::StartsAt)
+            .all(conn)
+            .await?;
+        Ok((series, occurrences))
+    }
+
+    /// Whether two users have ever had a booking together, which lets them see each other.
+    pub async fn share_a_booking(
+        conn: &impl ConnectionTrait,
+        a: Uuid,
+        b: Uuid,
+    ) -> Result<bool, AppError> {
+        let shared = booking::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(booking::Column::CareRecipientId.eq(a))
+                            .add(booking::Column::CaregiverId.eq(b)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(booking::Column::CareRecipientId.eq(b))
+                            .add(booking::Column::CaregiverId.eq(a)),
+                    ),
+            )
+            .count(conn)
+            .await?;
+        Ok(shared > 0)
+    }
+}
+
+fn party_of(user_id: Uuid) -> Condition {
+    Condition::any()
+        .add(booking::Column::CareRecipientId.eq(user_id))
+        .add(booking::Column::CaregiverId.eq(user_id))
+}
+
+fn require_caregiver(viewer: &Viewer, booking: &booking::Model, verb: &str) -> Result<(), AppError> {
+    if booking.caregiver_id == viewer.id {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "only the caregiver can {verb} a booking"
+        )))
+    }
+}
+
+fn require_transition(
+    booking: &booking::Model,
+    next: BookingStatus,
+    verb: &str,
+) -> Result<(), AppError> {
+    if booking.status.can_become(next) {
+        Ok(())
+    } else {
+        Err(AppError::InvalidState(format!(
+            "cannot {verb} a booking that is {}",
+            booking.status.as_str()
+        )))
+    }
+}
+
+fn timezone_of(user: &user::Model) -> chrono_tz::Tz {
+    user.timezone.parse().unwrap_or(chrono_tz::UTC)
+}

@@ -1,0 +1,35 @@
+//! The event bus: committed changes, fanned out to subscription streams.
+//!
+//! Publishers are domain services (through [`crate::db::UnitOfWork`]);
+//! subscribers are GraphQL subscription resolvers, which filter by the viewer.
+
+mod in_process;
+
+use std::sync::Arc;
+
+use async_graphql::futures_util::stream::BoxStream;
+
+pub use in_process::InProcessBus;
+
+/// A committed change that someone may be subscribed to.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A booking was created or changed status.
+    BookingChanged(Arc<entity::booking::Model>),
+}
+
+/// What a subscriber receives: an event, or word that it fell behind and missed some.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    Event(Event),
+    /// The subscriber was too slow and `n` events were dropped for it; it should resynchronise.
+    Missed(u64),
+}
+
+/// Carries committed events to every subscriber of this process (and, later, of every instance).
+pub trait EventBus: Send + Sync + 'static {
+    /// Hands an event to every current subscriber; never blocks on a slow one.
+    fn publish(&self, event: Event);
+    /// A stream of everything published from now on.
+    fn subscribe(&self) -> BoxStream<'static, Delivery>;
+}

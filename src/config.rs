@@ -1,0 +1,147 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every setting has a default that runs on a fresh machine; tests build a
+//! [`Config`] by hand instead of touching the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
+pub const DEV_JWT_SECRET: &str = "caregraph-dev-secret-do-not-use-in-production";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error(
+        "JWT_SECRET is unset (or the development default) and CAREGRAPH_ENV=production: set a secret of at least 32 bytes"
+    )]
+    DevSecretInProduction,
+}
+
+/// Whether the server may run with development conveniences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Everything the service is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens (`CAREGRAPH_ADDR`, default 127.0.0.1:8000).
+    pub addr: SocketAddr,
+    /// `DATABASE_URL`: an SQLite file by default, or `postgres://…`.
+    pub database_url: String,
+    /// `CAREGRAPH_ENV`: `development` (default) or `production`.
+    pub environment: Environment,
+    pub auth: AuthConfig,
+    pub graphql: GraphqlConfig,
+    pub websocket: WebSocketConfig,
+}
+
+/// Token issuing and verification.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `JWT_SECRET`: signs and verifies caregraph's own HS256 tokens.
+    pub jwt_secret: String,
+    /// `JWT_ISSUER` (default `caregraph`): the `iss` of issued tokens, required on verified ones.
+    pub issuer: String,
+    /// `JWT_AUDIENCE` (default `caregraph`): the `aud` of issued tokens, required on verified ones.
+    pub audience: String,
+    /// `JWT_TTL_SECONDS` (default 86400): how long an issued token is valid.
+    pub token_ttl: Duration,
+    /// `SUPABASE_JWT_SECRET`: when set, Supabase Auth access tokens are accepted too.
+    pub supabase_jwt_secret: Option<String>,
+}
+
+/// Limits that keep one query from occupying the server.
+#[derive(Debug, Clone)]
+pub struct GraphqlConfig {
+    /// `GRAPHQL_MAX_DEPTH` (default 12).
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY` (default 1000).
+    pub max_complexity: usize,
+}
+
+/// graphql-ws connection handling.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// `WS_INIT_TIMEOUT_MS` (default 5000): a socket silent this long after the upgrade is closed with 4408.
+    pub init_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so the parsing rules are testable without the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let environment = match var("CAREGRAPH_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "CAREGRAPH_ENV",
+                    reason: format!("expected development or production, got {other:?}"),
+                });
+            }
+        };
+        Ok(Config {
+            addr: parsed(&var, "CAREGRAPH_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
+            environment,
+            auth: AuthConfig {
+                jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
+                issuer: var("JWT_ISSUER").unwrap_or_else(|| "caregraph".to_owned()),
+                audience: var("JWT_AUDIENCE").unwrap_or_else(|| "caregraph".to_owned()),
+                token_ttl: Duration::from_secs(parsed(&var, "JWT_TTL_SECONDS", 86_400)?),
+                supabase_jwt_secret: var("SUPABASE_JWT_SECRET"),
+            },
+            graphql: GraphqlConfig {
+                max_depth: parsed(&var, "GRAPHQL_MAX_DEPTH", 12)?,
+                max_complexity: parsed(&var, "GRAPHQL_MAX_COMPLEXITY", 1000)?,
+            },
+            websocket: WebSocketConfig {
+                init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
+            },
+        })
+    }
+
+    /// Refuses settings that are unsafe for the chosen environment; warns loudly about the dev secret.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let weak = self.auth.jwt_secret == DEV_JWT_SECRET || self.auth.jwt_secret.len() < 32;
+        match (weak, self.environment) {
+            (true, Environment::Production) => Err(ConfigError::DevSecretInProduction),
+            (true, Environment::Development) => {
+                tracing::warn!(
+                    "JWT_SECRET is unset or shorter than 32 bytes: anyone can mint tokens for this server. \
+                     Set JWT_SECRET before exposing it; CAREGRAPH_ENV=production refuses to start like this."
+                );
+                Ok(())
+            }
+            (false, _) => Ok(()),
+        }
+    }
+}
+
+fn parsed<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
+            name,
+            reason: err.to_string(),
+        }),
+    }
+}

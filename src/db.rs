@@ -1,0 +1,80 @@
+//! Connecting to the database, and the unit of work every mutation runs in.
+//!
+//! A [`UnitOfWork`] holds a write transaction and the events the change
+//! produced; the events reach the bus only after the commit succeeded, so a
+//! subscriber never sees a change that was rolled back.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::{
+    bus::{Event, EventBus},
+    error::AppError,
+};
+
+/// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, so
+/// readers never block the writer and concurrent writers queue instead of failing.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options.sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        options
+            .max_connections(8)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+    } else {
+        options.max_connections(32).min_connections(1);
+    }
+    Database::connect(options).await
+}
+
+/// A write transaction plus the events to publish once it commits.
+pub struct UnitOfWork {
+    txn: DatabaseTransaction,
+    events: Vec<Event>,
+    bus: Arc<dyn EventBus>,
+}
+
+impl UnitOfWork {
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a read-then-write can never fail half-way on a lock upgrade.
+    pub async fn begin(db: &DatabaseConnection, bus: Arc<dyn EventBus>) -> Result<Self, AppError> {
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok(Self {
+            txn,
+            events: Vec::new(),
+            bus,
+        })
+    }
+
+    /// The transaction and the event list, for a domain service to write into.
+    pub fn parts(&mut self) -> (&DatabaseTransaction, &mut Vec<Event>) {
+        (&self.txn, &mut self.events)
+    }
+
+    /// Commits, then publishes what the change produced.
+    pub async fn commit(self) -> Result<(), AppError> {
+        self.txn.commit().await?;
+        for event in self.events {
+            self.bus.publish(event);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! Relay connections: page-size rules and opaque keyset cursors shared by every list.
+
+use async_graphql::{
+    OutputType,
+    connection::{Connection, Edge},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::error::AppError;
+
+/// The page size when `first` is omitted.
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+/// The largest `first` a client may ask for.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// A validated request for one page: how many rows, after which position.
+#[derive(Debug)]
+pub struct PageRequest<K> {
+    pub limit: u64,
+    pub after: Option<K>,
+}
+
+/// A position in one list, encoded as an opaque cursor so clients cannot depend on its shape.
+pub trait CursorKey: Sized {
+    /// The plain text of the position; `decode` must accept exactly what this produces.
+    fn to_plain(&self) -> String;
+    fn from_plain(plain: &str) -> Option<Self>;
+
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.to_plain())
+    }
+
+    fn decode(cursor: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        Self::from_plain(std::str::from_utf8(&bytes).ok()?)
+    }
+}
+
+impl<K: CursorKey> PageRequest<K> {
+    /// Checks `first` (0..=100, default 20) and decodes `after`.
+    pub fn new(first: Option<i32>, after: Option<String>) -> Result<Self, AppError> {
+        let limit = match first {
+            None => DEFAULT_PAGE_SIZE,
+            Some(first) if (0..=MAX_PAGE_SIZE as i32).contains(&first) => first as u64,
+            Some(_) => {
+                return Err(AppError::bad_input(
+                    "first",
+                    format!("first must be between 0 and {MAX_PAGE_SIZE}"),
+                ));
+            }
+        };
+        let after = after
+            .map(|cursor| {
+                K::decode(&cursor)
+                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
+            })
+            .transpose()?;
+        Ok(Self { limit, after })
+    }
+
+    /// How many rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn fetch_limit(&self) -> u64 {
+        self.limit + 1
+    }
+
+    /// Builds the connection from up to `fetch_limit()` rows in list order.
+    pub fn connection<T, N: OutputType>(
+        &self,
+        mut rows: Vec<T>,
+        key: impl Fn(&T) -> K,
+        mut node: impl FnMut(T) -> N,
+    ) -> Connection<String, N> {
+        let has_next = rows.len() as u64 > self.limit;
+        rows.truncate(self.limit as usize);
+        let mut connection = Connection::new(self.after.is_some(), has_next);
+        connection.edges = rows
+            .into_iter()
+            .map(|row| Edge::new(key(&row).encode(), node(row)))
+            .collect();
+        connection
+    }
+}

@@ -1,0 +1,33 @@
+//! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade) and `/health`.
+
+mod graphql;
+mod ws;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Router, routing::get};
+use tower_http::{cors::CorsLayer, trace::TraceLayer};
+
+use crate::{config::WebSocketConfig, graphql::CaregraphSchema, state::AppState};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: CaregraphSchema,
+    pub websocket: Arc<WebSocketConfig>,
+}
+
+/// The router of the whole service.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql::graphiql_or_websocket).post(graphql::execute),
+        )
+        .route("/health", get(graphql::health))
+        // Tokens travel in the Authorization header, never in cookies, so any origin may call.
+        .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,28 @@
+//! caregraph: the realtime backend of a care marketplace behind one GraphQL API.
+//!
+//! A request flows one way through these modules:
+//!
+//! - [`config`]: typed configuration, read once from the environment.
+//! - [`startup`]: builds the application: database, migrations, bus, schema, router.
+//! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
+//! - [`auth`]: bearer tokens in, a [`auth::Viewer`] out; the only code that sees the secret.
+//! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
+//! - [`users`], [`bookings`]: the domains, each with its rules, queries, events and resolvers.
+//! - [`db`]: connecting, and the unit of work that commits first and publishes after.
+//! - [`bus`]: committed events fanned out to subscription streams.
+//! - [`error`]: the one error type and its GraphQL codes.
+//! - [`state`]: the services every resolver shares.
+//! - [`clock`]: the time source, replaceable in tests.
+
+pub mod auth;
+pub mod bookings;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod users;

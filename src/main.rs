@@ -1,0 +1,102 @@
+//! The `caregraph` command: serve (default), migrate, export the schema, mint a dev token.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use caregraph::{
+    config::Config,
+    db,
+    startup::Application,
+    users::UserService,
+};
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(version, about = "A realtime GraphQL backend for care marketplaces")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GraphQL API (the default).
+    Serve {
+        /// Address to listen on; overrides CAREGRAPH_ADDR.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write the GraphQL schema (SDL) to a file.
+    ExportSchema {
+        #[arg(long, default_value = "schema.graphql")]
+        out: PathBuf,
+    },
+    /// Mint a token for an existing user, for local use with GraphiQL or curl.
+    Token {
+        /// The user's email or id.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("caregraph: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command.unwrap_or(Command::Serve { addr: None }) {
+        Command::Serve { addr } => {
+            let mut config = Config::from_env()?;
+            if let Some(addr) = addr {
+                config.addr = addr;
+            }
+            let app = Application::build(config).await?;
+            tracing::info!(
+                "caregraph listening: GraphiQL at http://{0}/graphql, graphql-ws at ws://{0}/graphql",
+                app.local_addr()?
+            );
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            let config = Config::from_env()?;
+            let db = db::connect(&config.database_url).await?;
+            Migrator::up(&db, None).await?;
+            println!("migrations applied");
+        }
+        Command::ExportSchema { out } => {
+            std::fs::write(&out, caregraph::graphql::sdl())?;
+            println!("wrote {}", out.display());
+        }
+        Command::Token { user } => {
+            let mut config = Config::from_env()?;
+            config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            let app = Application::build(config).await?;
+            let state = app.state();
+            let found = match Uuid::parse_str(&user) {
+                Ok(id) => UserService::find(&state.db, id).await?,
+                Err(_) => UserService::find_by_email(&state.db, &user).await?,
+            }
+            .ok_or_else(|| format!("no user {user}"))?;
+            let (token, expires_at) = state.tokens.issue(found.id, state.clock.now())?;
+            eprintln!("token for {} ({}), valid until {expires_at}", found.email, found.id);
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Building and running the application: the one place where the parts are wired together.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use migration::{Migrator, MigratorTrait};
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{Authenticator, TokenService},
+    bus::{EventBus, InProcessBus},
+    clock::{Clock, SystemClock},
+    config::{Config, ConfigError},
+    db,
+    graphql,
+    http::{self, HttpState},
+    state::AppState,
+};
+
+/// How many events a slow subscriber may fall behind before it is told it missed some.
+const BUS_CAPACITY: usize = 4096;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("binding the listener: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A built application, bound to its port and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Builds with the wall clock.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Connects, migrates, and binds (port 0 picks a free port); tests pass their own clock.
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        config.check()?;
+        let db = db::connect(&config.database_url).await?;
+        Migrator::up(&db, None).await?;
+        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(BUS_CAPACITY));
+        let tokens = Arc::new(TokenService::new(&config.auth));
+        let state = AppState {
+            authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
+            db,
+            bus,
+            clock,
+            tokens,
+        };
+        let schema = graphql::build(state.clone(), &config.graphql);
+        let router = http::router(HttpState {
+            app: state.clone(),
+            schema,
+            websocket: Arc::new(config.websocket.clone()),
+        });
+        let listener = TcpListener::bind(config.addr).await?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared services, for commands that act without HTTP (e.g. minting a token).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until ctrl-c, or forever in tests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    }
+}

@@ -1,0 +1,36 @@
+//! What every resolver and handler shares: the pool, the bus, the clock and the token service.
+
+use std::sync::Arc;
+
+use async_graphql::Context;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    auth::{Authenticator, TokenService},
+    bus::EventBus,
+    clock::Clock,
+    db::UnitOfWork,
+    error::AppError,
+};
+
+/// The application's shared services, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Arc<TokenService>,
+    pub authenticator: Authenticator,
+}
+
+impl AppState {
+    /// The state a resolver runs with; the schema is always built with it.
+    pub fn of<'a>(ctx: &Context<'a>) -> &'a AppState {
+        ctx.data_unchecked::<AppState>()
+    }
+
+    /// Starts a write transaction whose events are published after it commits.
+    pub async fn unit_of_work(&self) -> Result<UnitOfWork, AppError> {
+        UnitOfWork::begin(&self.db, self.bus.clone()).await
+    }
+}

@@ -1,0 +1,7 @@
+//! Accounts, sign-in, profiles and caregiver availability.
+
+mod graphql;
+mod service;
+
+pub use graphql::{User, UserLoader, UserMutation, UserQuery};
+pub use service::{ProfileChanges, Registration, UserService};
