@@ -91,7 +91,11 @@ impl Config {
             }
         };
         Ok(Config {
-            addr: parsed(&var, "CAREGRAPH_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            addr: parsed(
+                &var,
+                "CAREGRAPH_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8000)),
+            )?,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
             environment,
@@ -139,9 +143,12 @@ where
 {
     match var(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
-            name,
-            reason: err.to_string(),
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|err: T::Err| ConfigError::Invalid {
+                name,
+                reason: err.to_string(),
+            }),
     }
 }

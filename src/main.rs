@@ -2,12 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use caregraph::{
-    config::Config,
-    db,
-    startup::Application,
-    users::UserService,
-};
+use caregraph::{config::Config, db, startup::Application, users::UserService};
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 use uuid::Uuid;
@@ -94,7 +89,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             .ok_or_else(|| format!("no user {user}"))?;
             let (token, expires_at) = state.tokens.issue(found.id, state.clock.now())?;
-            eprintln!("token for {} ({}), valid until {expires_at}", found.email, found.id);
+            eprintln!(
+                "token for {} ({}), valid until {expires_at}",
+                found.email, found.id
+            );
             println!("{token}");
         }
     }

@@ -10,8 +10,7 @@ use crate::{
     bus::{EventBus, InProcessBus},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
-    db,
-    graphql,
+    db, graphql,
     http::{self, HttpState},
     state::AppState,
 };

@@ -33,7 +33,9 @@ pub struct VerifiedToken {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    sub: String,
+    /// Optional here so that a missing subject is reported as such, not as a malformed token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
     exp: i64,
     iat: i64,
     iss: String,
@@ -42,7 +44,8 @@ struct Claims {
 
 #[derive(Debug, Deserialize)]
 struct SupabaseClaims {
-    sub: String,
+    #[serde(default)]
+    sub: Option<String>,
     exp: i64,
     role: Option<String>,
     email: Option<String>,
@@ -99,7 +102,7 @@ impl TokenService {
     ) -> Result<(String, DateTime<Utc>), AppError> {
         let expires_at = now + self.ttl;
         let claims = Claims {
-            sub: user_id.to_string(),
+            sub: Some(user_id.to_string()),
             exp: expires_at.timestamp(),
             iat: now.timestamp(),
             iss: self.issuer.clone(),
@@ -115,23 +118,13 @@ impl TokenService {
         let own = decode::<Claims>(token, &self.decoding, &self.validation);
         let (sub, exp, issuer) = match (own, &self.supabase) {
             (Ok(data), _) => (data.claims.sub, data.claims.exp, TokenIssuer::Caregraph),
+            // The signature is checked before any claim, so only a token signed with
+            // another key can be a Supabase token.
             (Err(own_err), Some((key, validation)))
-                if matches!(
-                    own_err.kind(),
-                    ErrorKind::InvalidSignature
-                        | ErrorKind::InvalidAudience
-                        | ErrorKind::InvalidIssuer
-                        | ErrorKind::MissingRequiredClaim(_)
-                ) =>
+                if matches!(own_err.kind(), ErrorKind::InvalidSignature) =>
             {
-                let data = decode::<SupabaseClaims>(token, key, validation).map_err(|err| {
-                    // A token meant for neither audience is reported as caregraph's own error.
-                    if matches!(err.kind(), ErrorKind::InvalidAudience) {
-                        rejection(&own_err)
-                    } else {
-                        rejection(&err)
-                    }
-                })?;
+                let data = decode::<SupabaseClaims>(token, key, validation)
+                    .map_err(|err| rejection(&err))?;
                 if data.claims.role.as_deref() != Some(SUPABASE_AUDIENCE) {
                     return Err(AppError::Unauthenticated(
                         "token rejected: Supabase token is not for a signed-in user".to_owned(),
@@ -154,6 +147,9 @@ impl TokenService {
                 "token rejected: expired".to_owned(),
             ));
         }
+        let sub = sub.ok_or_else(|| {
+            AppError::Unauthenticated("token rejected: missing claim sub".to_owned())
+        })?;
         let user_id = Uuid::parse_str(&sub).map_err(|_| {
             AppError::Unauthenticated("token rejected: subject is not a user id".to_owned())
         })?;

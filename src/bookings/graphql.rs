@@ -116,7 +116,11 @@ impl BookingSeries {
 
     /// Every occurrence, by start time.
     async fn occurrences(&self) -> Vec<Booking> {
-        self.occurrences.iter().cloned().map(Booking::from).collect()
+        self.occurrences
+            .iter()
+            .cloned()
+            .map(Booking::from)
+            .collect()
     }
 }
 
@@ -190,7 +194,13 @@ impl BookingMutation {
             }),
         };
         change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::create(txn, viewer, new_booking, now, events))
+            Box::pin(BookingService::create(
+                txn,
+                viewer,
+                new_booking,
+                now,
+                events,
+            ))
         })
         .await
     }

@@ -5,5 +5,5 @@ mod recurrence;
 mod service;
 
 pub use graphql::{Booking, BookingMutation, BookingQuery, BookingSubscription};
-pub use service::{BookingService, NewBooking};
 pub use recurrence::Recurrence;
+pub use service::{BookingService, NewBooking};

@@ -22,7 +22,11 @@ pub struct Recurrence {
 
 impl Recurrence {
     /// The start instants of every occurrence, the first being `first_start`.
-    pub fn starts(&self, first_start: DateTime<Utc>, tz: Tz) -> Result<Vec<DateTime<Utc>>, AppError> {
+    pub fn starts(
+        &self,
+        first_start: DateTime<Utc>,
+        tz: Tz,
+    ) -> Result<Vec<DateTime<Utc>>, AppError> {
         let limit = match (self.count, self.until) {
             (Some(count), None) => {
                 if !(1..=MAX_OCCURRENCES as i32).contains(&count) {

@@ -85,10 +85,16 @@ impl BookingService {
         let starts_at = input.starts_at.trunc_subsecs(0);
         let ends_at = input.ends_at.trunc_subsecs(0);
         if ends_at <= starts_at {
-            return Err(AppError::bad_input("endsAt", "endsAt must be after startsAt"));
+            return Err(AppError::bad_input(
+                "endsAt",
+                "endsAt must be after startsAt",
+            ));
         }
         if starts_at <= now {
-            return Err(AppError::bad_input("startsAt", "startsAt must be in the future"));
+            return Err(AppError::bad_input(
+                "startsAt",
+                "startsAt must be in the future",
+            ));
         }
         if ends_at - starts_at > Duration::hours(MAX_DURATION_HOURS) {
             return Err(AppError::bad_input(
@@ -105,7 +111,10 @@ impl BookingService {
         }
         let caregiver = UserService::find(conn, input.caregiver_id).await?;
         if !caregiver.is_some_and(|caregiver| caregiver.role == Role::Caregiver) {
-            return Err(AppError::bad_input("caregiverId", "no caregiver has this id"));
+            return Err(AppError::bad_input(
+                "caregiverId",
+                "no caregiver has this id",
+            ));
         }
         let starts = match &input.recurrence {
             None => vec![starts_at],
@@ -376,7 +385,11 @@ fn party_of(user_id: Uuid) -> Condition {
         .add(booking::Column::CaregiverId.eq(user_id))
 }
 
-fn require_caregiver(viewer: &Viewer, booking: &booking::Model, verb: &str) -> Result<(), AppError> {
+fn require_caregiver(
+    viewer: &Viewer,
+    booking: &booking::Model,
+    verb: &str,
+) -> Result<(), AppError> {
     if booking.caregiver_id == viewer.id {
         Ok(())
     } else {

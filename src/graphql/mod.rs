@@ -32,20 +32,28 @@ const MAX_RECURSIVE_DEPTH: usize = 32;
 /// The schema serving requests, with the shared state and a batching user loader.
 pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     let users = DataLoader::new(UserLoader(state.db.clone()), tokio::spawn);
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .data(state)
-        .data(users)
-        .extension(ErrorCodes)
-        .limit_depth(config.max_depth)
-        .limit_complexity(config.max_complexity)
-        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-        .limit_directives(MAX_DIRECTIVES)
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(state)
+    .data(users)
+    .extension(ErrorCodes)
+    .limit_depth(config.max_depth)
+    .limit_complexity(config.max_complexity)
+    .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+    .limit_directives(MAX_DIRECTIVES)
+    .finish()
 }
 
 /// The SDL of the schema, as `caregraph export-schema` writes it to `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .finish()
+    .sdl()
 }

@@ -5,10 +5,7 @@ use std::str::FromStr;
 use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
-    extract::{
-        State, WebSocketUpgrade,
-        ws::rejection::WebSocketUpgradeRejection,
-    },
+    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };

@@ -37,7 +37,12 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
         Ok(Some(frame)) => frame,
         Ok(None) => return,
         Err(_) => {
-            return close_with(&mut sink, close::INIT_TIMEOUT, "Connection initialisation timeout").await;
+            return close_with(
+                &mut sink,
+                close::INIT_TIMEOUT,
+                "Connection initialisation timeout",
+            )
+            .await;
         }
     };
     let init: serde_json::Value = match serde_json::from_slice(&first) {

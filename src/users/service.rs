@@ -95,7 +95,10 @@ pub struct UserService;
 
 impl UserService {
     /// The user with this id, whoever asks; callers decide what the viewer may see.
-    pub async fn find(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<user::Model>, AppError> {
+    pub async fn find(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<Option<user::Model>, AppError> {
         Ok(user::Entity::find_by_id(id).one(conn).await?)
     }
 
@@ -156,7 +159,8 @@ impl UserService {
         metadata: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<user::Model, AppError> {
-        let rejected = |reason: &str| AppError::Unauthenticated(format!("token rejected: {reason}"));
+        let rejected =
+            |reason: &str| AppError::Unauthenticated(format!("token rejected: {reason}"));
         let email = email
             .as_deref()
             .map(normalized_email)
@@ -233,7 +237,11 @@ impl UserService {
         changes: ProfileChanges,
         now: DateTime<Utc>,
     ) -> Result<user::Model, AppError> {
-        let display_name = changes.display_name.as_deref().map(display_name).transpose()?;
+        let display_name = changes
+            .display_name
+            .as_deref()
+            .map(display_name)
+            .transpose()?;
         let timezone = changes.timezone.as_deref().map(timezone).transpose()?;
         if let Some(bio) = &changes.bio
             && bio.chars().count() > MAX_BIO
@@ -311,7 +319,9 @@ impl UserService {
         viewer: &Viewer,
         id: Uuid,
     ) -> Result<user::Model, AppError> {
-        let user = Self::find(conn, id).await?.ok_or(AppError::NotFound("user"))?;
+        let user = Self::find(conn, id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
         let visible = user.id == viewer.id
             || user.role == Role::Caregiver
             || crate::bookings::BookingService::share_a_booking(conn, viewer.id, user.id).await?;

@@ -1,1 +1,10 @@
+//! Integration tests: each starts the real server on a loopback port, with its own
+//! database (SQLite by default; PostgreSQL when TEST_DATABASE_URL is set), and
+//! talks to it over HTTP and graphql-ws as a client would.
 
+mod auth;
+mod bookings;
+mod helpers;
+mod schema;
+mod users;
+mod websocket;

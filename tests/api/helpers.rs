@@ -1,0 +1,337 @@
+//! Spawning the app and speaking GraphQL to it over HTTP and graphql-ws.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use caregraph::{
+    clock::ManualClock,
+    config::{Config, DEV_JWT_SECRET},
+    startup::Application,
+};
+use chrono::{SubsecRound, Utc};
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{
+        Message, client::IntoClientRequest, http::HeaderValue, protocol::frame::coding::CloseCode,
+    },
+};
+use uuid::Uuid;
+
+/// The secret test servers sign with, so tests can forge tokens of every kind.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+/// The Supabase project secret test servers accept.
+pub const TEST_SUPABASE_SECRET: &str = "supabase-test-secret-at-least-32-bytes";
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub clock: ManualClock,
+    http: reqwest::Client,
+}
+
+/// A registered user and their token.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+}
+
+/// The configuration every test starts from: loopback port 0, a fresh database, short timeouts.
+pub async fn test_config() -> Config {
+    let mut config = Config::from_lookup(|_| None).expect("default config");
+    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.database_url = fresh_database().await;
+    config.auth.jwt_secret = TEST_JWT_SECRET.to_owned();
+    config.auth.supabase_jwt_secret = Some(TEST_SUPABASE_SECRET.to_owned());
+    config.websocket.init_timeout = Duration::from_millis(500);
+    // Tests move the clock by days; their tokens must outlive that.
+    config.auth.token_ttl = Duration::from_secs(365 * 86_400);
+    assert_ne!(config.auth.jwt_secret, DEV_JWT_SECRET);
+    config
+}
+
+/// A database nobody else uses: a new SQLite file, or a new PostgreSQL database.
+async fn fresh_database() -> String {
+    let suffix = Uuid::now_v7().simple().to_string();
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            let admin = sea_orm::Database::connect(&base)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            let name = format!("caregraph_test_{suffix}");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let (without_query, query) = match base.split_once('?') {
+                Some((url, query)) => (url, format!("?{query}")),
+                None => (base.as_str(), String::new()),
+            };
+            let server = without_query
+                .rsplit_once('/')
+                .map(|(server, _)| server)
+                .expect("TEST_DATABASE_URL names a database");
+            format!("{server}/{name}{query}")
+        }
+        _ => {
+            let path = std::env::temp_dir().join(format!("caregraph-test-{suffix}.sqlite"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(test_config().await).await
+    }
+
+    pub async fn spawn_with(config: Config) -> TestApp {
+        let clock = ManualClock::new(Utc::now().trunc_subsecs(0));
+        let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .expect("application builds");
+        let addr = app.local_addr().expect("bound address");
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            addr,
+            clock,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs one GraphQL operation; returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("JSON response")
+    }
+
+    /// Runs an operation as `user` and returns its `data`, failing on any error.
+    pub async fn ok(&self, user: &TestUser, query: &str, variables: Value) -> Value {
+        data(self.graphql(Some(&user.token), query, variables).await)
+    }
+
+    /// Runs an operation as `user` and returns the code of its first error.
+    pub async fn code(&self, user: &TestUser, query: &str, variables: Value) -> String {
+        error_code(&self.graphql(Some(&user.token), query, variables).await)
+    }
+
+    /// Registers a user with a unique email; `role` is CAREGIVER or CARE_RECIPIENT.
+    pub async fn register(&self, role: &str, name: &str) -> TestUser {
+        self.register_in(role, name, "UTC").await
+    }
+
+    pub async fn register_in(&self, role: &str, name: &str, timezone: &str) -> TestUser {
+        let email = format!(
+            "{}-{}@example.com",
+            name.to_lowercase().replace(' ', "."),
+            Uuid::now_v7().simple()
+        );
+        let response = self
+            .graphql(
+                None,
+                "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }",
+                json!({ "input": {
+                    "email": email, "password": "correct horse", "displayName": name,
+                    "role": role, "timezone": timezone
+                }}),
+            )
+            .await;
+        let payload = &data(response)["register"];
+        TestUser {
+            id: payload["user"]["id"].as_str().expect("user id").to_owned(),
+            token: payload["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// Opens a websocket offering one graphql-ws subprotocol.
+    pub async fn ws(&self, protocol: Protocol) -> WsClient {
+        let mut request = format!("ws://{}/graphql", self.addr)
+            .into_client_request()
+            .expect("ws request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(protocol.name()),
+        );
+        let (stream, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(protocol.name())
+        );
+        WsClient { stream, protocol }
+    }
+
+    /// A socket that completed `connection_init` as `user`.
+    pub async fn ws_as(&self, protocol: Protocol, user: &TestUser) -> WsClient {
+        let mut ws = self.ws(protocol).await;
+        ws.init(json!({ "Authorization": format!("Bearer {}", user.token) }))
+            .await;
+        ws
+    }
+}
+
+/// The `data` of a response that must have no errors.
+pub fn data(response: Value) -> Value {
+    assert!(
+        response.get("errors").is_none(),
+        "unexpected errors: {response}"
+    );
+    response["data"].clone()
+}
+
+/// The `extensions.code` of the first error of a response that must have failed.
+pub fn error_code(response: &Value) -> String {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
+        .to_owned()
+}
+
+/// The two graphql-ws subprotocols.
+#[derive(Clone, Copy, Debug)]
+pub enum Protocol {
+    /// `graphql-transport-ws`, the current protocol (graphql-ws library, Apollo, urql).
+    TransportWs,
+    /// `graphql-ws`, the legacy subscriptions-transport-ws protocol.
+    LegacyWs,
+}
+
+impl Protocol {
+    pub const BOTH: [Protocol; 2] = [Protocol::TransportWs, Protocol::LegacyWs];
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "graphql-transport-ws",
+            Protocol::LegacyWs => "graphql-ws",
+        }
+    }
+}
+
+/// A graphql-ws client speaking either subprotocol.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    protocol: Protocol,
+}
+
+/// What the server did next.
+#[derive(Debug)]
+pub enum WsEvent {
+    Message(Value),
+    Closed(u16, String),
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.stream
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("websocket send");
+    }
+
+    /// The next message or close, failing after five seconds.
+    pub async fn next_event(&mut self) -> WsEvent {
+        self.next_event_within(Duration::from_secs(5))
+            .await
+            .expect("the server said nothing for five seconds")
+    }
+
+    /// The next message or close, or None if nothing came within `wait`.
+    pub async fn next_event_within(&mut self, wait: Duration) -> Option<WsEvent> {
+        loop {
+            let frame = match tokio::time::timeout(wait, self.stream.next()).await {
+                Err(_) => return None,
+                Ok(frame) => frame,
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).expect("JSON message");
+                    if message["type"] == "ka" {
+                        continue;
+                    }
+                    return Some(WsEvent::Message(message));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|frame| (u16::from(frame.code), frame.reason.to_string()))
+                        .unwrap_or((u16::from(CloseCode::Status), String::new()));
+                    return Some(WsEvent::Closed(code, reason));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(WsEvent::Closed(1006, "dropped".to_owned())),
+            }
+        }
+    }
+
+    /// Sends `connection_init` and expects the acknowledgement.
+    pub async fn init(&mut self, payload: Value) {
+        self.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        match self.next_event().await {
+            WsEvent::Message(message) if message["type"] == "connection_ack" => {}
+            other => panic!("expected connection_ack, got {other:?}"),
+        }
+    }
+
+    /// Expects the server to close the socket, and returns the code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        match self.next_event().await {
+            WsEvent::Closed(code, reason) => (code, reason),
+            other => panic!("expected the socket to close, got {other:?}"),
+        }
+    }
+
+    /// Starts a subscription under `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "subscribe",
+            Protocol::LegacyWs => "start",
+        };
+        self.send(json!({ "id": id, "type": kind, "payload": { "query": query, "variables": variables } }))
+            .await;
+    }
+
+    /// The `data` of the next result of subscription `id`; fails on errors or anything else.
+    pub async fn next_data(&mut self, id: &str) -> Value {
+        let payload = self.next_payload(id).await;
+        assert!(
+            payload.get("errors").is_none(),
+            "subscription error: {payload}"
+        );
+        payload["data"].clone()
+    }
+
+    /// The payload of the next result of subscription `id`, errors included.
+    pub async fn next_payload(&mut self, id: &str) -> Value {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::LegacyWs => "data",
+        };
+        match self.next_event().await {
+            WsEvent::Message(message) if message["type"] == kind && message["id"] == id => {
+                message["payload"].clone()
+            }
+            other => panic!("expected a {kind} for {id}, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing arrives for a while: what an outsider must see.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Some(event) = self.next_event_within(wait).await {
+            panic!("expected silence, got {event:?}");
+        }
+    }
+}
