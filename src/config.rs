@@ -38,6 +38,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub graphql: GraphqlConfig,
     pub websocket: WebSocketConfig,
+    /// `EVENT_BUS_CAPACITY` (default 4096): how many events a slow subscriber may fall behind
+    /// before it is told it missed some and resynchronises from the database.
+    pub bus_capacity: usize,
 }
 
 /// Token issuing and verification.
@@ -113,6 +116,7 @@ impl Config {
             websocket: WebSocketConfig {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
             },
+            bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 4096)?,
         })
     }
 

@@ -15,9 +15,6 @@ use crate::{
     state::AppState,
 };
 
-/// How many events a slow subscriber may fall behind before it is told it missed some.
-const BUS_CAPACITY: usize = 4096;
-
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -50,7 +47,7 @@ impl Application {
         config.check()?;
         let db = db::connect(&config.database_url).await?;
         Migrator::up(&db, None).await?;
-        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(BUS_CAPACITY));
+        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let tokens = Arc::new(TokenService::new(&config.auth));
         let state = AppState {
             authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),

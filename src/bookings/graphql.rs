@@ -1,11 +1,11 @@
 //! The GraphQL face of bookings: queries, lifecycle mutations and `bookingUpdated`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{
     Context, InputObject, Object, Subscription,
     connection::Connection,
-    futures_util::{Stream, StreamExt, future},
+    futures_util::{Stream, StreamExt, stream},
 };
 use chrono::{DateTime, Utc};
 use entity::{
@@ -260,25 +260,64 @@ where
     Ok(booking.into())
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// How far before the last delivered change a lagging subscriber re-reads, to cover
+/// transactions that took their timestamp earlier but committed later.
+const RESYNC_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
+
 #[derive(Default)]
 pub struct BookingSubscription;
 
 #[Subscription]
 impl BookingSubscription {
     /// Every booking of the viewer's, on either side, as it is created or changes status.
+    ///
+    /// A subscriber that falls behind the bus re-reads what changed since the last booking it
+    /// was sent (with a margin for transactions that committed late), so it may see a booking
+    /// twice but never misses its latest state.
     async fn booking_updated(
         &self,
         ctx: &Context<'_>,
     ) -> Result<impl Stream<Item = Booking> + use<>, AppError> {
         let viewer_id = viewer(ctx)?.id;
-        let deliveries = AppState::of(ctx).bus.subscribe();
-        Ok(deliveries.filter_map(move |delivery| {
-            future::ready(match delivery {
-                Delivery::Event(Event::BookingChanged(booking)) if booking.is_party(viewer_id) => {
-                    Some(Booking(booking))
+        let state = AppState::of(ctx).clone();
+        let caught_up_to = Arc::new(Mutex::new(state.clock.now()));
+        let deliveries = state.bus.subscribe();
+        Ok(deliveries
+            .then(move |delivery| {
+                let state = state.clone();
+                let caught_up_to = caught_up_to.clone();
+                async move {
+                    let batch: Vec<Arc<booking::Model>> = match delivery {
+                        Delivery::Event(Event::BookingChanged(booking))
+                            if booking.is_party(viewer_id) =>
+                        {
+                            vec![booking]
+                        }
+                        Delivery::Event(_) => Vec::new(),
+                        Delivery::Missed(_) => {
+                            let since = *lock(&caught_up_to) - RESYNC_MARGIN;
+                            BookingService::changed_since(&state.db, viewer_id, since)
+                                .await
+                                .unwrap_or_else(|err| {
+                                    tracing::error!(error = %err, "resynchronising bookingUpdated");
+                                    Vec::new()
+                                })
+                                .into_iter()
+                                .map(Arc::new)
+                                .collect()
+                        }
+                    };
+                    if let Some(latest) = batch.iter().map(|booking| booking.updated_at).max() {
+                        let mut caught_up_to = lock(&caught_up_to);
+                        *caught_up_to = (*caught_up_to).max(latest);
+                    }
+                    stream::iter(batch.into_iter().map(Booking))
                 }
-                _ => None,
             })
-        }))
+            .flatten())
     }
 }

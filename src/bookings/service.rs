@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{
-    booking, booking_series,
+    booking, booking_series, caregiver_profile,
     enums::{BookingStatus, Role},
     user,
 };
@@ -180,6 +180,12 @@ impl BookingService {
         let booking = Self::find_for(conn, viewer, id).await?;
         require_caregiver(viewer, &booking, "accept")?;
         require_transition(&booking, BookingStatus::Accepted, "accept")?;
+        // One accept at a time per caregiver, so two overlapping requests cannot both pass the
+        // overlap check: a row lock on PostgreSQL; SQLite's write transaction already serialises.
+        caregiver_profile::Entity::find_by_id(booking.caregiver_id)
+            .lock_exclusive()
+            .one(conn)
+            .await?;
         if booking.starts_at <= now {
             return Err(AppError::InvalidState(
                 "cannot accept a booking whose start time has passed".to_owned(),
@@ -330,6 +336,21 @@ impl BookingService {
             );
         }
         Ok(query.all(conn).await?)
+    }
+
+    /// The viewer's bookings changed at or after `since`, oldest change first: what a
+    /// subscriber that fell behind the bus re-reads to catch up.
+    pub async fn changed_since(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<booking::Model>, AppError> {
+        Ok(booking::Entity::find()
+            .filter(party_of(user_id))
+            .filter(booking::Column::UpdatedAt.gte(since))
+            .order_by_asc(booking::Column::UpdatedAt)
+            .all(conn)
+            .await?)
     }
 
     /// A series and its occurrences, if the viewer is a party to it.

@@ -55,6 +55,40 @@ async fn booking_updates_reach_both_parties_and_nobody_else() {
 }
 
 #[tokio::test]
+async fn a_subscriber_that_falls_behind_catches_up_from_the_database() {
+    let mut config = crate::helpers::test_config().await;
+    config.bus_capacity = 2;
+    let app = TestApp::spawn_with(config).await;
+    let recipient = app.register("CARE_RECIPIENT", "Xavi").await;
+    let caregiver = app.register("CAREGIVER", "Yara").await;
+    let mut ws = app.ws_as(Protocol::TransportWs, &caregiver).await;
+    ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Ten events published in one burst overflow a bus that keeps two.
+    let (starts, ends) = app.clock_after_hours(24);
+    let created = app
+        .ok(
+            &recipient,
+            "mutation($input: CreateBookingInput!) { createBooking(input: $input) {
+                series { occurrences { id } } } }",
+            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends,
+                "recurrence": { "frequency": "DAILY", "count": 10 } } }),
+        )
+        .await;
+    let mut missing: std::collections::HashSet<String> =
+        created["createBooking"]["series"]["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|occurrence| occurrence["id"].as_str().unwrap().to_owned())
+            .collect();
+    while !missing.is_empty() {
+        let update = ws.next_data("b").await;
+        missing.remove(update["bookingUpdated"]["id"].as_str().unwrap());
+    }
+}
+
+#[tokio::test]
 async fn a_bad_or_missing_token_closes_with_4403() {
     let app = TestApp::spawn().await;
     for protocol in Protocol::BOTH {
