@@ -12,16 +12,15 @@ use uuid::Uuid;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Address to serve on; overrides CAREGRAPH_ADDR.
+    #[arg(long, global = true)]
+    addr: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the GraphQL API (the default).
-    Serve {
-        /// Address to listen on; overrides CAREGRAPH_ADDR.
-        #[arg(long)]
-        addr: Option<SocketAddr>,
-    },
+    Serve,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Write the GraphQL schema (SDL) to a file.
@@ -55,10 +54,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command.unwrap_or(Command::Serve { addr: None }) {
-        Command::Serve { addr } => {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
             let mut config = Config::from_env()?;
-            if let Some(addr) = addr {
+            if let Some(addr) = cli.addr {
                 config.addr = addr;
             }
             let app = Application::build(config).await?;
