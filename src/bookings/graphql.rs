@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use super::{
     recurrence::Recurrence,
-    service::{BookingCursor, BookingService, NewBooking},
+    service::{BookingAction, BookingCursor, BookingService, NewBooking},
 };
 use crate::{
-    auth::{Viewer, viewer},
+    auth::viewer,
     bus::{Delivery, Event},
     error::AppError,
     graphql::pagination::PageRequest,
@@ -182,6 +182,8 @@ impl BookingMutation {
         ctx: &Context<'_>,
         input: CreateBookingInput,
     ) -> Result<Booking, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
         let new_booking = NewBooking {
             caregiver_id: input.caregiver_id,
             starts_at: input.starts_at,
@@ -193,69 +195,42 @@ impl BookingMutation {
                 until: rule.until,
             }),
         };
-        change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::create(
-                txn,
-                viewer,
-                new_booking,
-                now,
-                events,
-            ))
-        })
-        .await
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let booking =
+            BookingService::create(txn, viewer, new_booking, state.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(booking.into())
     }
 
     /// The caregiver accepts a pending booking.
     async fn accept_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
-        change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::accept(txn, viewer, id, now, events))
-        })
-        .await
+        apply(ctx, id, BookingAction::Accept).await
     }
 
     /// The caregiver declines a pending booking.
     async fn decline_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
-        change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::decline(txn, viewer, id, now, events))
-        })
-        .await
+        apply(ctx, id, BookingAction::Decline).await
     }
 
     /// Either party cancels a pending or accepted booking.
     async fn cancel_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
-        change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::cancel(txn, viewer, id, now, events))
-        })
-        .await
+        apply(ctx, id, BookingAction::Cancel).await
     }
 
     /// Either party marks an accepted booking completed after it ended.
     async fn complete_booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
-        change(ctx, |txn, viewer, now, events| {
-            Box::pin(BookingService::complete(txn, viewer, id, now, events))
-        })
-        .await
+        apply(ctx, id, BookingAction::Complete).await
     }
 }
 
-type ChangeFuture<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<booking::Model, AppError>> + Send + 'a>>;
-
-/// Runs one booking change in a unit of work: the viewer, the clock, commit, then publish.
-async fn change<F>(ctx: &Context<'_>, apply: F) -> Result<Booking, AppError>
-where
-    F: for<'a> FnOnce(
-        &'a sea_orm::DatabaseTransaction,
-        &'a Viewer,
-        DateTime<Utc>,
-        &'a mut Vec<Event>,
-    ) -> ChangeFuture<'a>,
-{
+/// Runs one lifecycle action in a unit of work: commit, then publish.
+async fn apply(ctx: &Context<'_>, id: Uuid, action: BookingAction) -> Result<Booking, AppError> {
     let viewer = viewer(ctx)?;
     let state = AppState::of(ctx);
     let mut uow = state.unit_of_work().await?;
     let (txn, events) = uow.parts();
-    let booking = apply(txn, viewer, state.clock.now(), events).await?;
+    let booking = BookingService::apply(txn, viewer, id, action, state.clock.now(), events).await?;
     uow.commit().await?;
     Ok(booking.into())
 }

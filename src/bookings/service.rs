@@ -64,6 +64,40 @@ impl CursorKey for BookingCursor {
     }
 }
 
+/// What a party can do to an existing booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingAction {
+    Accept,
+    Decline,
+    Cancel,
+    Complete,
+}
+
+impl BookingAction {
+    fn target(self) -> BookingStatus {
+        match self {
+            BookingAction::Accept => BookingStatus::Accepted,
+            BookingAction::Decline => BookingStatus::Declined,
+            BookingAction::Cancel => BookingStatus::Cancelled,
+            BookingAction::Complete => BookingStatus::Completed,
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            BookingAction::Accept => "accept",
+            BookingAction::Decline => "decline",
+            BookingAction::Cancel => "cancel",
+            BookingAction::Complete => "complete",
+        }
+    }
+
+    /// Answering a request is the caregiver's alone; cancelling and completing are either party's.
+    fn is_caregivers_answer(self) -> bool {
+        matches!(self, BookingAction::Accept | BookingAction::Decline)
+    }
+}
+
 /// The rules of bookings. Every function sees only what the viewer is a party to.
 pub struct BookingService;
 
@@ -168,29 +202,68 @@ impl BookingService {
             .ok_or_else(|| AppError::Internal("a booking series without occurrences".to_owned()))
     }
 
-    /// The caregiver accepts a pending booking that has not started and does not overlap
-    /// another booking they accepted.
-    pub async fn accept(
+    /// Applies a lifecycle action to one of the viewer's bookings: the transition must exist,
+    /// the viewer must be allowed to take it, and its time rules must hold.
+    pub async fn apply(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         id: Uuid,
+        action: BookingAction,
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<booking::Model, AppError> {
         let booking = Self::find_for(conn, viewer, id).await?;
-        require_caregiver(viewer, &booking, "accept")?;
-        require_transition(&booking, BookingStatus::Accepted, "accept")?;
+        let verb = action.verb();
+        if action.is_caregivers_answer() && booking.caregiver_id != viewer.id {
+            return Err(AppError::Forbidden(format!(
+                "only the caregiver can {verb} a booking"
+            )));
+        }
+        if !booking.status.can_become(action.target()) {
+            return Err(AppError::InvalidState(format!(
+                "cannot {verb} a booking that is {}",
+                booking.status.as_str()
+            )));
+        }
+        match action {
+            BookingAction::Accept => Self::check_acceptable(conn, &booking, now).await?,
+            BookingAction::Cancel
+                if booking.status == BookingStatus::Accepted && booking.ends_at <= now =>
+            {
+                return Err(AppError::InvalidState(
+                    "cannot cancel a booking that has already taken place; complete it instead"
+                        .to_owned(),
+                ));
+            }
+            BookingAction::Complete if booking.ends_at > now => {
+                return Err(AppError::InvalidState(format!(
+                    "cannot complete a booking before it ends at {}",
+                    booking.ends_at.to_rfc3339()
+                )));
+            }
+            _ => {}
+        }
+        Self::transition(conn, booking, action.target(), now, events).await
+    }
+
+    /// A booking can be accepted before it starts, and only if it overlaps no other booking
+    /// the caregiver accepted.
+    async fn check_acceptable(
+        conn: &impl ConnectionTrait,
+        booking: &booking::Model,
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        if booking.starts_at <= now {
+            return Err(AppError::InvalidState(
+                "cannot accept a booking whose start time has passed".to_owned(),
+            ));
+        }
         // One accept at a time per caregiver, so two overlapping requests cannot both pass the
         // overlap check: a row lock on PostgreSQL; SQLite's write transaction already serialises.
         caregiver_profile::Entity::find_by_id(booking.caregiver_id)
             .lock_exclusive()
             .one(conn)
             .await?;
-        if booking.starts_at <= now {
-            return Err(AppError::InvalidState(
-                "cannot accept a booking whose start time has passed".to_owned(),
-            ));
-        }
         let overlapping = booking::Entity::find()
             .filter(booking::Column::CaregiverId.eq(booking.caregiver_id))
             .filter(booking::Column::Status.eq(BookingStatus::Accepted))
@@ -199,67 +272,15 @@ impl BookingService {
             .filter(booking::Column::EndsAt.gt(booking.starts_at))
             .one(conn)
             .await?;
-        if let Some(other) = overlapping {
-            return Err(AppError::Conflict(format!(
+        match overlapping {
+            Some(other) => Err(AppError::Conflict(format!(
                 "overlaps accepted booking {} ({} to {})",
                 other.id,
                 other.starts_at.to_rfc3339(),
                 other.ends_at.to_rfc3339()
-            )));
+            ))),
+            None => Ok(()),
         }
-        Self::transition(conn, booking, BookingStatus::Accepted, now, events).await
-    }
-
-    /// The caregiver declines a pending booking.
-    pub async fn decline(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<booking::Model, AppError> {
-        let booking = Self::find_for(conn, viewer, id).await?;
-        require_caregiver(viewer, &booking, "decline")?;
-        require_transition(&booking, BookingStatus::Declined, "decline")?;
-        Self::transition(conn, booking, BookingStatus::Declined, now, events).await
-    }
-
-    /// Either party cancels a pending booking, or an accepted one that has not ended.
-    pub async fn cancel(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<booking::Model, AppError> {
-        let booking = Self::find_for(conn, viewer, id).await?;
-        require_transition(&booking, BookingStatus::Cancelled, "cancel")?;
-        if booking.status == BookingStatus::Accepted && booking.ends_at <= now {
-            return Err(AppError::InvalidState(
-                "cannot cancel a booking that has already taken place; complete it instead"
-                    .to_owned(),
-            ));
-        }
-        Self::transition(conn, booking, BookingStatus::Cancelled, now, events).await
-    }
-
-    /// Either party marks an accepted booking completed once it has ended.
-    pub async fn complete(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<booking::Model, AppError> {
-        let booking = Self::find_for(conn, viewer, id).await?;
-        require_transition(&booking, BookingStatus::Completed, "complete")?;
-        if booking.ends_at > now {
-            return Err(AppError::InvalidState(format!(
-                "cannot complete a booking before it ends at {}",
-                booking.ends_at.to_rfc3339()
-            )));
-        }
-        Self::transition(conn, booking, BookingStatus::Completed, now, events).await
     }
 
     /// Moves `booking` to `next` only if nobody changed its status meanwhile.
@@ -404,35 +425,6 @@ fn party_of(user_id: Uuid) -> Condition {
     Condition::any()
         .add(booking::Column::CareRecipientId.eq(user_id))
         .add(booking::Column::CaregiverId.eq(user_id))
-}
-
-fn require_caregiver(
-    viewer: &Viewer,
-    booking: &booking::Model,
-    verb: &str,
-) -> Result<(), AppError> {
-    if booking.caregiver_id == viewer.id {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(format!(
-            "only the caregiver can {verb} a booking"
-        )))
-    }
-}
-
-fn require_transition(
-    booking: &booking::Model,
-    next: BookingStatus,
-    verb: &str,
-) -> Result<(), AppError> {
-    if booking.status.can_become(next) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidState(format!(
-            "cannot {verb} a booking that is {}",
-            booking.status.as_str()
-        )))
-    }
 }
 
 fn timezone_of(user: &user::Model) -> chrono_tz::Tz {
