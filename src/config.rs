@@ -41,6 +41,17 @@ pub struct Config {
     /// `EVENT_BUS_CAPACITY` (default 4096): how many events a slow subscriber may fall behind
     /// before it is told it missed some and resynchronises from the database.
     pub bus_capacity: usize,
+    pub reminders: ReminderConfig,
+}
+
+/// Booking reminders and the scheduler that sends them.
+#[derive(Debug, Clone)]
+pub struct ReminderConfig {
+    /// `REMINDER_OFFSETS_MINUTES` (default `1440,60`): remind both parties this long before an
+    /// accepted booking starts. Offsets of 60 minutes or less are "starting soon" reminders.
+    pub offsets_minutes: Vec<i32>,
+    /// `SCHEDULER_INTERVAL_MS` (default 5000): how often the scheduler looks for due work.
+    pub scheduler_interval: Duration,
 }
 
 /// Token issuing and verification.
@@ -117,6 +128,14 @@ impl Config {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
             },
             bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 4096)?,
+            reminders: ReminderConfig {
+                offsets_minutes: offsets(var("REMINDER_OFFSETS_MINUTES").as_deref())?,
+                scheduler_interval: Duration::from_millis(parsed(
+                    &var,
+                    "SCHEDULER_INTERVAL_MS",
+                    5000,
+                )?),
+            },
         })
     }
 
@@ -135,6 +154,21 @@ impl Config {
             (false, _) => Ok(()),
         }
     }
+}
+
+fn offsets(raw: Option<&str>) -> Result<Vec<i32>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(vec![1440, 60]);
+    };
+    raw.split(',')
+        .map(|part| match part.trim().parse::<i32>() {
+            Ok(minutes) if minutes > 0 => Ok(minutes),
+            _ => Err(ConfigError::Invalid {
+                name: "REMINDER_OFFSETS_MINUTES",
+                reason: format!("{part:?} is not a positive number of minutes"),
+            }),
+        })
+        .collect()
 }
 
 fn parsed<T: std::str::FromStr>(

@@ -14,7 +14,7 @@ use async_graphql::{
 use sea_orm::{DbErr, SqlErr};
 
 /// Everything that can go wrong in a request, by what the client should do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     /// No valid credentials: sign in (again).
     #[error("{0}")]

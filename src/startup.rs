@@ -12,6 +12,7 @@ use crate::{
     config::{Config, ConfigError},
     db, graphql,
     http::{self, HttpState},
+    jobs,
     state::AppState,
 };
 
@@ -31,6 +32,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     state: AppState,
+    scheduler_interval: std::time::Duration,
 }
 
 impl Application {
@@ -55,6 +57,7 @@ impl Application {
             bus,
             clock,
             tokens,
+            reminders: Arc::new(config.reminders.clone()),
         };
         let schema = graphql::build(state.clone(), &config.graphql);
         let router = http::router(HttpState {
@@ -67,6 +70,7 @@ impl Application {
             listener,
             router,
             state,
+            scheduler_interval: config.reminders.scheduler_interval,
         })
     }
 
@@ -80,12 +84,15 @@ impl Application {
         &self.state
     }
 
-    /// Serves until ctrl-c, or forever in tests.
+    /// Serves, with the background scheduler beside it, until ctrl-c (or, in tests, until the
+    /// task is dropped, which stops both).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        tokio::select! {
+            served = server => served,
+            () = jobs::run(self.state, self.scheduler_interval) => Ok(()),
+        }
     }
 }

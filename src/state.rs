@@ -9,6 +9,7 @@ use crate::{
     auth::{Authenticator, TokenService},
     bus::EventBus,
     clock::Clock,
+    config::ReminderConfig,
     db::UnitOfWork,
     error::AppError,
 };
@@ -21,6 +22,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: Arc<TokenService>,
     pub authenticator: Authenticator,
+    pub reminders: Arc<ReminderConfig>,
 }
 
 impl AppState {

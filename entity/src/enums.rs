@@ -77,3 +77,52 @@ pub enum Frequency {
     #[sea_orm(string_value = "weekly")]
     Weekly,
 }
+
+/// What a notification is about; preferences are set per type and channel.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(40))")]
+pub enum NotificationType {
+    /// A care recipient asked the caregiver for a booking.
+    #[sea_orm(string_value = "booking_created")]
+    BookingCreated,
+    /// A care recipient asked the caregiver for a recurring series (one notice per series).
+    #[sea_orm(string_value = "booking_series_created")]
+    BookingSeriesCreated,
+    #[sea_orm(string_value = "booking_accepted")]
+    BookingAccepted,
+    #[sea_orm(string_value = "booking_declined")]
+    BookingDeclined,
+    #[sea_orm(string_value = "booking_cancelled")]
+    BookingCancelled,
+    #[sea_orm(string_value = "booking_completed")]
+    BookingCompleted,
+    /// A reminder well ahead of an accepted booking (by default 24 hours before).
+    #[sea_orm(string_value = "booking_reminder")]
+    BookingReminder,
+    /// A reminder that an accepted booking starts within the hour.
+    #[sea_orm(string_value = "booking_starting_soon")]
+    BookingStartingSoon,
+    #[sea_orm(string_value = "profile_updated")]
+    ProfileUpdated,
+    /// A caregiver the user has upcoming bookings with changed their availability.
+    #[sea_orm(string_value = "caregiver_availability_changed")]
+    CaregiverAvailabilityChanged,
+}
+
+/// How a notification reaches its user.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Channel {
+    /// The inbox in the app, with live updates.
+    #[sea_orm(string_value = "in_app")]
+    InApp,
+    /// FCM, APNs or Web Push to the user's devices.
+    #[sea_orm(string_value = "push")]
+    Push,
+    #[sea_orm(string_value = "email")]
+    Email,
+}

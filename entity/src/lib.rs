@@ -4,7 +4,11 @@
 //! GraphQL value of a status can never drift apart.
 
 pub mod booking;
+pub mod booking_reminder;
 pub mod booking_series;
 pub mod caregiver_profile;
 pub mod enums;
+pub mod notification;
+pub mod notification_feed;
+pub mod notification_preference;
 pub mod user;

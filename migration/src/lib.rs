@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_accounts_and_bookings;
+mod m20261124_000002_notifications;
 
 /// Every migration of caregraph, oldest first.
 pub struct Migrator;
@@ -10,6 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_accounts_and_bookings::Migration)]
+        vec![
+            Box::new(m20261124_000001_accounts_and_bookings::Migration),
+            Box::new(m20261124_000002_notifications::Migration),
+        ]
     }
 }

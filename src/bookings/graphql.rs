@@ -230,7 +230,16 @@ async fn apply(ctx: &Context<'_>, id: Uuid, action: BookingAction) -> Result<Boo
     let state = AppState::of(ctx);
     let mut uow = state.unit_of_work().await?;
     let (txn, events) = uow.parts();
-    let booking = BookingService::apply(txn, viewer, id, action, state.clock.now(), events).await?;
+    let booking = BookingService::apply(
+        txn,
+        viewer,
+        id,
+        action,
+        state.clock.now(),
+        &state.reminders.offsets_minutes,
+        events,
+    )
+    .await?;
     uow.commit().await?;
     Ok(booking.into())
 }

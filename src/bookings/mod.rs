@@ -1,9 +1,12 @@
 //! Bookings: a care recipient books a caregiver for a time range, once or as a recurring series.
 
 mod graphql;
+mod notices;
 mod recurrence;
+mod reminders;
 mod service;
 
 pub use graphql::{Booking, BookingMutation, BookingQuery, BookingSubscription};
 pub use recurrence::Recurrence;
+pub use reminders::ReminderService;
 pub use service::{BookingService, NewBooking};

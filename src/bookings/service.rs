@@ -14,12 +14,17 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::recurrence::Recurrence;
+use super::{
+    notices::{self, Parties},
+    recurrence::Recurrence,
+    reminders::ReminderService,
+};
 use crate::{
     auth::Viewer,
     bus::Event,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
+    notifications::NotificationService,
     users::UserService,
 };
 
@@ -159,7 +164,7 @@ impl BookingService {
                 rule.starts(starts_at, timezone_of(&recipient))?
             }
         };
-        let series_id = match &input.recurrence {
+        let series = match &input.recurrence {
             None => None,
             Some(rule) => {
                 let series = booking_series::ActiveModel {
@@ -173,9 +178,10 @@ impl BookingService {
                 }
                 .insert(conn)
                 .await?;
-                Some(series.id)
+                Some(series)
             }
         };
+        let series_id = series.as_ref().map(|series| series.id);
         let length = ends_at - starts_at;
         let mut created = Vec::with_capacity(starts.len());
         for start in starts {
@@ -196,20 +202,30 @@ impl BookingService {
             events.push(Event::BookingChanged(Arc::new(booking.clone())));
             created.push(booking);
         }
-        created
+        let occurrences = created.len();
+        let first = created
             .into_iter()
             .next()
-            .ok_or_else(|| AppError::Internal("a booking series without occurrences".to_owned()))
+            .ok_or_else(|| AppError::Internal("a booking series without occurrences".to_owned()))?;
+        let parties = Parties::of(conn, &first).await?;
+        let notice = match &series {
+            None => notices::created(&first, &parties),
+            Some(series) => notices::series_created(series, &first, occurrences, &parties),
+        };
+        NotificationService::notify(conn, notice, now, events).await?;
+        Ok(first)
     }
 
     /// Applies a lifecycle action to one of the viewer's bookings: the transition must exist,
     /// the viewer must be allowed to take it, and its time rules must hold.
+    /// Both parties are notified; an accepted booking gets its reminders scheduled.
     pub async fn apply(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         id: Uuid,
         action: BookingAction,
         now: DateTime<Utc>,
+        reminder_offsets_minutes: &[i32],
         events: &mut Vec<Event>,
     ) -> Result<booking::Model, AppError> {
         let booking = Self::find_for(conn, viewer, id).await?;
@@ -243,7 +259,15 @@ impl BookingService {
             }
             _ => {}
         }
-        Self::transition(conn, booking, action.target(), now, events).await
+        let changed = Self::transition(conn, booking, action.target(), now, events).await?;
+        if action == BookingAction::Accept {
+            ReminderService::schedule(conn, &changed, reminder_offsets_minutes, now).await?;
+        }
+        let parties = Parties::of(conn, &changed).await?;
+        for notice in notices::status_changed(&changed, viewer.id, &parties) {
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
+        Ok(changed)
     }
 
     /// A booking can be accepted before it starts, and only if it overlaps no other booking
@@ -393,6 +417,27 @@ impl BookingService {
             .all(conn)
             .await?;
         Ok((series, occurrences))
+    }
+
+    /// The care recipients with a pending or accepted booking with `caregiver_id` still ahead:
+    /// the people a change of the caregiver's availability concerns.
+    pub async fn recipients_with_upcoming(
+        conn: &impl ConnectionTrait,
+        caregiver_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, AppError> {
+        Ok(booking::Entity::find()
+            .select_only()
+            .column(booking::Column::CareRecipientId)
+            .distinct()
+            .filter(booking::Column::CaregiverId.eq(caregiver_id))
+            .filter(
+                booking::Column::Status.is_in([BookingStatus::Pending, BookingStatus::Accepted]),
+            )
+            .filter(booking::Column::StartsAt.gt(now))
+            .into_tuple()
+            .all(conn)
+            .await?)
     }
 
     /// Whether two users have ever had a booking together, which lets them see each other.

@@ -3,6 +3,8 @@
 //! Publishers are domain services (through [`crate::db::UnitOfWork`]);
 //! subscribers are GraphQL subscription resolvers, which filter by the viewer.
 
+pub mod counter;
+pub mod feed;
 mod in_process;
 
 use std::sync::Arc;
@@ -16,6 +18,10 @@ pub use in_process::InProcessBus;
 pub enum Event {
     /// A booking was created or changed status.
     BookingChanged(Arc<entity::booking::Model>),
+    /// A notification was stored for its user.
+    NotificationAdded(Arc<entity::notification::Model>),
+    /// Notifications of `user_id` were read, unread or deleted: their unread count may differ.
+    NotificationsChanged { user_id: uuid::Uuid },
 }
 
 /// What a subscriber receives: an event, or word that it fell behind and missed some.

@@ -8,18 +8,19 @@ use crate::{
     bookings::{BookingMutation, BookingQuery, BookingSubscription},
     config::GraphqlConfig,
     error::ErrorCodes,
+    notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
     state::AppState,
     users::{UserLoader, UserMutation, UserQuery},
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(UserQuery, BookingQuery);
+pub struct Query(UserQuery, BookingQuery, NotificationQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(UserMutation, BookingMutation);
+pub struct Mutation(UserMutation, BookingMutation, NotificationMutation);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(BookingSubscription);
+pub struct Subscription(BookingSubscription, NotificationSubscription);
 
 /// The executable schema of caregraph.
 pub type CaregraphSchema = Schema<Query, Mutation, Subscription>;

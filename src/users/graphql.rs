@@ -269,8 +269,8 @@ impl UserMutation {
             },
         };
         let mut uow = state.unit_of_work().await?;
-        let (txn, _) = uow.parts();
-        UserService::update_profile(txn, viewer, changes, state.clock.now()).await?;
+        let (txn, events) = uow.parts();
+        UserService::update_profile(txn, viewer, changes, state.clock.now(), events).await?;
         uow.commit().await?;
         reloaded(&state.db, viewer.id).await
     }
@@ -284,8 +284,8 @@ impl UserMutation {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
         let mut uow = state.unit_of_work().await?;
-        let (txn, _) = uow.parts();
-        UserService::set_availability(txn, viewer, availability, state.clock.now()).await?;
+        let (txn, events) = uow.parts();
+        UserService::set_availability(txn, viewer, availability, state.clock.now(), events).await?;
         uow.commit().await?;
         reloaded(&state.db, viewer.id).await
     }

@@ -5,19 +5,23 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use entity::{
     caregiver_profile,
-    enums::{Availability, Role},
+    enums::{Availability, NotificationType, Role},
     user,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, sea_query::Query,
 };
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     auth::{Viewer, password},
+    bookings::BookingService,
+    bus::Event,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
+    notifications::{Notice, NotificationService},
 };
 
 const MAX_DISPLAY_NAME: usize = 100;
@@ -231,11 +235,13 @@ impl UserService {
     }
 
     /// Changes the viewer's own profile; caregiver-only fields are refused for others.
+    /// The user is notified, so a change made from another device does not go unnoticed.
     pub async fn update_profile(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         changes: ProfileChanges,
         now: DateTime<Utc>,
+        events: &mut Vec<Event>,
     ) -> Result<user::Model, AppError> {
         let display_name = changes
             .display_name
@@ -260,6 +266,15 @@ impl UserService {
             ));
         }
         let is_caregiver_change = changes.bio.is_some() || changes.hourly_rate_cents.is_some();
+        let changed_fields: Vec<&str> = [
+            (display_name.is_some(), "display name"),
+            (timezone.is_some(), "timezone"),
+            (changes.bio.is_some(), "bio"),
+            (changes.hourly_rate_cents.is_some(), "hourly rate"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, name)| changed.then_some(name))
+        .collect();
         if is_caregiver_change && viewer.role != Role::Caregiver {
             return Err(AppError::bad_input(
                 "bio",
@@ -290,26 +305,65 @@ impl UserService {
             active.updated_at = Set(now);
             active.update(conn).await?;
         }
+        if !changed_fields.is_empty() {
+            let notice = Notice {
+                user_id: user.id,
+                kind: NotificationType::ProfileUpdated,
+                title: "Profile updated".to_owned(),
+                body: format!("Your {} changed.", changed_fields.join(", ")),
+                data: json!({ "userId": user.id }),
+                dedupe_key: None,
+            };
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
         Ok(user)
     }
 
-    /// Sets the viewer's availability; only caregivers have one.
+    /// Sets the viewer's availability; only caregivers have one. A real change notifies the
+    /// care recipients who have upcoming bookings with them.
     pub async fn set_availability(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         availability: Availability,
         now: DateTime<Utc>,
+        events: &mut Vec<Event>,
     ) -> Result<caregiver_profile::Model, AppError> {
         if viewer.role != Role::Caregiver {
             return Err(AppError::Forbidden(
                 "only caregivers have an availability".to_owned(),
             ));
         }
-        let mut active: caregiver_profile::ActiveModel =
-            Self::profile(conn, viewer.id).await?.into();
+        let profile = Self::profile(conn, viewer.id).await?;
+        if profile.availability == availability {
+            return Ok(profile);
+        }
+        let mut active: caregiver_profile::ActiveModel = profile.into();
         active.availability = Set(availability);
         active.updated_at = Set(now);
-        Ok(active.update(conn).await?)
+        let profile = active.update(conn).await?;
+        let caregiver = Self::find(conn, viewer.id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        let status = match availability {
+            Availability::Available => "available",
+            Availability::Busy => "busy",
+            Availability::Unavailable => "unavailable",
+        };
+        for recipient in BookingService::recipients_with_upcoming(conn, viewer.id, now).await? {
+            let notice = Notice {
+                user_id: recipient,
+                kind: NotificationType::CaregiverAvailabilityChanged,
+                title: format!("{} is now {status}", caregiver.display_name),
+                body: format!(
+                    "{} changed their availability to {status}. You have upcoming bookings with them.",
+                    caregiver.display_name
+                ),
+                data: json!({ "caregiverId": caregiver.id, "availability": status }),
+                dedupe_key: None,
+            };
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
+        Ok(profile)
     }
 
     /// A user as the viewer may see them: themselves, any caregiver (the marketplace is public),
@@ -324,7 +378,7 @@ impl UserService {
             .ok_or(AppError::NotFound("user"))?;
         let visible = user.id == viewer.id
             || user.role == Role::Caregiver
-            || crate::bookings::BookingService::share_a_booking(conn, viewer.id, user.id).await?;
+            || BookingService::share_a_booking(conn, viewer.id, user.id).await?;
         if visible {
             Ok(user)
         } else {

@@ -1,0 +1,56 @@
+//! Background work on a schedule: booking reminders, run by every instance safely.
+//!
+//! The scheduler wakes on its interval, or at once when a manual clock is moved
+//! (tests), and again right after start-up so that work that fell due while the
+//! server was down is done first.
+
+use std::time::Duration;
+
+use crate::{bookings::ReminderService, error::AppError, state::AppState};
+
+/// How many due reminders one pass handles before looking again.
+const BATCH: u64 = 100;
+
+/// Runs the scheduler until the process stops.
+pub async fn run(state: AppState, interval: Duration) {
+    let mut clock_moves = state.clock.moves();
+    loop {
+        if let Err(err) = send_due_reminders(&state).await {
+            tracing::error!(error = %err, "sending booking reminders");
+        }
+        match clock_moves.as_mut() {
+            Some(moves) => {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    changed = moves.changed() => {
+                        if changed.is_err() {
+                            clock_moves = None;
+                        }
+                    }
+                }
+            }
+            None => tokio::time::sleep(interval).await,
+        }
+    }
+}
+
+/// Sends every reminder that is due now; each in its own transaction, published on commit.
+pub async fn send_due_reminders(state: &AppState) -> Result<usize, AppError> {
+    let mut sent = 0;
+    loop {
+        let now = state.clock.now();
+        let due = ReminderService::due(&state.db, now, BATCH).await?;
+        let exhausted = (due.len() as u64) < BATCH;
+        for reminder in due {
+            let mut uow = state.unit_of_work().await?;
+            let (txn, events) = uow.parts();
+            if ReminderService::settle(txn, &reminder, now, events).await? {
+                sent += 1;
+            }
+            uow.commit().await?;
+        }
+        if exhausted {
+            return Ok(sent);
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The GraphQL face of the inbox: lists, counts, read state, preferences, live streams.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, InputObject, Json, Object, SimpleObject, Subscription,
+    connection::Connection,
+    futures_util::{Stream, StreamExt, future::BoxFuture},
+};
+use chrono::{DateTime, Utc};
+use entity::{
+    enums::{Channel, NotificationType},
+    notification,
+};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::{
+    preferences::{Preference, PreferenceService},
+    service::{NotificationService, SeqCursor},
+};
+use crate::{
+    auth::viewer,
+    bus::{
+        Event,
+        counter::{CountSource, live_count},
+        feed::{SequencedSource, resumable},
+    },
+    error::AppError,
+    graphql::pagination::{CursorKey, PageRequest},
+    state::AppState,
+};
+
+/// One entry of the viewer's inbox.
+pub struct Notification(Arc<notification::Model>);
+
+#[Object]
+impl Notification {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    #[graphql(name = "type")]
+    async fn kind(&self) -> NotificationType {
+        self.0.kind
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    /// The ids a client needs to navigate, e.g. `{"bookingId": "…"}`.
+    async fn data(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.data)
+    }
+
+    async fn is_read(&self) -> bool {
+        self.0.is_read
+    }
+
+    async fn read_at(&self) -> Option<DateTime<Utc>> {
+        self.0.read_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// This notification's position: pass it as `after` to `notificationAdded` to resume
+    /// after it, or to `notifications` to page past it.
+    async fn cursor(&self) -> String {
+        SeqCursor(self.0.seq).encode()
+    }
+}
+
+/// The effective setting for one type and channel.
+#[derive(SimpleObject)]
+pub struct NotificationPreference {
+    #[graphql(name = "type")]
+    kind: NotificationType,
+    channel: Channel,
+    enabled: bool,
+    /// True when the user never changed it (or changed it back).
+    is_default: bool,
+    /// Cannot be switched off.
+    locked: bool,
+}
+
+impl From<Preference> for NotificationPreference {
+    fn from(preference: Preference) -> Self {
+        Self {
+            kind: preference.kind,
+            channel: preference.channel,
+            enabled: preference.enabled,
+            is_default: preference.is_default,
+            locked: preference.locked,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct NotificationPreferenceInput {
+    #[graphql(name = "type")]
+    kind: NotificationType,
+    channel: Channel,
+    enabled: bool,
+}
+
+#[derive(InputObject)]
+pub struct UpdateNotificationPreferencesInput {
+    /// Only the settings to change; all are applied or none.
+    preferences: Vec<NotificationPreferenceInput>,
+}
+
+#[derive(Default)]
+pub struct NotificationQuery;
+
+#[Object]
+impl NotificationQuery {
+    /// The viewer's notifications, newest first.
+    async fn notifications(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] unread_only: bool,
+        types: Option<Vec<NotificationType>>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, Notification>, AppError> {
+        let viewer = viewer(ctx)?;
+        let page = PageRequest::<SeqCursor>::new(first, after)?;
+        let rows =
+            NotificationService::list(&AppState::of(ctx).db, viewer.id, unread_only, types, &page)
+                .await?;
+        Ok(page.connection(
+            rows,
+            |row| SeqCursor(row.seq),
+            |row| Notification(Arc::new(row)),
+        ))
+    }
+
+    /// How many of the viewer's notifications are unread (the badge).
+    async fn unread_notification_count(&self, ctx: &Context<'_>) -> Result<i64, AppError> {
+        NotificationService::unread_count(&AppState::of(ctx).db, viewer(ctx)?.id).await
+    }
+
+    /// Every notification type × channel, with its effective value, defaults included.
+    async fn notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<NotificationPreference>, AppError> {
+        let all = PreferenceService::all(&AppState::of(ctx).db, viewer(ctx)?.id).await?;
+        Ok(all.into_iter().map(NotificationPreference::from).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct NotificationMutation;
+
+#[Object]
+impl NotificationMutation {
+    async fn mark_notification_read(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> Result<Notification, AppError> {
+        set_read(ctx, id, true).await
+    }
+
+    async fn mark_notification_unread(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> Result<Notification, AppError> {
+        set_read(ctx, id, false).await
+    }
+
+    /// Marks every notification read; returns how many were unread.
+    async fn mark_all_notifications_read(&self, ctx: &Context<'_>) -> Result<u64, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let changed =
+            NotificationService::mark_all_read(txn, viewer.id, state.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(changed)
+    }
+
+    /// Deletes a notification; returns its id.
+    async fn delete_notification(&self, ctx: &Context<'_>, id: Uuid) -> Result<Uuid, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        NotificationService::delete(txn, viewer.id, id, events).await?;
+        uow.commit().await?;
+        Ok(id)
+    }
+
+    /// Switches types on or off per channel; returns every effective preference.
+    async fn update_notification_preferences(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateNotificationPreferencesInput,
+    ) -> Result<Vec<NotificationPreference>, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let changes: Vec<_> = input
+            .preferences
+            .iter()
+            .map(|preference| (preference.kind, preference.channel, preference.enabled))
+            .collect();
+        let mut uow = state.unit_of_work().await?;
+        let (txn, _) = uow.parts();
+        PreferenceService::update(txn, viewer.id, &changes, state.clock.now()).await?;
+        uow.commit().await?;
+        let all = PreferenceService::all(&state.db, viewer.id).await?;
+        Ok(all.into_iter().map(NotificationPreference::from).collect())
+    }
+}
+
+async fn set_read(ctx: &Context<'_>, id: Uuid, read: bool) -> Result<Notification, AppError> {
+    let viewer = viewer(ctx)?;
+    let state = AppState::of(ctx);
+    let mut uow = state.unit_of_work().await?;
+    let (txn, events) = uow.parts();
+    let updated =
+        NotificationService::set_read(txn, viewer.id, id, read, state.clock.now(), events).await?;
+    uow.commit().await?;
+    Ok(Notification(Arc::new(updated)))
+}
+
+/// One user's inbox as a sequenced stream.
+struct Inbox {
+    db: DatabaseConnection,
+    user_id: Uuid,
+}
+
+impl SequencedSource for Inbox {
+    type Item = Arc<notification::Model>;
+
+    fn seq(item: &Self::Item) -> i64 {
+        item.seq
+    }
+
+    fn from_event(&self, event: &Event) -> Option<Self::Item> {
+        match event {
+            Event::NotificationAdded(added) if added.user_id == self.user_id => Some(added.clone()),
+            _ => None,
+        }
+    }
+
+    fn stored_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<Self::Item>, AppError>> {
+        Box::pin(async move {
+            let stored =
+                NotificationService::stored_after(&self.db, self.user_id, after, limit).await?;
+            Ok(stored.into_iter().map(Arc::new).collect())
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<i64, AppError>> {
+        Box::pin(NotificationService::head(&self.db, self.user_id))
+    }
+}
+
+impl CountSource for Inbox {
+    fn concerns(&self, event: &Event) -> bool {
+        match event {
+            Event::NotificationAdded(added) => added.user_id == self.user_id,
+            Event::NotificationsChanged { user_id } => *user_id == self.user_id,
+            _ => false,
+        }
+    }
+
+    fn current(&self) -> BoxFuture<'_, Result<i64, AppError>> {
+        Box::pin(NotificationService::unread_count(&self.db, self.user_id))
+    }
+}
+
+#[derive(Default)]
+pub struct NotificationSubscription;
+
+#[Subscription]
+impl NotificationSubscription {
+    /// The viewer's new notifications. With `after` (a notification's `cursor`), first
+    /// everything stored after it, then live: no gap, no duplicate, in order.
+    async fn notification_added(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<Notification, AppError>> + use<>, AppError> {
+        let user_id = viewer(ctx)?.id;
+        let after = after
+            .map(|cursor| {
+                SeqCursor::decode(&cursor)
+                    .map(|SeqCursor(seq)| seq)
+                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
+            })
+            .transpose()?;
+        let state = AppState::of(ctx);
+        let deliveries = state.bus.subscribe();
+        let inbox = Inbox {
+            db: state.db.clone(),
+            user_id,
+        };
+        Ok(resumable(inbox, deliveries, after).map(|item| item.map(Notification)))
+    }
+
+    /// The viewer's unread count now, then every time it changes.
+    async fn unread_notification_count(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
+        let user_id = viewer(ctx)?.id;
+        let state = AppState::of(ctx);
+        let deliveries = state.bus.subscribe();
+        let inbox = Inbox {
+            db: state.db.clone(),
+            user_id,
+        };
+        Ok(live_count(inbox, deliveries))
+    }
+}

@@ -1,0 +1,143 @@
+//! Which notifications reach a user by which channel: defaults, overrides, and the locked few.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use entity::{
+    enums::{Channel, NotificationType},
+    notification_preference,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, Iterable, QueryFilter, Set, sea_query::OnConflict,
+};
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// One effective preference: what applies now, and whether it is the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preference {
+    pub kind: NotificationType,
+    pub channel: Channel,
+    pub enabled: bool,
+    pub is_default: bool,
+    pub locked: bool,
+}
+
+/// Preferences per user, type and channel; only choices that differ need rows.
+pub struct PreferenceService;
+
+impl PreferenceService {
+    /// What a user gets when they never chose: everything in-app and by push, except the
+    /// echo of their own profile edits; by email only what changes their plans.
+    pub fn default_enabled(kind: NotificationType, channel: Channel) -> bool {
+        use NotificationType::*;
+        match channel {
+            Channel::InApp => true,
+            Channel::Push => kind != ProfileUpdated,
+            Channel::Email => matches!(
+                kind,
+                BookingCreated
+                    | BookingSeriesCreated
+                    | BookingAccepted
+                    | BookingDeclined
+                    | BookingCancelled
+                    | BookingReminder
+            ),
+        }
+    }
+
+    /// Too important to switch off in the app: a booking that starts within the hour.
+    pub fn is_locked(kind: NotificationType, channel: Channel) -> bool {
+        channel == Channel::InApp && kind == NotificationType::BookingStartingSoon
+    }
+
+    /// Whether `user_id` wants `kind` by `channel`.
+    pub async fn enabled(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        kind: NotificationType,
+        channel: Channel,
+    ) -> Result<bool, AppError> {
+        if Self::is_locked(kind, channel) {
+            return Ok(true);
+        }
+        let chosen = notification_preference::Entity::find_by_id((user_id, kind, channel))
+            .one(conn)
+            .await?;
+        Ok(chosen.map_or_else(|| Self::default_enabled(kind, channel), |row| row.enabled))
+    }
+
+    /// Every type × channel with its effective value.
+    pub async fn all(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+    ) -> Result<Vec<Preference>, AppError> {
+        let chosen: HashMap<(NotificationType, Channel), bool> =
+            notification_preference::Entity::find()
+                .filter(notification_preference::Column::UserId.eq(user_id))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|row| ((row.kind, row.channel), row.enabled))
+                .collect();
+        Ok(NotificationType::iter()
+            .flat_map(|kind| Channel::iter().map(move |channel| (kind, channel)))
+            .map(|(kind, channel)| {
+                let locked = Self::is_locked(kind, channel);
+                let default = Self::default_enabled(kind, channel);
+                let enabled = locked || chosen.get(&(kind, channel)).copied().unwrap_or(default);
+                Preference {
+                    kind,
+                    channel,
+                    enabled,
+                    is_default: enabled == default,
+                    locked,
+                }
+            })
+            .collect())
+    }
+
+    /// Applies the user's choices, all or none: a locked one refuses the whole update.
+    pub async fn update(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        changes: &[(NotificationType, Channel, bool)],
+        now: DateTime<Utc>,
+    ) -> Result<(), AppError> {
+        if changes
+            .iter()
+            .any(|(kind, channel, enabled)| !enabled && Self::is_locked(*kind, *channel))
+        {
+            return Err(AppError::bad_input(
+                "preferences",
+                "BOOKING_STARTING_SOON cannot be switched off IN_APP: a booking starting within \
+                 the hour must never go unnoticed",
+            ));
+        }
+        for (kind, channel, enabled) in changes {
+            notification_preference::Entity::insert(notification_preference::ActiveModel {
+                user_id: Set(user_id),
+                kind: Set(*kind),
+                channel: Set(*channel),
+                enabled: Set(*enabled),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    notification_preference::Column::UserId,
+                    notification_preference::Column::Kind,
+                    notification_preference::Column::Channel,
+                ])
+                .update_columns([
+                    notification_preference::Column::Enabled,
+                    notification_preference::Column::UpdatedAt,
+                ])
+                .to_owned(),
+            )
+            .exec(conn)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Creating notifications inside other domains' transactions, and the inbox operations.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::{
+    enums::{Channel, NotificationType},
+    notification, notification_feed,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use uuid::Uuid;
+
+use super::preferences::PreferenceService;
+use crate::{
+    bus::Event,
+    error::AppError,
+    graphql::pagination::{CursorKey, PageRequest},
+};
+
+/// A notification to create, as a domain describes it.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub user_id: Uuid,
+    pub kind: NotificationType,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    /// Names the event, so a retried or repeated event notifies nobody twice.
+    pub dedupe_key: Option<String>,
+}
+
+/// A position in a user's notifications: their `seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqCursor(pub i64);
+
+impl CursorKey for SeqCursor {
+    fn to_plain(&self) -> String {
+        format!("notification:{}", self.0)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        plain
+            .strip_prefix("notification:")?
+            .parse()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .map(SeqCursor)
+    }
+}
+
+/// The in-app inbox.
+pub struct NotificationService;
+
+impl NotificationService {
+    /// Stores `notice` for its user in the caller's transaction, unless they switched its type
+    /// off in-app or the same event already notified them. Returns what was stored.
+    pub async fn notify(
+        conn: &impl ConnectionTrait,
+        notice: Notice,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Option<notification::Model>, AppError> {
+        if !PreferenceService::enabled(conn, notice.user_id, notice.kind, Channel::InApp).await? {
+            return Ok(None);
+        }
+        if Self::already_sent(conn, &notice).await? {
+            return Ok(None);
+        }
+        let seq = Self::next_seq(conn, notice.user_id).await?;
+        // Holding the feed row now, so a concurrent twin has either committed or waits for us.
+        if Self::already_sent(conn, &notice).await? {
+            notification_feed::Entity::update_many()
+                .col_expr(
+                    notification_feed::Column::LastSeq,
+                    Expr::col(notification_feed::Column::LastSeq).sub(1),
+                )
+                .filter(notification_feed::Column::UserId.eq(notice.user_id))
+                .exec(conn)
+                .await?;
+            return Ok(None);
+        }
+        let stored = notification::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(notice.user_id),
+            seq: Set(seq),
+            kind: Set(notice.kind),
+            title: Set(notice.title),
+            body: Set(notice.body),
+            data: Set(notice.data),
+            is_read: Set(false),
+            read_at: Set(None),
+            dedupe_key: Set(notice.dedupe_key),
+            created_at: Set(now),
+        }
+        .insert(conn)
+        .await?;
+        events.push(Event::NotificationAdded(Arc::new(stored.clone())));
+        Ok(Some(stored))
+    }
+
+    async fn already_sent(conn: &impl ConnectionTrait, notice: &Notice) -> Result<bool, AppError> {
+        let Some(key) = &notice.dedupe_key else {
+            return Ok(false);
+        };
+        let found = notification::Entity::find()
+            .filter(notification::Column::UserId.eq(notice.user_id))
+            .filter(notification::Column::DedupeKey.eq(key.as_str()))
+            .count(conn)
+            .await?;
+        Ok(found > 0)
+    }
+
+    /// The user's next seq; the upsert holds their feed row until the transaction ends.
+    async fn next_seq(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+        let feed = notification_feed::Entity::insert(notification_feed::ActiveModel {
+            user_id: Set(user_id),
+            last_seq: Set(1),
+        })
+        .on_conflict(
+            OnConflict::column(notification_feed::Column::UserId)
+                .value(
+                    notification_feed::Column::LastSeq,
+                    Expr::col((
+                        notification_feed::Entity,
+                        notification_feed::Column::LastSeq,
+                    ))
+                    .add(1),
+                )
+                .to_owned(),
+        )
+        .exec_with_returning(conn)
+        .await?;
+        Ok(feed.last_seq)
+    }
+
+    /// The newest seq handed out to the user, 0 before their first notification.
+    pub async fn head(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+        Ok(notification_feed::Entity::find_by_id(user_id)
+            .one(conn)
+            .await?
+            .map_or(0, |feed| feed.last_seq))
+    }
+
+    /// The user's notifications, newest first.
+    pub async fn list(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        unread_only: bool,
+        kinds: Option<Vec<NotificationType>>,
+        page: &PageRequest<SeqCursor>,
+    ) -> Result<Vec<notification::Model>, AppError> {
+        let mut query = notification::Entity::find()
+            .filter(notification::Column::UserId.eq(user_id))
+            .order_by_desc(notification::Column::Seq)
+            .limit(page.fetch_limit());
+        if unread_only {
+            query = query.filter(notification::Column::IsRead.eq(false));
+        }
+        if let Some(kinds) = kinds {
+            query = query.filter(notification::Column::Kind.is_in(kinds));
+        }
+        if let Some(SeqCursor(before)) = page.after {
+            query = query.filter(notification::Column::Seq.lt(before));
+        }
+        Ok(query.all(conn).await?)
+    }
+
+    /// The user's notifications stored after `seq`, oldest first: what a resuming
+    /// `notificationAdded` subscriber missed.
+    pub async fn stored_after(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        seq: i64,
+        limit: u64,
+    ) -> Result<Vec<notification::Model>, AppError> {
+        Ok(notification::Entity::find()
+            .filter(notification::Column::UserId.eq(user_id))
+            .filter(notification::Column::Seq.gt(seq))
+            .order_by_asc(notification::Column::Seq)
+            .limit(limit)
+            .all(conn)
+            .await?)
+    }
+
+    /// How many of the user's notifications are unread.
+    pub async fn unread_count(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+        let count = notification::Entity::find()
+            .filter(notification::Column::UserId.eq(user_id))
+            .filter(notification::Column::IsRead.eq(false))
+            .count(conn)
+            .await?;
+        Ok(count as i64)
+    }
+
+    /// One of the user's own notifications; anyone else's is `NOT_FOUND`.
+    pub async fn find_own(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<notification::Model, AppError> {
+        notification::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .filter(|notification| notification.user_id == user_id)
+            .ok_or(AppError::NotFound("notification"))
+    }
+
+    /// Marks one notification read (`read = true`) or unread; a no-op when it already is.
+    pub async fn set_read(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        id: Uuid,
+        read: bool,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<notification::Model, AppError> {
+        let found = Self::find_own(conn, user_id, id).await?;
+        if found.is_read == read {
+            return Ok(found);
+        }
+        let mut active: notification::ActiveModel = found.into();
+        active.is_read = Set(read);
+        active.read_at = Set(read.then_some(now));
+        let updated = active.update(conn).await?;
+        events.push(Event::NotificationsChanged { user_id });
+        Ok(updated)
+    }
+
+    /// Marks every unread notification of the user read; returns how many changed.
+    pub async fn mark_all_read(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<u64, AppError> {
+        let changed = notification::Entity::update_many()
+            .col_expr(notification::Column::IsRead, Expr::value(true))
+            .col_expr(notification::Column::ReadAt, Expr::value(now))
+            .filter(notification::Column::UserId.eq(user_id))
+            .filter(notification::Column::IsRead.eq(false))
+            .exec(conn)
+            .await?
+            .rows_affected;
+        if changed > 0 {
+            events.push(Event::NotificationsChanged { user_id });
+        }
+        Ok(changed)
+    }
+
+    /// Deletes one of the user's notifications.
+    pub async fn delete(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        id: Uuid,
+        events: &mut Vec<Event>,
+    ) -> Result<(), AppError> {
+        let found = Self::find_own(conn, user_id, id).await?;
+        notification::Entity::delete_by_id(found.id)
+            .exec(conn)
+            .await?;
+        events.push(Event::NotificationsChanged { user_id });
+        Ok(())
+    }
+}
