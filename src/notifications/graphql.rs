@@ -125,13 +125,14 @@ impl NotificationQuery {
     async fn notifications(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = false)] unread_only: bool,
+        unread_only: Option<bool>,
         types: Option<Vec<NotificationType>>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, Notification>, AppError> {
         let viewer = viewer(ctx)?;
         let page = PageRequest::<SeqCursor>::new(first, after)?;
+        let unread_only = unread_only.unwrap_or(false);
         let rows =
             NotificationService::list(&AppState::of(ctx).db, viewer.id, unread_only, types, &page)
                 .await?;

@@ -29,6 +29,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub clock: ManualClock,
     http: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// A registered user and their token.
@@ -88,17 +89,28 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: Config) -> TestApp {
-        let clock = ManualClock::new(Utc::now().trunc_subsecs(0));
+        Self::spawn_with_clock(config, ManualClock::new(Utc::now().trunc_subsecs(0))).await
+    }
+
+    /// A server on `config` reading time from `clock`, which other servers may share.
+    pub async fn spawn_with_clock(config: Config, clock: ManualClock) -> TestApp {
         let app = Application::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .expect("application builds");
         let addr = app.local_addr().expect("bound address");
-        tokio::spawn(app.run_until_stopped());
+        let server = tokio::spawn(app.run_until_stopped());
         TestApp {
             addr,
             clock,
             http: reqwest::Client::new(),
+            server,
         }
+    }
+
+    /// Stops the server and its scheduler, as a crash or a restart would.
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
     }
 
     /// POSTs one GraphQL operation; returns the whole response body.

@@ -5,6 +5,7 @@
 mod auth;
 mod bookings;
 mod helpers;
+mod notifications;
 mod schema;
 mod users;
 mod websocket;

@@ -1,0 +1,687 @@
+//! The in-app inbox: who is notified of what, preferences, paging, live counts on several
+//! sockets, gap-free resume under concurrent writes, privacy, and booking reminders.
+
+use std::{collections::HashSet, time::Duration};
+
+use chrono::{Datelike, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::helpers::{Protocol, TestApp, TestUser, test_config};
+
+const INBOX: &str =
+    "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {
+    notifications(types: $types, unreadOnly: $unreadOnly, first: $first, after: $after) {
+        edges { cursor node { id type title body data isRead readAt cursor } }
+        pageInfo { hasNextPage endCursor } } }";
+const CREATE: &str = "mutation($input: CreateBookingInput!) {
+    createBooking(input: $input) { id series { occurrences { id } } } }";
+
+impl TestApp {
+    /// Every notification of `user`, newest first (at most 100).
+    async fn inbox(&self, user: &TestUser) -> Vec<Value> {
+        let page = self.ok(user, INBOX, json!({ "first": 100 })).await;
+        page["notifications"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| edge["node"].clone())
+            .collect()
+    }
+
+    /// The types of `user`'s notifications, oldest first.
+    async fn inbox_types(&self, user: &TestUser) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .inbox(user)
+            .await
+            .iter()
+            .map(|node| node["type"].as_str().unwrap().to_owned())
+            .collect();
+        types.reverse();
+        types
+    }
+
+    async fn book(
+        &self,
+        recipient: &TestUser,
+        caregiver: &TestUser,
+        starts: &str,
+        ends: &str,
+    ) -> String {
+        let created = self
+            .ok(recipient, CREATE, json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }))
+            .await;
+        created["createBooking"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn act(&self, user: &TestUser, verb: &str, id: &str) {
+        self.ok(
+            user,
+            &format!("mutation($id: UUID!) {{ {verb}Booking(id: $id) {{ id }} }}"),
+            json!({ "id": id }),
+        )
+        .await;
+    }
+
+    /// Waits until `user` has `count` notifications of `kind`, then checks no more come.
+    async fn expect_exactly(&self, user: &TestUser, kind: &str, count: usize) {
+        let query = json!({ "types": [kind], "first": 100 });
+        let mut seen = 0;
+        for _ in 0..100 {
+            let page = self.ok(user, INBOX, query.clone()).await;
+            seen = page["notifications"]["edges"].as_array().unwrap().len();
+            if seen >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let page = self.ok(user, INBOX, query).await;
+        let settled = page["notifications"]["edges"].as_array().unwrap().len();
+        assert_eq!((seen, settled), (count, count), "{kind} notifications");
+    }
+}
+
+#[tokio::test]
+async fn booking_events_notify_exactly_the_expected_people_in_their_timezones() {
+    let app = TestApp::spawn().await;
+    let recipient = app
+        .register_in("CARE_RECIPIENT", "Maria Santos", "Europe/Lisbon")
+        .await;
+    let caregiver = app
+        .register_in("CAREGIVER", "Nuno Costa", "America/New_York")
+        .await;
+    let stranger = app.register("CARE_RECIPIENT", "Olga").await;
+    let year = {
+        use caregraph::clock::Clock;
+        app.clock.now().year() + 1
+    };
+    // A Tuesday in early March: no daylight-saving change in either zone yet.
+    let day = (1..8)
+        .map(|d| Utc.with_ymd_and_hms(year, 3, d, 10, 0, 0).unwrap())
+        .find(|d| d.weekday() == chrono::Weekday::Tue)
+        .unwrap();
+    let label = day.format("%a %-d %b").to_string();
+    let id = app
+        .book(
+            &recipient,
+            &caregiver,
+            &day.to_rfc3339(),
+            &(day + chrono::Duration::hours(2)).to_rfc3339(),
+        )
+        .await;
+
+    let inbox = app.inbox(&caregiver).await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["type"], "BOOKING_CREATED");
+    assert_eq!(inbox[0]["title"], "New booking request");
+    assert_eq!(
+        inbox[0]["body"],
+        format!("Maria Santos asked to book you for {label}, 05:00\u{2013}07:00")
+    );
+    assert_eq!(inbox[0]["data"]["bookingId"], id.as_str());
+    assert_eq!(inbox[0]["isRead"], false);
+    assert!(
+        app.inbox(&recipient).await.is_empty(),
+        "the actor is not told about their own request"
+    );
+
+    app.act(&caregiver, "accept", &id).await;
+    let to_recipient = &app.inbox(&recipient).await[0];
+    assert_eq!(to_recipient["type"], "BOOKING_ACCEPTED");
+    assert_eq!(
+        to_recipient["body"],
+        format!("Nuno Costa accepted your booking for {label}, 10:00\u{2013}12:00")
+    );
+    let to_caregiver = &app.inbox(&caregiver).await[0];
+    assert_eq!(
+        to_caregiver["body"],
+        format!("You accepted the booking with Maria Santos for {label}, 05:00\u{2013}07:00")
+    );
+
+    app.act(&recipient, "cancel", &id).await;
+    assert_eq!(
+        app.inbox_types(&recipient).await,
+        ["BOOKING_ACCEPTED", "BOOKING_CANCELLED"]
+    );
+    assert_eq!(
+        app.inbox_types(&caregiver).await,
+        ["BOOKING_CREATED", "BOOKING_ACCEPTED", "BOOKING_CANCELLED"]
+    );
+
+    let soon = app.clock_after_hours(48);
+    let declined = app.book(&recipient, &caregiver, &soon.0, &soon.1).await;
+    app.act(&caregiver, "decline", &declined).await;
+    let later = app.clock_after_hours(72);
+    let completed = app.book(&recipient, &caregiver, &later.0, &later.1).await;
+    app.act(&caregiver, "accept", &completed).await;
+    app.clock.advance(chrono::Duration::hours(75));
+    app.act(&recipient, "complete", &completed).await;
+    assert_eq!(
+        app.inbox_types(&recipient).await,
+        [
+            "BOOKING_ACCEPTED",
+            "BOOKING_CANCELLED",
+            "BOOKING_DECLINED",
+            "BOOKING_ACCEPTED",
+            "BOOKING_COMPLETED"
+        ]
+    );
+    let caregiver_types = app.inbox_types(&caregiver).await;
+    assert_eq!(caregiver_types.len(), 8, "{caregiver_types:?}");
+    assert!(app.inbox(&stranger).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_recurring_series_notifies_the_caregiver_once() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Paula").await;
+    let caregiver = app.register("CAREGIVER", "Rui").await;
+    let (starts, ends) = app.clock_after_hours(24);
+    let created = app
+        .ok(
+            &recipient,
+            CREATE,
+            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends,
+            "recurrence": { "frequency": "WEEKLY", "count": 6 } } }),
+        )
+        .await;
+    let inbox = app.inbox(&caregiver).await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["type"], "BOOKING_SERIES_CREATED");
+    assert!(
+        inbox[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("weekly, 6 times"),
+        "{}",
+        inbox[0]["body"]
+    );
+    assert_eq!(
+        inbox[0]["data"]["bookingId"],
+        created["createBooking"]["series"]["occurrences"][0]["id"]
+    );
+}
+
+#[tokio::test]
+async fn profile_and_availability_changes_notify_the_right_people() {
+    let app = TestApp::spawn().await;
+    let caregiver = app.register("CAREGIVER", "Sofia").await;
+    let upcoming = app.register("CARE_RECIPIENT", "Tomas").await;
+    let past_only = app.register("CARE_RECIPIENT", "Ursula").await;
+    let cancelled_only = app.register("CARE_RECIPIENT", "Vasco").await;
+    let stranger = app.register("CARE_RECIPIENT", "Wanda").await;
+
+    app.ok(
+        &caregiver,
+        r#"mutation { updateProfile(input: {displayName: "Sofia Reis", bio: "Hi"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let inbox = app.inbox(&caregiver).await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["type"], "PROFILE_UPDATED");
+    assert_eq!(inbox[0]["body"], "Your display name, bio changed.");
+
+    let (s1, e1) = app.clock_after_hours(2);
+    let past = app.book(&past_only, &caregiver, &s1, &e1).await;
+    app.act(&caregiver, "accept", &past).await;
+    let (s2, e2) = app.clock_after_hours(30);
+    let cancelled = app.book(&cancelled_only, &caregiver, &s2, &e2).await;
+    app.act(&cancelled_only, "cancel", &cancelled).await;
+    app.clock.advance(chrono::Duration::hours(5));
+    let (s3, e3) = app.clock_after_hours(40);
+    app.book(&upcoming, &caregiver, &s3, &e3).await;
+
+    app.ok(
+        &caregiver,
+        "mutation { setAvailability(availability: BUSY) { id } }",
+        json!({}),
+    )
+    .await;
+    app.ok(
+        &caregiver,
+        "mutation { setAvailability(availability: BUSY) { id } }",
+        json!({}),
+    )
+    .await;
+    let notified = app.inbox(&upcoming).await;
+    assert_eq!(
+        notified.len(),
+        1,
+        "one notice for one change, none for a repeat"
+    );
+    assert_eq!(notified[0]["type"], "CAREGIVER_AVAILABILITY_CHANGED");
+    assert_eq!(notified[0]["title"], "Sofia Reis is now busy");
+    assert_eq!(notified[0]["data"]["caregiverId"], caregiver.id.as_str());
+    for user in [&past_only, &cancelled_only, &stranger] {
+        let types = app.inbox_types(user).await;
+        assert!(
+            !types.contains(&"CAREGIVER_AVAILABILITY_CHANGED".to_owned()),
+            "{types:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn preferences_switch_types_off_per_channel_but_not_the_protected_ones() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Xana").await;
+    let caregiver = app.register("CAREGIVER", "Yuri").await;
+    let query = "{ notificationPreferences { type channel enabled isDefault locked } }";
+    let all = app.ok(&caregiver, query, json!({})).await["notificationPreferences"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(all.len(), 10 * 3, "every type x channel");
+    let find = |all: &[Value], kind: &str, channel: &str| {
+        all.iter()
+            .find(|p| p["type"] == kind && p["channel"] == channel)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find(&all, "BOOKING_CREATED", "IN_APP")["enabled"], true);
+    assert_eq!(find(&all, "PROFILE_UPDATED", "EMAIL")["enabled"], false);
+    assert_eq!(
+        find(&all, "BOOKING_STARTING_SOON", "IN_APP")["locked"],
+        true
+    );
+
+    let update = "mutation($input: UpdateNotificationPreferencesInput!) {
+        updateNotificationPreferences(input: $input) { type channel enabled isDefault } }";
+    let updated = app
+        .ok(
+            &caregiver,
+            update,
+            json!({ "input": { "preferences": [
+            { "type": "BOOKING_CREATED", "channel": "IN_APP", "enabled": false },
+            { "type": "BOOKING_CREATED", "channel": "EMAIL", "enabled": false } ] } }),
+        )
+        .await;
+    let updated = updated["updateNotificationPreferences"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        find(&updated, "BOOKING_CREATED", "IN_APP")["enabled"],
+        false
+    );
+    assert_eq!(
+        find(&updated, "BOOKING_CREATED", "IN_APP")["isDefault"],
+        false
+    );
+    assert_eq!(
+        find(&updated, "BOOKING_CREATED", "PUSH")["enabled"],
+        true,
+        "other channels untouched"
+    );
+
+    let (s, e) = app.clock_after_hours(24);
+    let id = app.book(&recipient, &caregiver, &s, &e).await;
+    assert!(
+        app.inbox(&caregiver).await.is_empty(),
+        "switched off in-app"
+    );
+    app.act(&caregiver, "accept", &id).await;
+    assert_eq!(
+        app.inbox_types(&caregiver).await,
+        ["BOOKING_ACCEPTED"],
+        "other types still arrive"
+    );
+
+    let refused = app
+        .graphql(
+            Some(&caregiver.token),
+            update,
+            json!({ "input": { "preferences": [
+            { "type": "BOOKING_ACCEPTED", "channel": "IN_APP", "enabled": false },
+            { "type": "BOOKING_STARTING_SOON", "channel": "IN_APP", "enabled": false } ] } }),
+        )
+        .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("BOOKING_STARTING_SOON")
+    );
+    let after = app.ok(&caregiver, query, json!({})).await["notificationPreferences"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        find(&after, "BOOKING_ACCEPTED", "IN_APP")["enabled"],
+        true,
+        "all or nothing"
+    );
+    assert_eq!(
+        find(&after, "BOOKING_STARTING_SOON", "IN_APP")["enabled"],
+        true
+    );
+}
+
+/// Creates `count` notifications for `user` (each profile edit notifies its author).
+async fn make_notifications(app: &TestApp, user: &TestUser, count: usize) {
+    for index in 0..count {
+        app.ok(
+            user,
+            "mutation($name: String!) { updateProfile(input: {displayName: $name}) { id } }",
+            json!({ "name": format!("Name {index}") }),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn paging_over_250_notifications_is_complete_and_newest_first() {
+    let app = TestApp::spawn().await;
+    let user = app.register("CARE_RECIPIENT", "Zelia").await;
+    make_notifications(&app, &user, 250).await;
+    let mut bodies = Vec::new();
+    let mut after = json!(null);
+    loop {
+        let page = app
+            .ok(&user, INBOX, json!({ "first": 100, "after": after }))
+            .await;
+        for edge in page["notifications"]["edges"].as_array().unwrap() {
+            bodies.push(edge["node"]["body"].as_str().unwrap().to_owned());
+        }
+        if page["notifications"]["pageInfo"]["hasNextPage"] == json!(false) {
+            break;
+        }
+        after = page["notifications"]["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(bodies.len(), 250);
+    let mut names = Vec::new();
+    let inbox = app.inbox(&user).await;
+    for node in &inbox {
+        names.push(node["id"].clone());
+    }
+    assert_eq!(names.iter().collect::<HashSet<_>>().len(), 100);
+    // Newest first: the last edit (Name 249) leads, and all 250 are distinct.
+    let latest = app.ok(&user, "{ me { displayName } }", json!({})).await;
+    assert_eq!(latest["me"]["displayName"], "Name 249");
+    let types = app
+        .ok(&user, INBOX, json!({ "types": ["BOOKING_CREATED"] }))
+        .await;
+    assert_eq!(types["notifications"]["edges"], json!([]));
+    let unread = app
+        .ok(&user, INBOX, json!({ "unreadOnly": true, "first": 5 }))
+        .await;
+    assert_eq!(
+        unread["notifications"]["edges"].as_array().unwrap().len(),
+        5
+    );
+}
+
+#[tokio::test]
+async fn read_unread_all_and_delete_drive_the_count_on_every_socket() {
+    for protocol in Protocol::BOTH {
+        let app = TestApp::spawn().await;
+        let user = app.register("CARE_RECIPIENT", "Alma").await;
+        let stranger = app.register("CARE_RECIPIENT", "Bruno").await;
+        let count = "subscription { unreadNotificationCount }";
+        let mut sockets = Vec::new();
+        for _ in 0..2 {
+            let mut ws = app.ws_as(protocol, &user).await;
+            ws.subscribe("c", count, json!({})).await;
+            assert_eq!(ws.next_data("c").await["unreadNotificationCount"], 0);
+            sockets.push(ws);
+        }
+        let mut outsider = app.ws_as(protocol, &stranger).await;
+        outsider.subscribe("c", count, json!({})).await;
+        assert_eq!(outsider.next_data("c").await["unreadNotificationCount"], 0);
+
+        async fn expect(sockets: &mut [crate::helpers::WsClient], value: i64) {
+            for ws in sockets.iter_mut() {
+                assert_eq!(ws.next_data("c").await["unreadNotificationCount"], value);
+            }
+        }
+        for expected in 1..=3 {
+            make_notifications(&app, &user, 1).await;
+            expect(&mut sockets, expected).await;
+        }
+        let ids: Vec<String> = app
+            .inbox(&user)
+            .await
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect();
+        let read = app
+            .ok(
+                &user,
+                "mutation($id: UUID!) { markNotificationRead(id: $id) { isRead readAt } }",
+                json!({ "id": ids[0] }),
+            )
+            .await;
+        assert_eq!(read["markNotificationRead"]["isRead"], true);
+        assert!(read["markNotificationRead"]["readAt"].is_string());
+        expect(&mut sockets, 2).await;
+        // Reading it again changes nothing, so nothing is sent.
+        app.ok(
+            &user,
+            "mutation($id: UUID!) { markNotificationRead(id: $id) { id } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+        app.ok(
+            &user,
+            "mutation($id: UUID!) { markNotificationUnread(id: $id) { isRead } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+        expect(&mut sockets, 3).await;
+        let all = app
+            .ok(&user, "mutation { markAllNotificationsRead }", json!({}))
+            .await;
+        assert_eq!(all["markAllNotificationsRead"], 3);
+        expect(&mut sockets, 0).await;
+        make_notifications(&app, &user, 1).await;
+        expect(&mut sockets, 1).await;
+        let newest = app.inbox(&user).await[0]["id"].as_str().unwrap().to_owned();
+        let deleted = app
+            .ok(
+                &user,
+                "mutation($id: UUID!) { deleteNotification(id: $id) }",
+                json!({ "id": newest }),
+            )
+            .await;
+        assert_eq!(deleted["deleteNotification"], newest.as_str());
+        expect(&mut sockets, 0).await;
+        assert_eq!(
+            app.ok(&user, "{ unreadNotificationCount }", json!({}))
+                .await["unreadNotificationCount"],
+            0
+        );
+        assert_eq!(app.inbox(&user).await.len(), 3);
+
+        // Nobody else may touch these, nor hear of them.
+        for mutation in [
+            "markNotificationRead",
+            "markNotificationUnread",
+            "deleteNotification",
+        ] {
+            let selection = if mutation == "deleteNotification" {
+                ""
+            } else {
+                "{ id }"
+            };
+            let response = app
+                .graphql(
+                    Some(&stranger.token),
+                    &format!("mutation($id: UUID!) {{ {mutation}(id: $id) {selection} }}"),
+                    json!({ "id": ids[1] }),
+                )
+                .await;
+            assert_eq!(
+                response["errors"][0]["extensions"]["code"], "NOT_FOUND",
+                "{mutation}"
+            );
+        }
+        outsider.expect_silence(Duration::from_millis(200)).await;
+        for ws in sockets.iter_mut() {
+            ws.expect_silence(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn notification_added_resumes_without_gaps_or_repeats_under_concurrent_writes() {
+    let app = TestApp::spawn().await;
+    let user = app.register("CARE_RECIPIENT", "Celia").await;
+    let stranger = app.register("CARE_RECIPIENT", "Duarte").await;
+    make_notifications(&app, &user, 1).await;
+    let start_cursor = app.inbox(&user).await[0]["cursor"].clone();
+    let added =
+        "subscription($after: String) { notificationAdded(after: $after) { id cursor body } }";
+
+    let mut outsider = app.ws_as(Protocol::TransportWs, &stranger).await;
+    outsider.subscribe("n", added, json!({})).await;
+
+    const TOTAL: usize = 60;
+    let writer = {
+        let addr = app.addr;
+        let token = user.token.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut workers = Vec::new();
+            for worker in 0..4 {
+                let client = client.clone();
+                let token = token.clone();
+                workers.push(tokio::spawn(async move {
+                    for index in 0..TOTAL / 4 {
+                        let body = json!({ "query": "mutation($n: String!) { updateProfile(input: {displayName: $n}) { id } }",
+                            "variables": { "n": format!("W{worker} {index}") } });
+                        let response = client.post(format!("http://{addr}/graphql")).bearer_auth(&token).json(&body).send().await.unwrap();
+                        assert!(response.status().is_success());
+                    }
+                }));
+            }
+            for worker in workers {
+                worker.await.unwrap();
+            }
+        })
+    };
+
+    let mut received: Vec<Value> = Vec::new();
+    let mut first = app.ws_as(Protocol::TransportWs, &user).await;
+    first
+        .subscribe("n", added, json!({ "after": start_cursor }))
+        .await;
+    for _ in 0..10 {
+        received.push(first.next_data("n").await["notificationAdded"].clone());
+    }
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let resume_from = received.last().unwrap()["cursor"].clone();
+    let mut second = app.ws_as(Protocol::LegacyWs, &user).await;
+    second
+        .subscribe("n", added, json!({ "after": resume_from }))
+        .await;
+    while received.len() < TOTAL {
+        received.push(second.next_data("n").await["notificationAdded"].clone());
+    }
+    writer.await.unwrap();
+    second.expect_silence(Duration::from_millis(200)).await;
+
+    let mut stored: Vec<Value> = app.inbox(&user).await;
+    stored.reverse();
+    let stored_ids: Vec<&Value> = stored.iter().skip(1).map(|n| &n["id"]).collect();
+    let received_ids: Vec<&Value> = received.iter().map(|n| &n["id"]).collect();
+    assert_eq!(
+        received_ids, stored_ids,
+        "every notification once, in stored order"
+    );
+    outsider.expect_silence(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn reminders_fire_once_per_offset_and_not_for_cancelled_bookings() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Eva").await;
+    let caregiver = app.register("CAREGIVER", "Fabio").await;
+    let (s1, e1) = app.clock_after_hours(48);
+    let kept = app.book(&recipient, &caregiver, &s1, &e1).await;
+    app.act(&caregiver, "accept", &kept).await;
+    let (s2, e2) = app.clock_after_hours(52);
+    let cancelled = app.book(&recipient, &caregiver, &s2, &e2).await;
+    app.act(&caregiver, "accept", &cancelled).await;
+    let (s3, e3) = app.clock_after_hours(30);
+    let declined = app.book(&recipient, &caregiver, &s3, &e3).await;
+    app.act(&caregiver, "decline", &declined).await;
+
+    app.clock.advance(chrono::Duration::hours(23));
+    app.expect_exactly(&recipient, "BOOKING_REMINDER", 0).await;
+    app.act(&recipient, "cancel", &cancelled).await;
+    app.clock.advance(chrono::Duration::hours(2));
+    for user in [&recipient, &caregiver] {
+        app.expect_exactly(user, "BOOKING_REMINDER", 1).await;
+        app.expect_exactly(user, "BOOKING_STARTING_SOON", 0).await;
+    }
+    let reminder = &app
+        .ok(&recipient, INBOX, json!({ "types": ["BOOKING_REMINDER"] }))
+        .await["notifications"]["edges"][0]["node"];
+    assert_eq!(reminder["data"]["bookingId"], kept.as_str());
+    assert!(
+        reminder["body"]
+            .as_str()
+            .unwrap()
+            .contains("starts in 24 hours"),
+        "{reminder}"
+    );
+
+    app.clock
+        .advance(chrono::Duration::hours(22) + chrono::Duration::minutes(30));
+    for user in [&recipient, &caregiver] {
+        app.expect_exactly(user, "BOOKING_STARTING_SOON", 1).await;
+        app.expect_exactly(user, "BOOKING_REMINDER", 1).await;
+    }
+    app.clock.advance(chrono::Duration::hours(10));
+    app.expect_exactly(&recipient, "BOOKING_STARTING_SOON", 1)
+        .await;
+}
+
+#[tokio::test]
+async fn a_booking_accepted_inside_a_window_gets_only_the_reminders_ahead() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Gloria").await;
+    let caregiver = app.register("CAREGIVER", "Hugo").await;
+    let (s, e) = app.clock_after_hours(5);
+    let id = app.book(&recipient, &caregiver, &s, &e).await;
+    app.act(&caregiver, "accept", &id).await;
+    app.clock
+        .advance(chrono::Duration::hours(4) + chrono::Duration::minutes(5));
+    app.expect_exactly(&recipient, "BOOKING_STARTING_SOON", 1)
+        .await;
+    app.expect_exactly(&recipient, "BOOKING_REMINDER", 0).await;
+}
+
+#[tokio::test]
+async fn reminders_survive_restarts_and_two_instances_send_once() {
+    let config = test_config().await;
+    let first = TestApp::spawn_with(config.clone()).await;
+    let clock = first.clock.clone();
+    let recipient = first.register("CARE_RECIPIENT", "Ines").await;
+    let caregiver = first.register("CAREGIVER", "Jorge").await;
+    let (s, e) = first.clock_after_hours(30);
+    let id = first.book(&recipient, &caregiver, &s, &e).await;
+    first.act(&caregiver, "accept", &id).await;
+    clock.advance(chrono::Duration::hours(7));
+    first
+        .expect_exactly(&recipient, "BOOKING_REMINDER", 1)
+        .await;
+    first.stop().await;
+
+    // The server was down when the next reminder fell due; two instances come up at once.
+    clock.advance(chrono::Duration::hours(22) + chrono::Duration::minutes(30));
+    let second = TestApp::spawn_with_clock(config.clone(), clock.clone()).await;
+    let third = TestApp::spawn_with_clock(config, clock.clone()).await;
+    for user in [&recipient, &caregiver] {
+        second
+            .expect_exactly(user, "BOOKING_STARTING_SOON", 1)
+            .await;
+        third.expect_exactly(user, "BOOKING_REMINDER", 1).await;
+    }
+}
