@@ -285,8 +285,8 @@ impl UserService {
             .await?
             .ok_or(AppError::NotFound("user"))?;
         let mut active: user::ActiveModel = user.into();
-        if let Some(name) = display_name {
-            active.display_name = Set(name);
+        if let Some(name) = &display_name {
+            active.display_name = Set(name.clone());
         }
         if let Some(tz) = timezone {
             active.timezone = Set(tz);
@@ -310,7 +310,13 @@ impl UserService {
                 user_id: user.id,
                 kind: NotificationType::ProfileUpdated,
                 title: "Profile updated".to_owned(),
-                body: format!("Your {} changed.", changed_fields.join(", ")),
+                body: match &display_name {
+                    Some(name) => format!(
+                        "Your {} changed. Others now see you as {name}.",
+                        changed_fields.join(", ")
+                    ),
+                    None => format!("Your {} changed.", changed_fields.join(", ")),
+                },
                 data: json!({ "userId": user.id }),
                 dedupe_key: None,
             };
