@@ -14,6 +14,7 @@ impl MigrationTrait for Migration {
                     .table("notification_feeds")
                     .col(uuid("user_id").primary_key())
                     .col(big_integer("last_seq"))
+                    .col(big_integer("unread_count").default(0))
                     .foreign_key(
                         ForeignKey::create()
                             .from("notification_feeds", "user_id")

@@ -81,6 +81,7 @@ impl NotificationService {
                 .filter(notification_feed::Column::UserId.eq(notice.user_id))
                 .exec(conn)
                 .await?;
+            Self::add_unread(conn, notice.user_id, -1).await?;
             return Ok(None);
         }
         let stored = notification::ActiveModel {
@@ -114,27 +115,47 @@ impl NotificationService {
         Ok(found > 0)
     }
 
-    /// The user's next seq; the upsert holds their feed row until the transaction ends.
+    /// The user's next seq, counting the new notification as unread; the upsert holds their
+    /// feed row until the transaction ends.
     async fn next_seq(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+        let incremented = |column| Expr::col((notification_feed::Entity, column)).add(1);
         let feed = notification_feed::Entity::insert(notification_feed::ActiveModel {
             user_id: Set(user_id),
             last_seq: Set(1),
+            unread_count: Set(1),
         })
         .on_conflict(
             OnConflict::column(notification_feed::Column::UserId)
                 .value(
                     notification_feed::Column::LastSeq,
-                    Expr::col((
-                        notification_feed::Entity,
-                        notification_feed::Column::LastSeq,
-                    ))
-                    .add(1),
+                    incremented(notification_feed::Column::LastSeq),
+                )
+                .value(
+                    notification_feed::Column::UnreadCount,
+                    incremented(notification_feed::Column::UnreadCount),
                 )
                 .to_owned(),
         )
         .exec_with_returning(conn)
         .await?;
         Ok(feed.last_seq)
+    }
+
+    /// Moves the user's unread count by `delta`, in the caller's transaction.
+    async fn add_unread(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        delta: i64,
+    ) -> Result<(), AppError> {
+        notification_feed::Entity::update_many()
+            .col_expr(
+                notification_feed::Column::UnreadCount,
+                Expr::col(notification_feed::Column::UnreadCount).add(delta),
+            )
+            .filter(notification_feed::Column::UserId.eq(user_id))
+            .exec(conn)
+            .await?;
+        Ok(())
     }
 
     /// The newest seq handed out to the user, 0 before their first notification.
@@ -188,12 +209,10 @@ impl NotificationService {
 
     /// How many of the user's notifications are unread.
     pub async fn unread_count(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
-        let count = notification::Entity::find()
-            .filter(notification::Column::UserId.eq(user_id))
-            .filter(notification::Column::IsRead.eq(false))
-            .count(conn)
-            .await?;
-        Ok(count as i64)
+        Ok(notification_feed::Entity::find_by_id(user_id)
+            .one(conn)
+            .await?
+            .map_or(0, |feed| feed.unread_count))
     }
 
     /// One of the user's own notifications; anyone else's is `NOT_FOUND`.
@@ -219,15 +238,24 @@ impl NotificationService {
         events: &mut Vec<Event>,
     ) -> Result<notification::Model, AppError> {
         let found = Self::find_own(conn, user_id, id).await?;
-        if found.is_read == read {
+        // Conditional, so two concurrent requests cannot both count the same change.
+        let changed = notification::Entity::update_many()
+            .col_expr(notification::Column::IsRead, Expr::value(read))
+            .col_expr(
+                notification::Column::ReadAt,
+                Expr::value(read.then_some(now)),
+            )
+            .filter(notification::Column::Id.eq(found.id))
+            .filter(notification::Column::IsRead.eq(!read))
+            .exec(conn)
+            .await?
+            .rows_affected;
+        if changed == 0 {
             return Ok(found);
         }
-        let mut active: notification::ActiveModel = found.into();
-        active.is_read = Set(read);
-        active.read_at = Set(read.then_some(now));
-        let updated = active.update(conn).await?;
+        Self::add_unread(conn, user_id, if read { -1 } else { 1 }).await?;
         events.push(Event::NotificationsChanged { user_id });
-        Ok(updated)
+        Self::find_own(conn, user_id, id).await
     }
 
     /// Marks every unread notification of the user read; returns how many changed.
@@ -246,6 +274,7 @@ impl NotificationService {
             .await?
             .rows_affected;
         if changed > 0 {
+            Self::add_unread(conn, user_id, -(changed as i64)).await?;
             events.push(Event::NotificationsChanged { user_id });
         }
         Ok(changed)
@@ -259,9 +288,13 @@ impl NotificationService {
         events: &mut Vec<Event>,
     ) -> Result<(), AppError> {
         let found = Self::find_own(conn, user_id, id).await?;
-        notification::Entity::delete_by_id(found.id)
-            .exec(conn)
-            .await?;
+        let deleted = notification::Entity::delete_by_id(found.id)
+            .exec_with_returning(conn)
+            .await?
+            .ok_or(AppError::NotFound("notification"))?;
+        if !deleted.is_read {
+            Self::add_unread(conn, user_id, -1).await?;
+        }
         events.push(Event::NotificationsChanged { user_id });
         Ok(())
     }
