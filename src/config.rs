@@ -42,6 +42,8 @@ pub struct Config {
     /// before it is told it missed some and resynchronises from the database.
     pub bus_capacity: usize,
     pub reminders: ReminderConfig,
+    /// `TYPING_TTL_MS` (default 5000): how long "typing" shows without a refresh.
+    pub typing_ttl: Duration,
 }
 
 /// Booking reminders and the scheduler that sends them.
@@ -128,6 +130,7 @@ impl Config {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
             },
             bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 4096)?,
+            typing_ttl: Duration::from_millis(parsed(&var, "TYPING_TTL_MS", 5000)?),
             reminders: ReminderConfig {
                 offsets_minutes: offsets(var("REMINDER_OFFSETS_MINUTES").as_deref())?,
                 scheduler_interval: Duration::from_millis(parsed(

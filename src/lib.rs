@@ -7,8 +7,8 @@
 //! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
 //! - [`auth`]: bearer tokens in, a [`auth::Viewer`] out; the only code that sees the secret.
 //! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
-//! - [`users`], [`bookings`], [`notifications`]: the domains, each with its rules, queries,
-//!   events and resolvers.
+//! - [`users`], [`bookings`], [`chat`], [`notifications`]: the domains, each with its rules,
+//!   queries, events and resolvers.
 //! - [`jobs`]: the scheduler that sends booking reminders.
 //! - [`db`]: connecting, and the unit of work that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod bookings;
 pub mod bus;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod db;

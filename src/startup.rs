@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{Authenticator, TokenService},
     bus::{EventBus, InProcessBus},
+    chat::TypingGate,
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
     db, graphql,
@@ -58,6 +59,7 @@ impl Application {
             clock,
             tokens,
             reminders: Arc::new(config.reminders.clone()),
+            typing: Arc::new(TypingGate::new(config.typing_ttl)),
         };
         let schema = graphql::build(state.clone(), &config.graphql);
         let router = http::router(HttpState {

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Authenticator, TokenService},
     bus::EventBus,
+    chat::TypingGate,
     clock::Clock,
     config::ReminderConfig,
     db::UnitOfWork,
@@ -23,6 +24,7 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     pub authenticator: Authenticator,
     pub reminders: Arc<ReminderConfig>,
+    pub typing: Arc<TypingGate>,
 }
 
 impl AppState {

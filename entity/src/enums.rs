@@ -109,6 +109,15 @@ pub enum NotificationType {
     /// A caregiver the user has upcoming bookings with changed their availability.
     #[sea_orm(string_value = "caregiver_availability_changed")]
     CaregiverAvailabilityChanged,
+    /// Chat was enabled for a booking; both parties are told.
+    #[sea_orm(string_value = "chat_enabled")]
+    ChatEnabled,
+    /// A new chat message for the user.
+    #[sea_orm(string_value = "message_received")]
+    MessageReceived,
+    /// The other member read the user's messages (a receipt; opt-in, the ticks update live anyway).
+    #[sea_orm(string_value = "messages_read")]
+    MessagesRead,
 }
 
 /// How a notification reaches its user.

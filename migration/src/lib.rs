@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_accounts_and_bookings;
 mod m20261124_000002_notifications;
+mod m20261124_000003_chat;
 
 /// Every migration of caregraph, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_accounts_and_bookings::Migration),
             Box::new(m20261124_000002_notifications::Migration),
+            Box::new(m20261124_000003_chat::Migration),
         ]
     }
 }

@@ -22,6 +22,25 @@ pub enum Event {
     NotificationAdded(Arc<entity::notification::Model>),
     /// Notifications of `user_id` were read, unread or deleted: their unread count may differ.
     NotificationsChanged { user_id: uuid::Uuid },
+    /// A chat message was stored; `members` are its session's two members.
+    MessageAdded {
+        message: Arc<entity::message::Model>,
+        members: [uuid::Uuid; 2],
+    },
+    /// A member's receipt horizons moved forward.
+    ReceiptsMoved {
+        receipt: entity::chat_member::Model,
+        members: [uuid::Uuid; 2],
+        /// False when only the delivered horizon moved.
+        read_moved: bool,
+    },
+    /// A member started or stopped typing; never stored.
+    Typing {
+        session_id: uuid::Uuid,
+        user_id: uuid::Uuid,
+        members: [uuid::Uuid; 2],
+        typing: bool,
+    },
 }
 
 /// What a subscriber receives: an event, or word that it fell behind and missed some.

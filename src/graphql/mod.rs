@@ -6,6 +6,7 @@ use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLo
 
 use crate::{
     bookings::{BookingMutation, BookingQuery, BookingSubscription},
+    chat::{ChatMutation, ChatQuery, ChatSubscription},
     config::GraphqlConfig,
     error::ErrorCodes,
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
@@ -14,13 +15,22 @@ use crate::{
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(UserQuery, BookingQuery, NotificationQuery);
+pub struct Query(UserQuery, BookingQuery, ChatQuery, NotificationQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(UserMutation, BookingMutation, NotificationMutation);
+pub struct Mutation(
+    UserMutation,
+    BookingMutation,
+    ChatMutation,
+    NotificationMutation,
+);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(BookingSubscription, NotificationSubscription);
+pub struct Subscription(
+    BookingSubscription,
+    ChatSubscription,
+    NotificationSubscription,
+);
 
 /// The executable schema of caregraph.
 pub type CaregraphSchema = Schema<Query, Mutation, Subscription>;

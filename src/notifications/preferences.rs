@@ -29,12 +29,13 @@ pub struct PreferenceService;
 
 impl PreferenceService {
     /// What a user gets when they never chose: everything in-app and by push, except the
-    /// echo of their own profile edits; by email only what changes their plans.
+    /// echo of their own profile edits and read receipts (the ticks already update live);
+    /// by email only what changes their plans.
     pub fn default_enabled(kind: NotificationType, channel: Channel) -> bool {
         use NotificationType::*;
         match channel {
-            Channel::InApp => true,
-            Channel::Push => kind != ProfileUpdated,
+            Channel::InApp => kind != MessagesRead,
+            Channel::Push => !matches!(kind, ProfileUpdated | MessagesRead),
             Channel::Email => matches!(
                 kind,
                 BookingCreated

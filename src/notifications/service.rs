@@ -280,6 +280,33 @@ impl NotificationService {
         Ok(changed)
     }
 
+    /// Marks read the user's unread notifications whose dedupe key starts with `prefix` and
+    /// sorts at or before `up_to_key`: how reading a chat marks its message notifications.
+    pub async fn mark_read_up_to_key(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        prefix: &str,
+        up_to_key: &str,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<u64, AppError> {
+        let changed = notification::Entity::update_many()
+            .col_expr(notification::Column::IsRead, Expr::value(true))
+            .col_expr(notification::Column::ReadAt, Expr::value(now))
+            .filter(notification::Column::UserId.eq(user_id))
+            .filter(notification::Column::IsRead.eq(false))
+            .filter(notification::Column::DedupeKey.starts_with(prefix))
+            .filter(notification::Column::DedupeKey.lte(up_to_key))
+            .exec(conn)
+            .await?
+            .rows_affected;
+        if changed > 0 {
+            Self::add_unread(conn, user_id, -(changed as i64)).await?;
+            events.push(Event::NotificationsChanged { user_id });
+        }
+        Ok(changed)
+    }
+
     /// Deletes one of the user's notifications.
     pub async fn delete(
         conn: &impl ConnectionTrait,

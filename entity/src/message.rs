@@ -1,0 +1,22 @@
+//! `messages`: chat messages, numbered 1, 2, 3… within their session.
+
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub chat_session_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub body: String,
+    /// Chosen by the sender's client; a retried send with the same id returns this message.
+    pub client_message_id: String,
+    pub created_at: DateTimeUtc,
+    pub edited_at: Option<DateTimeUtc>,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

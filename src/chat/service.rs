@@ -1,0 +1,509 @@
+//! The rules of chat, over SeaORM: who may chat, sending with seq and idempotency, receipts.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use entity::{booking, chat_member, chat_session, enums::BookingStatus, message};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::notices;
+use crate::{
+    auth::Viewer, bookings::BookingService, bus::Event, error::AppError,
+    graphql::pagination::CursorKey, notifications::NotificationService, users::UserService,
+};
+
+/// The longest message body, in characters, after trimming.
+pub const MAX_BODY_CHARS: usize = 4000;
+/// The longest client message id.
+const MAX_CLIENT_ID: usize = 100;
+
+/// What `sendMessage` asks for.
+#[derive(Debug)]
+pub struct NewMessage {
+    pub session_id: Uuid,
+    pub body: String,
+    pub client_message_id: String,
+}
+
+/// Which receipt horizon a member moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Horizon {
+    /// The member's client received the messages.
+    Delivered,
+    /// The member read them (which implies delivery).
+    Read,
+}
+
+/// A position among a session's messages: their `seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageCursor(pub i64);
+
+impl CursorKey for MessageCursor {
+    fn to_plain(&self) -> String {
+        format!("message:{}", self.0)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        plain
+            .strip_prefix("message:")?
+            .parse()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .map(MessageCursor)
+    }
+}
+
+/// A position in the viewer's session list, ordered by latest activity.
+pub struct SessionCursor {
+    last_activity_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl SessionCursor {
+    pub fn of(session: &chat_session::Model) -> Self {
+        Self {
+            last_activity_at: session.last_activity_at,
+            id: session.id,
+        }
+    }
+}
+
+impl CursorKey for SessionCursor {
+    fn to_plain(&self) -> String {
+        format!(
+            "session:{}:{}",
+            self.last_activity_at.timestamp_micros(),
+            self.id
+        )
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        let mut parts = plain.strip_prefix("session:")?.splitn(2, ':');
+        let last_activity_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        Some(Self {
+            last_activity_at,
+            id,
+        })
+    }
+}
+
+/// Chat sessions and messages. Every function sees only sessions the viewer is a member of.
+pub struct ChatService;
+
+impl ChatService {
+    /// Opens the chat of a pending or accepted booking, or returns the one already open.
+    /// The first call notifies both parties.
+    pub async fn enable(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        booking_id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<chat_session::Model, AppError> {
+        let booking = BookingService::find_for(conn, viewer, booking_id).await?;
+        if let Some(existing) = chat_session::Entity::find()
+            .filter(chat_session::Column::BookingId.eq(booking.id))
+            .one(conn)
+            .await?
+        {
+            return Ok(existing);
+        }
+        if !matches!(
+            booking.status,
+            BookingStatus::Pending | BookingStatus::Accepted
+        ) {
+            return Err(AppError::InvalidState(format!(
+                "cannot enable chat for a booking that is {}",
+                booking.status.as_str()
+            )));
+        }
+        let session = chat_session::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            booking_id: Set(booking.id),
+            care_recipient_id: Set(booking.care_recipient_id),
+            caregiver_id: Set(booking.caregiver_id),
+            enabled_at: Set(now),
+            last_seq: Set(0),
+            last_activity_at: Set(now),
+        }
+        .insert(conn)
+        .await?;
+        for user_id in members(&session) {
+            chat_member::ActiveModel {
+                session_id: Set(session.id),
+                user_id: Set(user_id),
+                last_delivered_seq: Set(0),
+                last_read_seq: Set(0),
+            }
+            .insert(conn)
+            .await?;
+        }
+        let users = UserService::load_many(conn, &members(&session)).await?;
+        let user = |id: Uuid| {
+            users
+                .get(&id)
+                .map(|(user, _)| user)
+                .ok_or(AppError::NotFound("user"))
+        };
+        for (reader, other) in [
+            (session.care_recipient_id, session.caregiver_id),
+            (session.caregiver_id, session.care_recipient_id),
+        ] {
+            let notice = notices::enabled(&session, user(reader)?, user(other)?);
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
+        Ok(session)
+    }
+
+    /// A session the viewer is a member of; `NOT_FOUND` for everyone else.
+    pub async fn find_for(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        session_id: Uuid,
+    ) -> Result<chat_session::Model, AppError> {
+        chat_session::Entity::find_by_id(session_id)
+            .one(conn)
+            .await?
+            .filter(|session| session.is_member(viewer.id))
+            .ok_or(AppError::NotFound("chat session"))
+    }
+
+    /// Why the session no longer takes messages: its booking's status, when it ended.
+    pub async fn closed_by(
+        conn: &impl ConnectionTrait,
+        session: &chat_session::Model,
+    ) -> Result<Option<BookingStatus>, AppError> {
+        let status = booking::Entity::find_by_id(session.booking_id)
+            .one(conn)
+            .await?
+            .map(|booking| booking.status);
+        Ok(status.filter(|status| {
+            matches!(
+                status,
+                BookingStatus::Cancelled | BookingStatus::Declined | BookingStatus::Completed
+            )
+        }))
+    }
+
+    /// Stores a message with the session's next seq, under the session's row lock, and
+    /// notifies the recipient. A retry with the same `client_message_id` returns the
+    /// original and changes nothing.
+    pub async fn send(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        input: NewMessage,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<message::Model, AppError> {
+        let body = input.body.trim().to_owned();
+        if body.is_empty() {
+            return Err(AppError::bad_input("body", "a message cannot be empty"));
+        }
+        if body.chars().count() > MAX_BODY_CHARS {
+            return Err(AppError::bad_input(
+                "body",
+                format!("a message has at most {MAX_BODY_CHARS} characters"),
+            ));
+        }
+        let client_id = input.client_message_id.trim().to_owned();
+        if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID {
+            return Err(AppError::bad_input(
+                "clientMessageId",
+                format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters"),
+            ));
+        }
+        Self::find_for(conn, viewer, input.session_id).await?;
+        // The session row lock orders this session's sends (PostgreSQL; SQLite's write
+        // transaction already does): seq order is commit order.
+        let session = chat_session::Entity::find_by_id(input.session_id)
+            .lock_exclusive()
+            .one(conn)
+            .await?
+            .ok_or(AppError::NotFound("chat session"))?;
+        if let Some(original) = message::Entity::find()
+            .filter(message::Column::SenderId.eq(viewer.id))
+            .filter(message::Column::ClientMessageId.eq(client_id.as_str()))
+            .one(conn)
+            .await?
+        {
+            return if original.chat_session_id == session.id {
+                Ok(original)
+            } else {
+                Err(AppError::Conflict(
+                    "this clientMessageId was already used in another chat".to_owned(),
+                ))
+            };
+        }
+        if let Some(status) = Self::closed_by(conn, &session).await? {
+            return Err(AppError::InvalidState(format!(
+                "this chat is read-only: its booking is {}",
+                status.as_str()
+            )));
+        }
+        let seq = session.last_seq + 1;
+        chat_session::Entity::update_many()
+            .col_expr(chat_session::Column::LastSeq, Expr::value(seq))
+            .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
+            .filter(chat_session::Column::Id.eq(session.id))
+            .exec(conn)
+            .await?;
+        let stored = message::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            chat_session_id: Set(session.id),
+            seq: Set(seq),
+            sender_id: Set(viewer.id),
+            body: Set(body),
+            client_message_id: Set(client_id),
+            created_at: Set(now),
+            edited_at: Set(None),
+            deleted_at: Set(None),
+        }
+        .insert(conn)
+        .await?;
+        let members = members(&session);
+        // Writing a message means having read everything before it.
+        let before = Self::member(conn, session.id, viewer.id).await?;
+        let sender = Self::advance(conn, &before, seq, Horizon::Read).await?;
+        if before.last_read_seq < seq - 1 {
+            events.push(Event::ReceiptsMoved {
+                receipt: sender,
+                members,
+                read_moved: true,
+            });
+        }
+        let author = UserService::find(conn, viewer.id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        let recipient = session.other_member(viewer.id);
+        let notice = notices::received(&session, &stored, &author, recipient);
+        NotificationService::notify(conn, notice, now, events).await?;
+        events.push(Event::MessageAdded {
+            message: Arc::new(stored.clone()),
+            members,
+        });
+        Ok(stored)
+    }
+
+    /// Moves the viewer's delivered or read horizon forward to `up_to_seq` (never back, never
+    /// past the last message). Reading also marks the session's message notifications read.
+    pub async fn mark(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        session_id: Uuid,
+        up_to_seq: i64,
+        horizon: Horizon,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<chat_member::Model, AppError> {
+        if up_to_seq < 0 {
+            return Err(AppError::bad_input("upToSeq", "upToSeq cannot be negative"));
+        }
+        let session = Self::find_for(conn, viewer, session_id).await?;
+        let before = Self::member(conn, session.id, viewer.id).await?;
+        let target = Ord::min(up_to_seq, session.last_seq);
+        let after = Self::advance(conn, &before, target, horizon).await?;
+        let read_moved = after.last_read_seq > before.last_read_seq;
+        if !read_moved && after.last_delivered_seq == before.last_delivered_seq {
+            return Ok(after);
+        }
+        if read_moved {
+            NotificationService::mark_read_up_to_key(
+                conn,
+                viewer.id,
+                &notices::session_key_prefix(session.id),
+                &notices::message_key(session.id, after.last_read_seq),
+                now,
+                events,
+            )
+            .await?;
+            let reader = UserService::find(conn, viewer.id)
+                .await?
+                .ok_or(AppError::NotFound("user"))?;
+            let notice = notices::read(
+                &session,
+                &reader,
+                session.other_member(viewer.id),
+                after.last_read_seq,
+            );
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
+        events.push(Event::ReceiptsMoved {
+            receipt: after.clone(),
+            members: members(&session),
+            read_moved,
+        });
+        Ok(after)
+    }
+
+    /// Moves one member's horizon(s) forward to `seq` with SQL `max`, so concurrent marks
+    /// can only ever move it further; returns the stored result.
+    async fn advance(
+        conn: &impl ConnectionTrait,
+        member: &chat_member::Model,
+        seq: i64,
+        horizon: Horizon,
+    ) -> Result<chat_member::Model, AppError> {
+        let forward = |column: chat_member::Column| {
+            Expr::case(Expr::col(column).lt(seq), seq).finally(Expr::col(column))
+        };
+        let mut update = chat_member::Entity::update_many()
+            .col_expr(
+                chat_member::Column::LastDeliveredSeq,
+                forward(chat_member::Column::LastDeliveredSeq).into(),
+            )
+            .filter(chat_member::Column::SessionId.eq(member.session_id))
+            .filter(chat_member::Column::UserId.eq(member.user_id));
+        if horizon == Horizon::Read {
+            update = update.col_expr(
+                chat_member::Column::LastReadSeq,
+                forward(chat_member::Column::LastReadSeq).into(),
+            );
+        }
+        update.exec(conn).await?;
+        Self::member(conn, member.session_id, member.user_id).await
+    }
+
+    /// One member's receipt horizons.
+    pub async fn member(
+        conn: &impl ConnectionTrait,
+        session_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<chat_member::Model, AppError> {
+        chat_member::Entity::find_by_id((session_id, user_id))
+            .one(conn)
+            .await?
+            .ok_or(AppError::NotFound("chat session"))
+    }
+
+    /// Both members' horizons, by user.
+    pub async fn members(
+        conn: &impl ConnectionTrait,
+        session_id: Uuid,
+    ) -> Result<HashMap<Uuid, chat_member::Model>, AppError> {
+        Ok(chat_member::Entity::find()
+            .filter(chat_member::Column::SessionId.eq(session_id))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|member| (member.user_id, member))
+            .collect())
+    }
+
+    /// The viewer's sessions, most recently active first.
+    pub async fn sessions(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        after: Option<&SessionCursor>,
+        limit: u64,
+    ) -> Result<Vec<chat_session::Model>, AppError> {
+        let mut query = chat_session::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(chat_session::Column::CareRecipientId.eq(viewer.id))
+                    .add(chat_session::Column::CaregiverId.eq(viewer.id)),
+            )
+            .order_by_desc(chat_session::Column::LastActivityAt)
+            .order_by_desc(chat_session::Column::Id)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(chat_session::Column::LastActivityAt.lt(after.last_activity_at))
+                    .add(
+                        Condition::all()
+                            .add(chat_session::Column::LastActivityAt.eq(after.last_activity_at))
+                            .add(chat_session::Column::Id.lt(after.id)),
+                    ),
+            );
+        }
+        Ok(query.all(conn).await?)
+    }
+
+    /// Messages after `after_seq`, oldest first.
+    pub async fn messages_after(
+        conn: &impl ConnectionTrait,
+        session_id: Uuid,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, AppError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ChatSessionId.eq(session_id))
+            .filter(message::Column::Seq.gt(after_seq))
+            .order_by_asc(message::Column::Seq)
+            .limit(limit)
+            .all(conn)
+            .await?)
+    }
+
+    /// Messages before `before_seq` (all, without it), newest first.
+    pub async fn messages_before(
+        conn: &impl ConnectionTrait,
+        session_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<message::Model>, AppError> {
+        let mut query = message::Entity::find()
+            .filter(message::Column::ChatSessionId.eq(session_id))
+            .order_by_desc(message::Column::Seq)
+            .limit(limit);
+        if let Some(before) = before_seq {
+            query = query.filter(message::Column::Seq.lt(before));
+        }
+        Ok(query.all(conn).await?)
+    }
+
+    /// The newest message of a session.
+    pub async fn last_message(
+        conn: &impl ConnectionTrait,
+        session: &chat_session::Model,
+    ) -> Result<Option<message::Model>, AppError> {
+        Ok(message::Entity::find()
+            .filter(message::Column::ChatSessionId.eq(session.id))
+            .filter(message::Column::Seq.eq(session.last_seq))
+            .one(conn)
+            .await?)
+    }
+
+    /// The viewer's unread messages in one session, or in all of them.
+    pub async fn unread(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        session_id: Option<Uuid>,
+    ) -> Result<i64, AppError> {
+        let mut memberships =
+            chat_member::Entity::find().filter(chat_member::Column::UserId.eq(user_id));
+        if let Some(session_id) = session_id {
+            memberships = memberships.filter(chat_member::Column::SessionId.eq(session_id));
+        }
+        let read: HashMap<Uuid, i64> = memberships
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|member| (member.session_id, member.last_read_seq))
+            .collect();
+        let sessions = chat_session::Entity::find()
+            .filter(chat_session::Column::Id.is_in(read.keys().copied()))
+            .all(conn)
+            .await?;
+        Ok(sessions
+            .iter()
+            .map(|session| {
+                Ord::max(
+                    session.last_seq - read.get(&session.id).copied().unwrap_or(0),
+                    0,
+                )
+            })
+            .sum())
+    }
+}
+
+/// The two members of a session.
+pub fn members(session: &chat_session::Model) -> [Uuid; 2] {
+    [session.care_recipient_id, session.caregiver_id]
+}

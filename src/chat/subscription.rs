@@ -1,0 +1,321 @@
+//! Live chat: new messages with gap-free resume, receipts, typing, unread counts.
+//!
+//! Membership is checked when a subscription starts; every event is then
+//! matched against the subscribed session (whose two members never change), so
+//! no event of another session can pass.
+
+use std::{sync::Arc, time::Duration};
+
+use async_graphql::{
+    Context, Object, Subscription,
+    futures_util::{Stream, StreamExt, future::BoxFuture, stream},
+};
+use entity::chat_member;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{
+    graphql::{ChatMember, Message, MessageStatus},
+    service::{ChatService, MessageCursor},
+};
+use crate::{
+    auth::viewer,
+    bus::{
+        Delivery, Event,
+        counter::{CountSource, live_count},
+        feed::{SequencedSource, resumable},
+    },
+    error::AppError,
+    graphql::pagination::CursorKey,
+    state::AppState,
+    users::User,
+};
+
+/// One session's messages as a sequenced stream.
+struct SessionMessages {
+    db: DatabaseConnection,
+    session_id: Uuid,
+}
+
+impl SequencedSource for SessionMessages {
+    type Item = Message;
+
+    fn seq(item: &Message) -> i64 {
+        item.model.seq
+    }
+
+    fn from_event(&self, event: &Event) -> Option<Message> {
+        match event {
+            Event::MessageAdded { message, .. } if message.chat_session_id == self.session_id => {
+                Some(Message {
+                    model: message.clone(),
+                    status: MessageStatus::Sent,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn stored_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<Message>, AppError>> {
+        Box::pin(async move {
+            let rows = ChatService::messages_after(&self.db, self.session_id, after, limit).await?;
+            let members = ChatService::members(&self.db, self.session_id).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| Message {
+                    status: MessageStatus::of(&row, &members),
+                    model: Arc::new(row),
+                })
+                .collect())
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<i64, AppError>> {
+        Box::pin(async move {
+            Ok(entity::chat_session::Entity::find_by_id(self.session_id)
+                .one(&self.db)
+                .await
+                .map_err(AppError::from)?
+                .map_or(0, |session| session.last_seq))
+        })
+    }
+}
+
+/// A user's unread messages, in one session or all of theirs.
+struct UnreadMessages {
+    db: DatabaseConnection,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+}
+
+impl CountSource for UnreadMessages {
+    fn concerns(&self, event: &Event) -> bool {
+        let in_scope = |session_id: Uuid| self.session_id.is_none_or(|only| only == session_id);
+        match event {
+            Event::MessageAdded { message, members } => {
+                members.contains(&self.user_id) && in_scope(message.chat_session_id)
+            }
+            Event::ReceiptsMoved { receipt, .. } => {
+                receipt.user_id == self.user_id && in_scope(receipt.session_id)
+            }
+            _ => false,
+        }
+    }
+
+    fn current(&self) -> BoxFuture<'_, Result<i64, AppError>> {
+        Box::pin(ChatService::unread(&self.db, self.user_id, self.session_id))
+    }
+}
+
+/// Someone started or stopped typing.
+pub struct TypingUpdate {
+    session_id: Uuid,
+    user_id: Uuid,
+    typing: bool,
+}
+
+#[Object]
+impl TypingUpdate {
+    async fn session_id(&self) -> Uuid {
+        self.session_id
+    }
+
+    async fn user(&self, ctx: &Context<'_>) -> Result<User, AppError> {
+        User::load(ctx, self.user_id).await
+    }
+
+    async fn typing(&self) -> bool {
+        self.typing
+    }
+}
+
+/// Which receipts a receipt stream passes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReceiptKind {
+    Read,
+    Delivered,
+}
+
+#[derive(Default)]
+pub struct ChatSubscription;
+
+#[Subscription]
+impl ChatSubscription {
+    /// New messages of a session. With `after` (a message's `cursor`), first everything
+    /// stored after it, then live: no gap, no duplicate, in seq order.
+    async fn message_added(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Uuid,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<Message, AppError>> + use<>, AppError> {
+        let state = AppState::of(ctx);
+        let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
+        let after = after
+            .map(|cursor| {
+                MessageCursor::decode(&cursor)
+                    .map(|MessageCursor(seq)| seq)
+                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
+            })
+            .transpose()?;
+        let deliveries = state.bus.subscribe();
+        let source = SessionMessages {
+            db: state.db.clone(),
+            session_id: session.id,
+        };
+        Ok(resumable(source, deliveries, after))
+    }
+
+    /// A member's read horizon moved: the sender's ticks turn to "read".
+    async fn messages_read(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
+        receipts(ctx, session_id, ReceiptKind::Read).await
+    }
+
+    /// A member's delivered horizon moved (reading moves it too).
+    async fn messages_delivered(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Uuid,
+    ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
+        receipts(ctx, session_id, ReceiptKind::Delivered).await
+    }
+
+    /// The other member started or stopped typing; "typing" ends by itself when no refresh
+    /// comes within a few seconds.
+    async fn typing(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Uuid,
+    ) -> Result<impl Stream<Item = TypingUpdate> + use<>, AppError> {
+        let viewer_id = viewer(ctx)?.id;
+        let state = AppState::of(ctx);
+        let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
+        let other = session.other_member(viewer_id);
+        let ttl = state.typing.ttl();
+        let deliveries = state.bus.subscribe();
+        Ok(typing_updates(deliveries, session.id, other, ttl))
+    }
+
+    /// The viewer's unread messages in one session, or in all their chats without
+    /// `sessionId`: the current value first, then every change.
+    async fn unread_message_count(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        if let Some(session_id) = session_id {
+            ChatService::find_for(&state.db, viewer, session_id).await?;
+        }
+        let deliveries = state.bus.subscribe();
+        let source = UnreadMessages {
+            db: state.db.clone(),
+            user_id: viewer.id,
+            session_id,
+        };
+        Ok(live_count(source, deliveries))
+    }
+}
+
+/// Receipt updates of one session; after missed events, both members' current horizons.
+async fn receipts(
+    ctx: &Context<'_>,
+    session_id: Uuid,
+    kind: ReceiptKind,
+) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
+    let state = AppState::of(ctx);
+    let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
+    let db = state.db.clone();
+    let deliveries = state.bus.subscribe();
+    Ok(deliveries
+        .then(move |delivery| {
+            let db = db.clone();
+            async move {
+                let members: Vec<chat_member::Model> = match delivery {
+                    Delivery::Event(Event::ReceiptsMoved {
+                        receipt,
+                        read_moved,
+                        ..
+                    }) if receipt.session_id == session.id
+                        && (read_moved || kind == ReceiptKind::Delivered) =>
+                    {
+                        vec![receipt]
+                    }
+                    Delivery::Event(_) => Vec::new(),
+                    Delivery::Missed(_) => match ChatService::members(&db, session.id).await {
+                        Ok(members) => members.into_values().collect(),
+                        Err(err) => return stream::iter(vec![Err(err)]),
+                    },
+                };
+                let updates: Vec<Result<ChatMember, AppError>> = members
+                    .into_iter()
+                    .map(|member| Ok(ChatMember(member)))
+                    .collect();
+                stream::iter(updates)
+            }
+        })
+        .flatten())
+}
+
+/// Turns the other member's typing events into start/stop updates, ending "typing" by itself
+/// `ttl` after the last refresh.
+fn typing_updates(
+    deliveries: async_graphql::futures_util::stream::BoxStream<'static, Delivery>,
+    session_id: Uuid,
+    other: Uuid,
+    ttl: Duration,
+) -> impl Stream<Item = TypingUpdate> + Send + 'static {
+    struct State {
+        deliveries: async_graphql::futures_util::stream::BoxStream<'static, Delivery>,
+        expires: Option<Instant>,
+    }
+    let update = move |typing| TypingUpdate {
+        session_id,
+        user_id: other,
+        typing,
+    };
+    stream::unfold(
+        State {
+            deliveries,
+            expires: None,
+        },
+        move |mut state| async move {
+            loop {
+                let expiry = async {
+                    match state.expires {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = expiry => {
+                        state.expires = None;
+                        return Some((update(false), state));
+                    }
+                    delivery = state.deliveries.next() => match delivery? {
+                        Delivery::Event(Event::Typing { session_id: typed_in, user_id, typing, .. })
+                            if typed_in == session_id && user_id == other =>
+                        {
+                            let was_typing = state.expires.is_some();
+                            state.expires = typing.then(|| Instant::now() + ttl);
+                            if was_typing != typing {
+                                return Some((update(typing), state));
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        },
+    )
+}
