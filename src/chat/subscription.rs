@@ -155,6 +155,8 @@ impl ChatSubscription {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<Message, AppError>> + use<>, AppError> {
         let state = AppState::of(ctx);
+        // Subscribe before the first await, so nothing published from here on is missed.
+        let deliveries = state.bus.subscribe();
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
         let after = after
             .map(|cursor| {
@@ -163,7 +165,6 @@ impl ChatSubscription {
                     .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
             })
             .transpose()?;
-        let deliveries = state.bus.subscribe();
         let source = SessionMessages {
             db: state.db.clone(),
             session_id: session.id,
@@ -198,10 +199,10 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = TypingUpdate> + use<>, AppError> {
         let viewer_id = viewer(ctx)?.id;
         let state = AppState::of(ctx);
+        let deliveries = state.bus.subscribe();
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
         let other = session.other_member(viewer_id);
         let ttl = state.typing.ttl();
-        let deliveries = state.bus.subscribe();
         Ok(typing_updates(deliveries, session.id, other, ttl))
     }
 
@@ -214,10 +215,10 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
+        let deliveries = state.bus.subscribe();
         if let Some(session_id) = session_id {
             ChatService::find_for(&state.db, viewer, session_id).await?;
         }
-        let deliveries = state.bus.subscribe();
         let source = UnreadMessages {
             db: state.db.clone(),
             user_id: viewer.id,
@@ -234,9 +235,9 @@ async fn receipts(
     kind: ReceiptKind,
 ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
     let state = AppState::of(ctx);
+    let deliveries = state.bus.subscribe();
     let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
     let db = state.db.clone();
-    let deliveries = state.bus.subscribe();
     Ok(deliveries
         .then(move |delivery| {
             let db = db.clone();

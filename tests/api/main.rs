@@ -4,6 +4,7 @@
 
 mod auth;
 mod bookings;
+mod chat;
 mod helpers;
 mod notifications;
 mod schema;

@@ -1,0 +1,847 @@
+//! Chat over HTTP and graphql-ws: a whole conversation with receipts and typing, idempotent
+//! sends, gap-free resume while the other side keeps sending, limits, read-only chats,
+//! unread counts, and an outsider on every operation.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Protocol, TestApp, TestUser, WsClient, test_config};
+
+const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
+const SEND: &str = "mutation($input: SendMessageInput!) {
+    sendMessage(input: $input) { id seq body status cursor clientMessageId sender { id } } }";
+const SESSION: &str =
+    "query($id: UUID!, $first: Int, $after: String, $last: Int, $before: String) {
+    chatSession(id: $id) { id readOnly unreadCount lastSeq
+        members { user { id } lastDeliveredSeq lastReadSeq }
+        messages(first: $first, after: $after, last: $last, before: $before) {
+            edges { cursor node { id seq body status sender { id } } }
+            pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }";
+const MESSAGE_ADDED: &str = "subscription($id: UUID!, $after: String) {
+    messageAdded(sessionId: $id, after: $after) { id seq body cursor sender { id } } }";
+
+/// A booking between a care recipient and a caregiver, its chat, and a stranger.
+struct Chat {
+    app: TestApp,
+    recipient: TestUser,
+    caregiver: TestUser,
+    stranger: TestUser,
+    booking: String,
+    session: String,
+}
+
+async fn chat() -> Chat {
+    chat_on(TestApp::spawn().await).await
+}
+
+async fn chat_on(app: TestApp) -> Chat {
+    let recipient = app.register("CARE_RECIPIENT", "Luisa").await;
+    let caregiver = app.register("CAREGIVER", "Mateus").await;
+    let stranger = app.register("CAREGIVER", "Nadia").await;
+    let booking = open_booking(&app, &recipient, &caregiver).await;
+    let session = app.ok(&recipient, ENABLE, json!({ "id": booking })).await["enableChat"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Chat {
+        app,
+        recipient,
+        caregiver,
+        stranger,
+        booking,
+        session,
+    }
+}
+
+async fn open_booking(app: &TestApp, recipient: &TestUser, caregiver: &TestUser) -> String {
+    let (starts, ends) = app.clock_after_hours(48);
+    let created = app
+        .ok(
+            recipient,
+            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
+            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
+        )
+        .await;
+    created["createBooking"]["id"].as_str().unwrap().to_owned()
+}
+
+impl Chat {
+    async fn send(&self, from: &TestUser, body: &str, client_id: &str) -> Value {
+        let response = self
+            .app
+            .graphql(
+                Some(&from.token),
+                SEND,
+                json!({ "input": {
+                "sessionId": self.session, "body": body, "clientMessageId": client_id } }),
+            )
+            .await;
+        response
+    }
+
+    async fn sent(&self, from: &TestUser, body: &str) -> Value {
+        let response = self
+            .send(from, body, &uuid::Uuid::now_v7().to_string())
+            .await;
+        assert!(response.get("errors").is_none(), "{response}");
+        response["data"]["sendMessage"].clone()
+    }
+
+    async fn mark(&self, who: &TestUser, horizon: &str, up_to: i64) -> Value {
+        let mutation = format!(
+            "mutation($id: UUID!, $seq: Int!) {{ markMessages{horizon}(sessionId: $id, upToSeq: $seq) {{ lastDeliveredSeq lastReadSeq }} }}"
+        );
+        self.app
+            .ok(who, &mutation, json!({ "id": self.session, "seq": up_to }))
+            .await[format!("markMessages{horizon}")]
+        .clone()
+    }
+
+    async fn session_view(&self, who: &TestUser, page: Value) -> Value {
+        let mut variables = page;
+        variables["id"] = json!(self.session);
+        self.app.ok(who, SESSION, variables).await["chatSession"].clone()
+    }
+
+    async fn subscribed(
+        &self,
+        who: &TestUser,
+        protocol: Protocol,
+        subscriptions: &[(&str, &str)],
+    ) -> WsClient {
+        let mut ws = self.app.ws_as(protocol, who).await;
+        for (id, query) in subscriptions {
+            ws.subscribe(id, query, json!({ "id": self.session })).await;
+        }
+        ws
+    }
+}
+
+/// The next data of any of the socket's subscriptions, as (subscription id, data).
+async fn next_any(ws: &mut WsClient) -> (String, Value) {
+    match ws.next_event().await {
+        crate::helpers::WsEvent::Message(message)
+            if message["type"] == "next" || message["type"] == "data" =>
+        {
+            assert!(message["payload"].get("errors").is_none(), "{message}");
+            (
+                message["id"].as_str().unwrap().to_owned(),
+                message["payload"]["data"].clone(),
+            )
+        }
+        other => panic!("expected data, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_whole_conversation_with_receipts_and_typing() {
+    for protocol in Protocol::BOTH {
+        let mut config = test_config().await;
+        config.typing_ttl = Duration::from_millis(300);
+        let c = chat_on(TestApp::spawn_with(config).await).await;
+        let again = c
+            .app
+            .ok(&c.caregiver, ENABLE, json!({ "id": c.booking }))
+            .await;
+        assert_eq!(
+            again["enableChat"]["id"],
+            c.session.as_str(),
+            "enabling twice returns the same chat"
+        );
+        for user in [&c.recipient, &c.caregiver] {
+            let enabled = c
+                .app
+                .ok(
+                    user,
+                    "{ notifications(types: [CHAT_ENABLED]) { edges { node { data } } } }",
+                    json!({}),
+                )
+                .await;
+            let edges = enabled["notifications"]["edges"].as_array().unwrap();
+            assert_eq!(edges.len(), 1, "each party told once");
+            assert_eq!(edges[0]["node"]["data"]["sessionId"], c.session.as_str());
+        }
+
+        let subscriptions = [
+            ("m", MESSAGE_ADDED),
+            (
+                "r",
+                "subscription($id: UUID!) { messagesRead(sessionId: $id) { user { id } lastReadSeq } }",
+            ),
+            (
+                "d",
+                "subscription($id: UUID!) { messagesDelivered(sessionId: $id) { user { id } lastDeliveredSeq } }",
+            ),
+            (
+                "t",
+                "subscription($id: UUID!) { typing(sessionId: $id) { user { id } typing } }",
+            ),
+        ];
+        let mut luisa = c.subscribed(&c.recipient, protocol, &subscriptions).await;
+        let mut mateus = c.subscribed(&c.caregiver, protocol, &subscriptions).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // Luisa types, then sends.
+        let typing = c
+            .app
+            .ok(
+                &c.recipient,
+                "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
+                json!({ "id": c.session }),
+            )
+            .await;
+        assert_eq!(typing["setTyping"], true);
+        let (id, data) = next_any(&mut mateus).await;
+        assert_eq!(
+            (id.as_str(), &data["typing"]["typing"]),
+            ("t", &json!(true))
+        );
+        assert_eq!(data["typing"]["user"]["id"], c.recipient.id.as_str());
+        let sent = c.sent(&c.recipient, "  Can you come at nine?  ").await;
+        assert_eq!(sent["seq"], 1);
+        assert_eq!(sent["body"], "Can you come at nine?");
+        assert_eq!(sent["status"], "SENT");
+        let (id, data) = next_any(&mut mateus).await;
+        assert_eq!(id, "m");
+        assert_eq!(data["messageAdded"]["id"], sent["id"]);
+        // Nobody refreshed the indicator: it ends by itself.
+        let (id, data) = next_any(&mut mateus).await;
+        assert_eq!(
+            (id.as_str(), &data["typing"]["typing"]),
+            ("t", &json!(false))
+        );
+        let (id, data) = next_any(&mut luisa).await;
+        assert_eq!(
+            (id.as_str(), &data["messageAdded"]["seq"]),
+            ("m", &json!(1)),
+            "the sender's other screens see it too"
+        );
+
+        // Mateus's phone acknowledges, then he reads: Luisa's ticks follow.
+        let delivered = c.mark(&c.caregiver, "Delivered", 1).await;
+        assert_eq!(delivered["lastDeliveredSeq"], 1);
+        assert_eq!(delivered["lastReadSeq"], 0);
+        let (id, data) = next_any(&mut luisa).await;
+        assert_eq!(
+            (id.as_str(), &data["messagesDelivered"]["lastDeliveredSeq"]),
+            ("d", &json!(1))
+        );
+        assert_eq!(
+            data["messagesDelivered"]["user"]["id"],
+            c.caregiver.id.as_str()
+        );
+        let view = c.session_view(&c.recipient, json!({})).await;
+        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "DELIVERED");
+        c.mark(&c.caregiver, "Read", 1).await;
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (id, data) = next_any(&mut luisa).await;
+            seen.push((id, data));
+        }
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen[0].0, "d", "reading implies delivery: {seen:?}");
+        assert_eq!(seen[1].1["messagesRead"]["lastReadSeq"], 1);
+        let view = c.session_view(&c.recipient, json!({})).await;
+        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "READ");
+
+        // Mateus answers; Luisa has one unread until she reads it.
+        let reply = c.sent(&c.caregiver, "Nine is fine.").await;
+        assert_eq!(reply["seq"], 2);
+        let (id, data) = next_any(&mut luisa).await;
+        assert_eq!(
+            (id.as_str(), &data["messageAdded"]["body"]),
+            ("m", &json!("Nine is fine."))
+        );
+        assert_eq!(
+            c.session_view(&c.recipient, json!({})).await["unreadCount"],
+            1
+        );
+        assert_eq!(
+            c.session_view(&c.caregiver, json!({})).await["unreadCount"],
+            0,
+            "own messages are never unread"
+        );
+        let notices = c
+            .app
+            .ok(
+                &c.recipient,
+                "{ notifications(types: [MESSAGE_RECEIVED]) { edges { node { isRead body } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            notices["notifications"]["edges"][0]["node"]["body"],
+            "Nine is fine."
+        );
+        assert_eq!(
+            notices["notifications"]["edges"][0]["node"]["isRead"],
+            false
+        );
+        c.mark(&c.recipient, "Read", 2).await;
+        let notices = c
+            .app
+            .ok(
+                &c.recipient,
+                "{ notifications(types: [MESSAGE_RECEIVED]) { edges { node { isRead } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            notices["notifications"]["edges"][0]["node"]["isRead"], true,
+            "reading the chat reads its notices"
+        );
+        assert_eq!(
+            c.session_view(&c.recipient, json!({})).await["unreadCount"],
+            0
+        );
+
+        // The stranger saw nothing of any of it.
+        let mut outsider = c.app.ws_as(protocol, &c.stranger).await;
+        outsider
+            .subscribe("m", MESSAGE_ADDED, json!({ "id": c.session }))
+            .await;
+        let refused = outsider.next_payload("m").await;
+        assert_eq!(
+            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retried_send_returns_the_original_and_notifies_once() {
+    let c = chat().await;
+    let first = c.send(&c.recipient, "Running late", "client-1").await;
+    let retry = c.send(&c.recipient, "Running late", "client-1").await;
+    assert_eq!(
+        first["data"]["sendMessage"]["id"],
+        retry["data"]["sendMessage"]["id"]
+    );
+    assert_eq!(retry["data"]["sendMessage"]["seq"], 1);
+    let view = c.session_view(&c.caregiver, json!({})).await;
+    assert_eq!(view["lastSeq"], 1);
+    assert_eq!(view["messages"]["edges"].as_array().unwrap().len(), 1);
+    let notices = c
+        .app
+        .ok(
+            &c.caregiver,
+            "{ notifications(types: [MESSAGE_RECEIVED]) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        notices["notifications"]["edges"].as_array().unwrap().len(),
+        1
+    );
+
+    // The same client id in another chat is a client bug, not a retry.
+    let other_caregiver = c.app.register("CAREGIVER", "Otto").await;
+    let other_booking = open_booking(&c.app, &c.recipient, &other_caregiver).await;
+    let other = c
+        .app
+        .ok(&c.recipient, ENABLE, json!({ "id": other_booking }))
+        .await["enableChat"]["id"]
+        .clone();
+    let clash = c
+        .app
+        .graphql(
+            Some(&c.recipient.token),
+            SEND,
+            json!({ "input": {
+        "sessionId": other, "body": "hi", "clientMessageId": "client-1" } }),
+        )
+        .await;
+    assert_eq!(clash["errors"][0]["extensions"]["code"], "CONFLICT");
+}
+
+#[tokio::test]
+async fn message_bodies_are_trimmed_and_limited() {
+    let c = chat().await;
+    for (body, client_id) in [("", "a"), ("   \n ", "b"), (&*"x".repeat(4001), "c")] {
+        let response = c.send(&c.recipient, body, client_id).await;
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"],
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(response["errors"][0]["extensions"]["field"], "body");
+    }
+    let longest = "é".repeat(4000);
+    let sent = c.sent(&c.recipient, &format!("  {longest}  ")).await;
+    assert_eq!(
+        sent["body"].as_str().unwrap().chars().count(),
+        4000,
+        "characters, not bytes"
+    );
+    let response = c.send(&c.recipient, "hi", "").await;
+    assert_eq!(
+        response["errors"][0]["extensions"]["field"],
+        "clientMessageId"
+    );
+    assert_eq!(
+        c.session_view(&c.recipient, json!({})).await["lastSeq"],
+        1,
+        "refused sends left nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_becomes_read_only_when_its_booking_ends() {
+    let c = chat().await;
+    c.sent(&c.recipient, "See you Tuesday").await;
+    c.app
+        .ok(
+            &c.caregiver,
+            "mutation($id: UUID!) { cancelBooking(id: $id) { id } }",
+            json!({ "id": c.booking }),
+        )
+        .await;
+    let view = c.session_view(&c.caregiver, json!({})).await;
+    assert_eq!(view["readOnly"], true);
+    assert_eq!(
+        view["messages"]["edges"][0]["node"]["body"], "See you Tuesday",
+        "history stays readable"
+    );
+    let refused = c.send(&c.caregiver, "Sorry!", "late").await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled")
+    );
+    assert_eq!(
+        c.app
+            .ok(&c.recipient, ENABLE, json!({ "id": c.booking }))
+            .await["enableChat"]["id"],
+        c.session.as_str()
+    );
+
+    let declined = open_booking(&c.app, &c.recipient, &c.caregiver).await;
+    c.app
+        .ok(
+            &c.caregiver,
+            "mutation($id: UUID!) { declineBooking(id: $id) { id } }",
+            json!({ "id": declined }),
+        )
+        .await;
+    let response = c
+        .app
+        .graphql(Some(&c.recipient.token), ENABLE, json!({ "id": declined }))
+        .await;
+    assert_eq!(response["errors"][0]["extensions"]["code"], "INVALID_STATE");
+}
+
+#[tokio::test]
+async fn receipts_only_move_forward_and_stop_at_the_last_message() {
+    let c = chat().await;
+    for index in 0..5 {
+        c.sent(&c.recipient, &format!("message {index}")).await;
+    }
+    assert_eq!(c.mark(&c.caregiver, "Read", 4).await["lastReadSeq"], 4);
+    assert_eq!(
+        c.mark(&c.caregiver, "Read", 2).await["lastReadSeq"],
+        4,
+        "never back"
+    );
+    let delivered = c.mark(&c.caregiver, "Delivered", 1).await;
+    assert_eq!(
+        (
+            delivered["lastDeliveredSeq"].clone(),
+            delivered["lastReadSeq"].clone()
+        ),
+        (json!(4), json!(4))
+    );
+    assert_eq!(
+        c.mark(&c.caregiver, "Read", 99).await["lastReadSeq"],
+        5,
+        "not past the last message"
+    );
+    let negative = c.app.graphql(Some(&c.caregiver.token),
+        "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: -1) { lastReadSeq } }", json!({ "id": c.session })).await;
+    assert_eq!(
+        negative["errors"][0]["extensions"]["code"],
+        "BAD_USER_INPUT"
+    );
+    let statuses: Vec<Value> = c.session_view(&c.recipient, json!({})).await["messages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!("READ"); 5]);
+}
+
+#[tokio::test]
+async fn messages_page_forward_and_back_in_chronological_order() {
+    let c = chat().await;
+    for index in 1..=25 {
+        c.sent(
+            if index % 2 == 0 {
+                &c.caregiver
+            } else {
+                &c.recipient
+            },
+            &format!("m{index}"),
+        )
+        .await;
+    }
+    let seqs = |view: &Value| -> Vec<i64> {
+        view["messages"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let newest = c.session_view(&c.recipient, json!({ "last": 10 })).await;
+    assert_eq!(seqs(&newest), (16..=25).collect::<Vec<_>>());
+    assert_eq!(newest["messages"]["pageInfo"]["hasPreviousPage"], true);
+    let before = newest["messages"]["pageInfo"]["startCursor"].clone();
+    let older = c
+        .session_view(&c.recipient, json!({ "last": 10, "before": before }))
+        .await;
+    assert_eq!(seqs(&older), (6..=15).collect::<Vec<_>>());
+    let oldest = c
+        .session_view(
+            &c.recipient,
+            json!({ "last": 10, "before": older["messages"]["pageInfo"]["startCursor"] }),
+        )
+        .await;
+    assert_eq!(seqs(&oldest), (1..=5).collect::<Vec<_>>());
+    assert_eq!(oldest["messages"]["pageInfo"]["hasPreviousPage"], false);
+    let first = c.session_view(&c.recipient, json!({ "first": 10 })).await;
+    assert_eq!(seqs(&first), (1..=10).collect::<Vec<_>>());
+    let next = c
+        .session_view(
+            &c.recipient,
+            json!({ "first": 10, "after": first["messages"]["pageInfo"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(seqs(&next), (11..=20).collect::<Vec<_>>());
+    let both = c
+        .app
+        .graphql(
+            Some(&c.recipient.token),
+            SESSION,
+            json!({ "id": c.session, "first": 5, "last": 5 }),
+        )
+        .await;
+    assert_eq!(both["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn resume_after_a_disconnect_loses_and_repeats_nothing_while_the_other_side_sends() {
+    let c = chat().await;
+    let opening = c.sent(&c.recipient, "opening").await;
+    const TOTAL: usize = 60;
+    let writer = {
+        let addr = c.app.addr;
+        let token = c.caregiver.token.clone();
+        let session = c.session.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut workers = Vec::new();
+            for worker in 0..4 {
+                let (client, token, session) = (client.clone(), token.clone(), session.clone());
+                workers.push(tokio::spawn(async move {
+                    for index in 0..TOTAL / 4 {
+                        let body = json!({ "query": SEND, "variables": { "input": {
+                            "sessionId": session, "body": format!("w{worker}-{index}"),
+                            "clientMessageId": format!("w{worker}-{index}") } } });
+                        let response: Value = client
+                            .post(format!("http://{addr}/graphql"))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        assert!(response.get("errors").is_none(), "{response}");
+                    }
+                }));
+            }
+            for worker in workers {
+                worker.await.unwrap();
+            }
+        })
+    };
+    let mut received: Vec<Value> = Vec::new();
+    let mut first = c.app.ws_as(Protocol::TransportWs, &c.recipient).await;
+    first
+        .subscribe(
+            "m",
+            MESSAGE_ADDED,
+            json!({ "id": c.session, "after": opening["cursor"] }),
+        )
+        .await;
+    for _ in 0..15 {
+        received.push(first.next_data("m").await["messageAdded"].clone());
+    }
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut second = c.app.ws_as(Protocol::LegacyWs, &c.recipient).await;
+    second
+        .subscribe(
+            "m",
+            MESSAGE_ADDED,
+            json!({ "id": c.session, "after": received.last().unwrap()["cursor"] }),
+        )
+        .await;
+    while received.len() < TOTAL {
+        received.push(second.next_data("m").await["messageAdded"].clone());
+    }
+    writer.await.unwrap();
+    second.expect_silence(Duration::from_millis(200)).await;
+    let seqs: Vec<i64> = received
+        .iter()
+        .map(|message| message["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (2..=TOTAL as i64 + 1).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    let bodies: std::collections::HashSet<&str> = received
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), TOTAL);
+}
+
+#[tokio::test]
+async fn unread_counts_per_session_and_in_total() {
+    let c = chat().await;
+    let second_caregiver = c.app.register("CAREGIVER", "Pedro").await;
+    let second_booking = open_booking(&c.app, &c.recipient, &second_caregiver).await;
+    let second_session = c
+        .app
+        .ok(&second_caregiver, ENABLE, json!({ "id": second_booking }))
+        .await["enableChat"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut ws = c.app.ws_as(Protocol::TransportWs, &c.recipient).await;
+    ws.subscribe("total", "subscription { unreadMessageCount }", json!({}))
+        .await;
+    ws.subscribe(
+        "one",
+        "subscription($id: UUID) { unreadMessageCount(sessionId: $id) }",
+        json!({ "id": c.session }),
+    )
+    .await;
+    let mut initial = vec![next_any(&mut ws).await, next_any(&mut ws).await];
+    initial.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(initial[0].1["unreadMessageCount"], 0);
+    assert_eq!(initial[1].1["unreadMessageCount"], 0);
+
+    async fn expect(ws: &mut WsClient, mut wanted: Vec<(&str, i64)>) {
+        let mut got = Vec::new();
+        for _ in 0..wanted.len() {
+            let (id, data) = next_any(ws).await;
+            got.push((id, data["unreadMessageCount"].as_i64().unwrap()));
+        }
+        got.sort();
+        wanted.sort();
+        let wanted: Vec<(String, i64)> = wanted
+            .into_iter()
+            .map(|(id, n)| (id.to_owned(), n))
+            .collect();
+        assert_eq!(got, wanted);
+    }
+    c.sent(&c.caregiver, "one").await;
+    expect(&mut ws, vec![("total", 1), ("one", 1)]).await;
+    c.sent(&c.caregiver, "two").await;
+    expect(&mut ws, vec![("total", 2), ("one", 2)]).await;
+    c.app.ok(&second_caregiver, SEND, json!({ "input": { "sessionId": second_session, "body": "hello", "clientMessageId": "p1" } })).await;
+    expect(&mut ws, vec![("total", 3)]).await;
+    c.app.clock.advance(chrono::Duration::seconds(1));
+    c.sent(&c.recipient, "my reply reads what came before")
+        .await;
+    expect(&mut ws, vec![("total", 1), ("one", 0)]).await;
+    ws.expect_silence(Duration::from_millis(200)).await;
+
+    let list = c
+        .app
+        .ok(
+            &c.recipient,
+            "{ chatSessions { edges { node { id unreadCount lastMessage { body } } } } }",
+            json!({}),
+        )
+        .await;
+    let edges = list["chatSessions"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2);
+    assert_eq!(
+        edges[0]["node"]["id"],
+        c.session.as_str(),
+        "most recently active first"
+    );
+    assert_eq!(
+        edges[0]["node"]["lastMessage"]["body"],
+        "my reply reads what came before"
+    );
+    assert_eq!(edges[1]["node"]["unreadCount"], 1);
+    assert_eq!(
+        c.app
+            .ok(
+                &c.stranger,
+                "{ chatSessions { edges { node { id } } } }",
+                json!({})
+            )
+            .await["chatSessions"]["edges"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn an_outsider_can_do_nothing_with_a_chat() {
+    let c = chat().await;
+    c.sent(&c.recipient, "private").await;
+    let session = json!({ "id": c.session });
+    for (operation, variables) in [
+        (
+            "query($id: UUID!) { chatSession(id: $id) { id } }",
+            session.clone(),
+        ),
+        (
+            "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
+            json!({ "id": c.booking }),
+        ),
+        (
+            "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: 1) { lastReadSeq } }",
+            session.clone(),
+        ),
+        (
+            "mutation($id: UUID!) { markMessagesDelivered(sessionId: $id, upToSeq: 1) { lastReadSeq } }",
+            session.clone(),
+        ),
+        (
+            "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
+            session.clone(),
+        ),
+        (
+            SEND,
+            json!({ "input": { "sessionId": c.session, "body": "hi", "clientMessageId": "x" } }),
+        ),
+    ] {
+        let response = c
+            .app
+            .graphql(Some(&c.stranger.token), operation, variables)
+            .await;
+        assert_eq!(
+            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{operation}: {response}"
+        );
+    }
+    let missing = c
+        .app
+        .graphql(
+            Some(&c.stranger.token),
+            "query($id: UUID!) { chatSession(id: $id) { id } }",
+            json!({ "id": uuid::Uuid::now_v7() }),
+        )
+        .await;
+    let hidden = c
+        .app
+        .graphql(
+            Some(&c.stranger.token),
+            "query($id: UUID!) { chatSession(id: $id) { id } }",
+            session.clone(),
+        )
+        .await;
+    assert_eq!(
+        missing["errors"][0]["message"],
+        hidden["errors"][0]["message"]
+    );
+
+    let mut ws = c.app.ws_as(Protocol::TransportWs, &c.stranger).await;
+    let subscriptions = [
+        MESSAGE_ADDED,
+        "subscription($id: UUID!) { messagesRead(sessionId: $id) { lastReadSeq } }",
+        "subscription($id: UUID!) { messagesDelivered(sessionId: $id) { lastReadSeq } }",
+        "subscription($id: UUID!) { typing(sessionId: $id) { typing } }",
+        "subscription($id: UUID) { unreadMessageCount(sessionId: $id) }",
+    ];
+    for (index, query) in subscriptions.iter().enumerate() {
+        let id = format!("s{index}");
+        ws.subscribe(&id, query, session.clone()).await;
+        let refused = ws.next_payload(&id).await;
+        assert_eq!(
+            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            "{query}: {refused}"
+        );
+        match ws.next_event().await {
+            crate::helpers::WsEvent::Message(message) => assert_eq!(message["type"], "complete"),
+            other => panic!("expected complete, got {other:?}"),
+        }
+    }
+    ws.subscribe("total", "subscription { unreadMessageCount }", json!({}))
+        .await;
+    assert_eq!(ws.next_data("total").await["unreadMessageCount"], 0);
+    c.sent(&c.caregiver, "still private").await;
+    c.app
+        .ok(
+            &c.recipient,
+            "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
+            session,
+        )
+        .await;
+    ws.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
+    let c = chat().await;
+    let set =
+        "mutation($id: UUID!, $typing: Boolean!) { setTyping(sessionId: $id, typing: $typing) }";
+    let first = c
+        .app
+        .ok(
+            &c.recipient,
+            set,
+            json!({ "id": c.session, "typing": true }),
+        )
+        .await;
+    assert_eq!(first["setTyping"], true);
+    let refresh = c
+        .app
+        .ok(
+            &c.recipient,
+            set,
+            json!({ "id": c.session, "typing": true }),
+        )
+        .await;
+    assert_eq!(
+        refresh["setTyping"], false,
+        "an unchanged state within a second is not passed on"
+    );
+    let stop = c
+        .app
+        .ok(
+            &c.recipient,
+            set,
+            json!({ "id": c.session, "typing": false }),
+        )
+        .await;
+    assert_eq!(stop["setTyping"], true);
+    let mut limited = None;
+    for _ in 0..30 {
+        let response = c
+            .app
+            .graphql(
+                Some(&c.recipient.token),
+                set,
+                json!({ "id": c.session, "typing": true }),
+            )
+            .await;
+        if response.get("errors").is_some() {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("setTyping is rate-limited");
+    assert_eq!(limited["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+}
