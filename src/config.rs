@@ -44,6 +44,40 @@ pub struct Config {
     pub reminders: ReminderConfig,
     /// `TYPING_TTL_MS` (default 5000): how long "typing" shows without a refresh.
     pub typing_ttl: Duration,
+    pub video: VideoConfig,
+    /// `PUBLIC_URL` (default `http://{CAREGRAPH_ADDR}`): where clients and providers reach this
+    /// server; behind a proxy, the URL Twilio signs its callbacks with.
+    pub public_url: String,
+}
+
+/// Video calls and their provider.
+#[derive(Debug, Clone)]
+pub struct VideoConfig {
+    /// Set when all four `TWILIO_*` variables are; otherwise the dev provider is used.
+    pub twilio: Option<TwilioConfig>,
+    /// `VIDEO_MAX_DURATION_SECONDS` (default 15): the server ends a call this long after it starts.
+    pub max_duration: Duration,
+    /// `VIDEO_REQUEST_TTL_SECONDS` (default 600): an unanswered request expires after this.
+    pub request_ttl: Duration,
+    /// `VIDEO_TOKEN_TTL_SECONDS` (default 300): how long an access token is valid.
+    pub token_ttl: Duration,
+    /// `VIDEO_DEV_SECRET`: signs the dev provider's tokens.
+    pub dev_secret: String,
+}
+
+/// Twilio credentials, named as in the seed plan.
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    /// `TWILIO_ACCOUNT_SID`: the `sub` of access tokens.
+    pub account_sid: String,
+    /// `TWILIO_AUTH_TOKEN`: verifies the signatures of status callbacks.
+    pub auth_token: String,
+    /// `TWILIO_API_KEY_SID`: the `iss` of access tokens and the REST user.
+    pub api_key_sid: String,
+    /// `TWILIO_API_KEY_SECRET`: signs access tokens and authenticates REST calls.
+    pub api_key_secret: String,
+    /// `TWILIO_API_BASE_URL` (default `https://video.twilio.com`).
+    pub api_base_url: String,
 }
 
 /// Booking reminders and the scheduler that sends them.
@@ -106,12 +140,13 @@ impl Config {
                 });
             }
         };
+        let addr = parsed(
+            &var,
+            "CAREGRAPH_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8000)),
+        )?;
         Ok(Config {
-            addr: parsed(
-                &var,
-                "CAREGRAPH_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8000)),
-            )?,
+            addr,
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
             environment,
@@ -131,6 +166,35 @@ impl Config {
             },
             bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 4096)?,
             typing_ttl: Duration::from_millis(parsed(&var, "TYPING_TTL_MS", 5000)?),
+            video: VideoConfig {
+                twilio: match (
+                    var("TWILIO_ACCOUNT_SID"),
+                    var("TWILIO_AUTH_TOKEN"),
+                    var("TWILIO_API_KEY_SID"),
+                    var("TWILIO_API_KEY_SECRET"),
+                ) {
+                    (
+                        Some(account_sid),
+                        Some(auth_token),
+                        Some(api_key_sid),
+                        Some(api_key_secret),
+                    ) => Some(TwilioConfig {
+                        account_sid,
+                        auth_token,
+                        api_key_sid,
+                        api_key_secret,
+                        api_base_url: var("TWILIO_API_BASE_URL")
+                            .unwrap_or_else(|| "https://video.twilio.com".to_owned()),
+                    }),
+                    _ => None,
+                },
+                max_duration: Duration::from_secs(parsed(&var, "VIDEO_MAX_DURATION_SECONDS", 15)?),
+                request_ttl: Duration::from_secs(parsed(&var, "VIDEO_REQUEST_TTL_SECONDS", 600)?),
+                token_ttl: Duration::from_secs(parsed(&var, "VIDEO_TOKEN_TTL_SECONDS", 300)?),
+                dev_secret: var("VIDEO_DEV_SECRET")
+                    .unwrap_or_else(|| "caregraph-dev-video-secret".to_owned()),
+            },
+            public_url: var("PUBLIC_URL").unwrap_or_else(|| format!("http://{addr}")),
             reminders: ReminderConfig {
                 offsets_minutes: offsets(var("REMINDER_OFFSETS_MINUTES").as_deref())?,
                 scheduler_interval: Duration::from_millis(parsed(

@@ -7,9 +7,9 @@
 //! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
 //! - [`auth`]: bearer tokens in, a [`auth::Viewer`] out; the only code that sees the secret.
 //! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
-//! - [`users`], [`bookings`], [`chat`], [`notifications`]: the domains, each with its rules,
-//!   queries, events and resolvers.
-//! - [`jobs`]: the scheduler that sends booking reminders.
+//! - [`users`], [`bookings`], [`chat`], [`video`], [`notifications`]: the domains, each with
+//!   its rules, queries, events and resolvers.
+//! - [`jobs`]: the scheduler: booking reminders, video request expiry, call limits.
 //! - [`db`]: connecting, and the unit of work that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
 //! - [`error`]: the one error type and its GraphQL codes.
@@ -31,3 +31,4 @@ pub mod notifications;
 pub mod startup;
 pub mod state;
 pub mod users;
+pub mod video;

@@ -15,6 +15,7 @@ use crate::{
     http::{self, HttpState},
     jobs,
     state::AppState,
+    video::{DevProvider, TwilioProvider, Video, VideoProvider, VideoSettings},
 };
 
 /// Why the application could not start.
@@ -26,6 +27,34 @@ pub enum StartupError {
     Database(#[from] sea_orm::DbErr),
     #[error("binding the listener: {0}")]
     Bind(#[from] std::io::Error),
+}
+
+/// Twilio when it is configured, the dev provider otherwise.
+fn video(config: &Config) -> Video {
+    let provider: Arc<dyn VideoProvider> = match &config.video.twilio {
+        Some(twilio) => Arc::new(TwilioProvider::new(
+            twilio.clone(),
+            format!(
+                "{}/webhooks/twilio/video",
+                config.public_url.trim_end_matches('/')
+            ),
+        )),
+        None => {
+            tracing::info!("Twilio is not configured: video calls use the dev provider");
+            Arc::new(DevProvider::new(config.video.dev_secret.clone()))
+        }
+    };
+    let seconds = |duration: std::time::Duration| {
+        chrono::Duration::seconds(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 1000))
+    };
+    Video {
+        provider,
+        settings: VideoSettings {
+            max_duration: seconds(config.video.max_duration),
+            request_ttl: seconds(config.video.request_ttl),
+            token_ttl: seconds(config.video.token_ttl),
+        },
+    }
 }
 
 /// A built application, bound to its port and ready to serve.
@@ -60,6 +89,7 @@ impl Application {
             tokens,
             reminders: Arc::new(config.reminders.clone()),
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
+            video: Arc::new(video(&config)),
         };
         let schema = graphql::build(state.clone(), &config.graphql);
         let router = http::router(HttpState {

@@ -13,6 +13,7 @@ use crate::{
     config::ReminderConfig,
     db::UnitOfWork,
     error::AppError,
+    video::Video,
 };
 
 /// The application's shared services, cheap to clone.
@@ -25,6 +26,7 @@ pub struct AppState {
     pub authenticator: Authenticator,
     pub reminders: Arc<ReminderConfig>,
     pub typing: Arc<TypingGate>,
+    pub video: Arc<Video>,
 }
 
 impl AppState {

@@ -118,6 +118,63 @@ pub enum NotificationType {
     /// The other member read the user's messages (a receipt; opt-in, the ticks update live anyway).
     #[sea_orm(string_value = "messages_read")]
     MessagesRead,
+    /// A care recipient asks the caregiver for a video call now.
+    #[sea_orm(string_value = "video_call_requested")]
+    VideoCallRequested,
+    #[sea_orm(string_value = "video_call_accepted")]
+    VideoCallAccepted,
+    #[sea_orm(string_value = "video_call_declined")]
+    VideoCallDeclined,
+    /// Any other change of a call: cancelled, expired, started, completed.
+    #[sea_orm(string_value = "video_call_updated")]
+    VideoCallUpdated,
+}
+
+/// Where a video call is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum VideoCallStatus {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "accepted")]
+    Accepted,
+    #[sea_orm(string_value = "declined")]
+    Declined,
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+    /// Someone joined the room; the duration limit runs from here.
+    #[sea_orm(string_value = "active")]
+    Active,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Nobody answered in time.
+    #[sea_orm(string_value = "expired")]
+    Expired,
+}
+
+impl VideoCallStatus {
+    /// The lower-case name used in error messages and notification text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoCallStatus::Pending => "pending",
+            VideoCallStatus::Accepted => "accepted",
+            VideoCallStatus::Declined => "declined",
+            VideoCallStatus::Cancelled => "cancelled",
+            VideoCallStatus::Active => "active",
+            VideoCallStatus::Completed => "completed",
+            VideoCallStatus::Expired => "expired",
+        }
+    }
+}
+
+/// Whether a chat message was written by a person or by caregraph (e.g. a call's outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum MessageKind {
+    #[sea_orm(string_value = "text")]
+    Text,
+    #[sea_orm(string_value = "system")]
+    System,
 }
 
 /// How a notification reaches its user.

@@ -15,3 +15,4 @@ pub mod notification;
 pub mod notification_feed;
 pub mod notification_preference;
 pub mod user;
+pub mod video_call;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_accounts_and_bookings;
 mod m20261124_000002_notifications;
 mod m20261124_000003_chat;
+mod m20261124_000004_video_calls;
 
 /// Every migration of caregraph, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_accounts_and_bookings::Migration),
             Box::new(m20261124_000002_notifications::Migration),
             Box::new(m20261124_000003_chat::Migration),
+            Box::new(m20261124_000004_video_calls::Migration),
         ]
     }
 }

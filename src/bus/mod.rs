@@ -34,6 +34,8 @@ pub enum Event {
         /// False when only the delivered horizon moved.
         read_moved: bool,
     },
+    /// A video call was requested or changed status.
+    VideoCallChanged(Arc<entity::video_call::Model>),
     /// A member started or stopped typing; never stored.
     Typing {
         session_id: uuid::Uuid,

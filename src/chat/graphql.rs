@@ -7,7 +7,7 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use chrono::{DateTime, Utc};
-use entity::{chat_member, chat_session, message};
+use entity::{chat_member, chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
 use super::service::{ChatService, Horizon, MessageCursor, NewMessage, SessionCursor};
@@ -76,6 +76,11 @@ impl Message {
 
     async fn body(&self) -> &str {
         &self.model.body
+    }
+
+    /// TEXT from a person; SYSTEM for lines caregraph writes (a video call's outcome).
+    async fn kind(&self) -> MessageKind {
+        self.model.kind
     }
 
     async fn client_message_id(&self) -> &str {

@@ -3,7 +3,11 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use entity::{booking, chat_member, chat_session, enums::BookingStatus, message};
+use entity::{
+    booking, chat_member, chat_session,
+    enums::{BookingStatus, MessageKind},
+    message,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -246,6 +250,93 @@ impl ChatService {
                 status.as_str()
             )));
         }
+        let stored = Self::append(
+            conn,
+            &session,
+            viewer.id,
+            body,
+            client_id,
+            MessageKind::Text,
+            now,
+            events,
+        )
+        .await?;
+        let author = UserService::find(conn, viewer.id)
+            .await?
+            .ok_or(AppError::NotFound("user"))?;
+        let recipient = session.other_member(viewer.id);
+        let notice = notices::received(&session, &stored, &author, recipient);
+        NotificationService::notify(conn, notice, now, events).await?;
+        Ok(stored)
+    }
+
+    /// Posts a line by caregraph itself (a video call's outcome) into the open chat between
+    /// two users, if they have one: the chat of `booking_id`, or else their most recent one.
+    /// `author_id` is the member the line is attributed to; it notifies nobody.
+    pub async fn post_system(
+        conn: &impl ConnectionTrait,
+        members: [Uuid; 2],
+        booking_id: Option<Uuid>,
+        author_id: Uuid,
+        body: String,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Option<message::Model>, AppError> {
+        let pair = Condition::any()
+            .add(
+                Condition::all()
+                    .add(chat_session::Column::CareRecipientId.eq(members[0]))
+                    .add(chat_session::Column::CaregiverId.eq(members[1])),
+            )
+            .add(
+                Condition::all()
+                    .add(chat_session::Column::CareRecipientId.eq(members[1]))
+                    .add(chat_session::Column::CaregiverId.eq(members[0])),
+            );
+        let mut query = chat_session::Entity::find()
+            .filter(pair)
+            .order_by_desc(chat_session::Column::LastActivityAt);
+        if let Some(booking_id) = booking_id {
+            query = query.filter(chat_session::Column::BookingId.eq(booking_id));
+        }
+        let Some(found) = query.one(conn).await? else {
+            return Ok(None);
+        };
+        let session = chat_session::Entity::find_by_id(found.id)
+            .lock_exclusive()
+            .one(conn)
+            .await?
+            .ok_or(AppError::NotFound("chat session"))?;
+        if Self::closed_by(conn, &session).await?.is_some() {
+            return Ok(None);
+        }
+        let client_id = format!("system:{}", Uuid::now_v7());
+        let stored = Self::append(
+            conn,
+            &session,
+            author_id,
+            body,
+            client_id,
+            MessageKind::System,
+            now,
+            events,
+        )
+        .await?;
+        Ok(Some(stored))
+    }
+
+    /// Stores the session's next message; the caller holds the session row lock.
+    #[allow(clippy::too_many_arguments)]
+    async fn append(
+        conn: &impl ConnectionTrait,
+        session: &chat_session::Model,
+        sender_id: Uuid,
+        body: String,
+        client_message_id: String,
+        kind: MessageKind,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<message::Model, AppError> {
         let seq = session.last_seq + 1;
         chat_session::Entity::update_many()
             .col_expr(chat_session::Column::LastSeq, Expr::value(seq))
@@ -257,18 +348,19 @@ impl ChatService {
             id: Set(Uuid::now_v7()),
             chat_session_id: Set(session.id),
             seq: Set(seq),
-            sender_id: Set(viewer.id),
+            sender_id: Set(sender_id),
             body: Set(body),
-            client_message_id: Set(client_id),
+            client_message_id: Set(client_message_id),
             created_at: Set(now),
             edited_at: Set(None),
             deleted_at: Set(None),
+            kind: Set(kind),
         }
         .insert(conn)
         .await?;
-        let members = members(&session);
+        let members = members(session);
         // Writing a message means having read everything before it.
-        let before = Self::member(conn, session.id, viewer.id).await?;
+        let before = Self::member(conn, session.id, sender_id).await?;
         let sender = Self::advance(conn, &before, seq, Horizon::Read).await?;
         if before.last_read_seq < seq - 1 {
             events.push(Event::ReceiptsMoved {
@@ -277,12 +369,6 @@ impl ChatService {
                 read_moved: true,
             });
         }
-        let author = UserService::find(conn, viewer.id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        let recipient = session.other_member(viewer.id);
-        let notice = notices::received(&session, &stored, &author, recipient);
-        NotificationService::notify(conn, notice, now, events).await?;
         events.push(Event::MessageAdded {
             message: Arc::new(stored.clone()),
             members,

@@ -12,16 +12,24 @@ use crate::{
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
     state::AppState,
     users::{UserLoader, UserMutation, UserQuery},
+    video::{VideoMutation, VideoQuery, VideoSubscription},
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(UserQuery, BookingQuery, ChatQuery, NotificationQuery);
+pub struct Query(
+    UserQuery,
+    BookingQuery,
+    ChatQuery,
+    VideoQuery,
+    NotificationQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     UserMutation,
     BookingMutation,
     ChatMutation,
+    VideoMutation,
     NotificationMutation,
 );
 
@@ -29,6 +37,7 @@ pub struct Mutation(
 pub struct Subscription(
     BookingSubscription,
     ChatSubscription,
+    VideoSubscription,
     NotificationSubscription,
 );
 

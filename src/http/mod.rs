@@ -1,11 +1,15 @@
-//! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade) and `/health`.
+//! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade), `/health`,
+//! and the provider webhooks.
 
 mod graphql;
 mod ws;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use tower_http::{cors::CorsLayer, trace::TraceLayer};
 
 use crate::{config::WebSocketConfig, graphql::CaregraphSchema, state::AppState};
@@ -26,6 +30,10 @@ pub fn router(state: HttpState) -> Router {
             get(graphql::graphiql_or_websocket).post(graphql::execute),
         )
         .route("/health", get(graphql::health))
+        .route(
+            "/webhooks/twilio/video",
+            post(crate::video::webhook::twilio_status),
+        )
         // Tokens travel in the Authorization header, never in cookies, so any origin may call.
         .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))
         .layer(TraceLayer::new_for_http())

@@ -1,4 +1,5 @@
-//! Background work on a schedule: booking reminders, run by every instance safely.
+//! Background work on a schedule, run by every instance safely: booking reminders, expiring
+//! video call requests, and ending calls at their limit.
 //!
 //! The scheduler wakes on its interval, or at once when a manual clock is moved
 //! (tests), and again right after start-up so that work that fell due while the
@@ -6,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::{bookings::ReminderService, error::AppError, state::AppState};
+use crate::{bookings::ReminderService, error::AppError, state::AppState, video};
 
 /// How many due reminders one pass handles before looking again.
 const BATCH: u64 = 100;
@@ -17,6 +18,9 @@ pub async fn run(state: AppState, interval: Duration) {
     loop {
         if let Err(err) = send_due_reminders(&state).await {
             tracing::error!(error = %err, "sending booking reminders");
+        }
+        if let Err(err) = video::rooms::run_due(&state).await {
+            tracing::error!(error = %err, "ending video calls");
         }
         match clock_moves.as_mut() {
             Some(moves) => {

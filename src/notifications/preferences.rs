@@ -48,9 +48,14 @@ impl PreferenceService {
         }
     }
 
-    /// Too important to switch off in the app: a booking that starts within the hour.
+    /// Too important to switch off in the app: a booking that starts within the hour, and
+    /// an incoming video call (it expires in minutes).
     pub fn is_locked(kind: NotificationType, channel: Channel) -> bool {
-        channel == Channel::InApp && kind == NotificationType::BookingStartingSoon
+        channel == Channel::InApp
+            && matches!(
+                kind,
+                NotificationType::BookingStartingSoon | NotificationType::VideoCallRequested
+            )
     }
 
     /// Whether `user_id` wants `kind` by `channel`.
@@ -112,8 +117,8 @@ impl PreferenceService {
         {
             return Err(AppError::bad_input(
                 "preferences",
-                "BOOKING_STARTING_SOON cannot be switched off IN_APP: a booking starting within \
-                 the hour must never go unnoticed",
+                "BOOKING_STARTING_SOON and VIDEO_CALL_REQUESTED cannot be switched off IN_APP: \
+                 a booking starting within the hour or an incoming call must never go unnoticed",
             ));
         }
         for (kind, channel, enabled) in changes {

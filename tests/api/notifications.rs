@@ -275,7 +275,7 @@ async fn preferences_switch_types_off_per_channel_but_not_the_protected_ones() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(all.len(), 13 * 3, "every type x channel");
+    assert_eq!(all.len(), 17 * 3, "every type x channel");
     let find = |all: &[Value], kind: &str, channel: &str| {
         all.iter()
             .find(|p| p["type"] == kind && p["channel"] == channel)

@@ -1,0 +1,307 @@
+//! The GraphQL face of video calls: lifecycle mutations, tokens, lists, `videoCallUpdated`.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, InputObject, Object, SimpleObject, Subscription,
+    connection::Connection,
+    futures_util::{Stream, StreamExt, future},
+};
+use chrono::{DateTime, Utc};
+use entity::{enums::VideoCallStatus, video_call};
+use uuid::Uuid;
+
+use super::{
+    rooms,
+    service::{CallCursor, NewCall, VideoService},
+};
+use crate::{
+    auth::viewer,
+    bookings::{Booking, BookingService},
+    bus::{Delivery, Event},
+    error::AppError,
+    graphql::pagination::PageRequest,
+    state::AppState,
+    users::User,
+};
+
+/// A short video call between a care recipient and a caregiver.
+pub struct VideoCall(Arc<video_call::Model>);
+
+#[Object]
+impl VideoCall {
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+
+    /// The booking the call is about, if any.
+    async fn booking(&self, ctx: &Context<'_>) -> Result<Option<Booking>, AppError> {
+        let Some(booking_id) = self.0.booking_id else {
+            return Ok(None);
+        };
+        let booking =
+            BookingService::find_for(&AppState::of(ctx).db, viewer(ctx)?, booking_id).await?;
+        Ok(Some(booking.into()))
+    }
+
+    async fn requester(&self, ctx: &Context<'_>) -> Result<User, AppError> {
+        User::load(ctx, self.0.requester_id).await
+    }
+
+    async fn caregiver(&self, ctx: &Context<'_>) -> Result<User, AppError> {
+        User::load(ctx, self.0.caregiver_id).await
+    }
+
+    async fn status(&self) -> VideoCallStatus {
+        self.0.status
+    }
+
+    /// The provider room both participants join: `video-call-{id}`.
+    async fn room_name(&self) -> &str {
+        &self.0.room_name
+    }
+
+    async fn provider(&self) -> &str {
+        &self.0.provider
+    }
+
+    /// The server ends the call this many seconds after it starts.
+    async fn max_duration_seconds(&self) -> i32 {
+        self.0.max_duration_s
+    }
+
+    /// An unanswered request expires at this instant.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+
+    async fn call_started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.call_started_at
+    }
+
+    async fn call_ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.call_ended_at
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+impl From<video_call::Model> for VideoCall {
+    fn from(model: video_call::Model) -> Self {
+        VideoCall(Arc::new(model))
+    }
+}
+
+/// What a participant needs to join the call's room.
+#[derive(SimpleObject)]
+pub struct VideoCallToken {
+    /// A provider access token (a Twilio Video access token with Twilio configured).
+    token: String,
+    room_name: String,
+    /// Seconds until the token expires.
+    expires_in: i64,
+    /// `twilio` or `dev`.
+    provider: String,
+}
+
+#[derive(InputObject)]
+pub struct RequestVideoCallInput {
+    caregiver_id: Uuid,
+    /// The booking the call is about (optional; it must be with this caregiver).
+    booking_id: Option<Uuid>,
+}
+
+#[derive(Default)]
+pub struct VideoQuery;
+
+#[Object]
+impl VideoQuery {
+    /// The viewer's video calls, on either side, newest first.
+    async fn video_calls(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<VideoCallStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, VideoCall>, AppError> {
+        let viewer = viewer(ctx)?;
+        let page = PageRequest::<CallCursor>::new(first, after)?;
+        let rows = VideoService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
+        Ok(page.connection(rows, CallCursor::of, VideoCall::from))
+    }
+
+    /// One call the viewer takes part in.
+    async fn video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let call = VideoService::find_for(&AppState::of(ctx).db, viewer(ctx)?, id).await?;
+        Ok(call.into())
+    }
+}
+
+#[derive(Default)]
+pub struct VideoMutation;
+
+#[Object]
+impl VideoMutation {
+    /// A care recipient asks a caregiver for a short call now; the caregiver is notified.
+    async fn request_video_call(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestVideoCallInput,
+    ) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let new_call = NewCall {
+            caregiver_id: input.caregiver_id,
+            booking_id: input.booking_id,
+        };
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::request(
+            txn,
+            viewer,
+            new_call,
+            state.video.provider.name(),
+            &state.video.settings,
+            state.clock.now(),
+            events,
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(call.into())
+    }
+
+    /// The caregiver accepts a pending request; the room is created and both may join.
+    async fn accept_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::answer(txn, viewer, id, true, state.clock.now(), events).await?;
+        uow.commit().await?;
+        rooms::open_room(state, &call).await;
+        Ok(call.into())
+    }
+
+    /// The caregiver declines a pending request.
+    async fn decline_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::answer(txn, viewer, id, false, state.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(call.into())
+    }
+
+    /// The requester withdraws a pending request.
+    async fn cancel_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::cancel(txn, viewer, id, state.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(call.into())
+    }
+
+    /// A token for one of the two participants of an accepted or active call.
+    async fn video_call_token(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> Result<VideoCallToken, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let call = VideoService::find_for(&state.db, viewer, id).await?;
+        if !matches!(
+            call.status,
+            VideoCallStatus::Accepted | VideoCallStatus::Active
+        ) {
+            return Err(AppError::InvalidState(format!(
+                "no token for a video call that is {}",
+                call.status.as_str()
+            )));
+        }
+        rooms::open_room(state, &call).await;
+        let ttl = state.video.settings.token_ttl;
+        let token = state.video.provider.access_token(
+            &viewer.id.to_string(),
+            &call.room_name,
+            state.clock.now(),
+            ttl,
+        )?;
+        Ok(VideoCallToken {
+            token,
+            room_name: call.room_name.clone(),
+            expires_in: ttl.num_seconds(),
+            provider: state.video.provider.name().to_owned(),
+        })
+    }
+
+    /// A participant says the call started, when no provider webhook reports it.
+    async fn start_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let call = VideoService::find_for(&state.db, viewer, id).await?;
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::start(txn, &call, state.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(call.into())
+    }
+
+    /// A participant ends the call before its limit; the room is closed for both.
+    async fn complete_video_call(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> Result<VideoCall, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let call = VideoService::find_for(&state.db, viewer, id).await?;
+        let mut uow = state.unit_of_work().await?;
+        let (txn, events) = uow.parts();
+        let call = VideoService::complete(txn, &call, false, state.clock.now(), events).await?;
+        uow.commit().await?;
+        rooms::close_room(state, &call).await?;
+        Ok(call.into())
+    }
+}
+
+#[derive(Default)]
+pub struct VideoSubscription;
+
+#[Subscription]
+impl VideoSubscription {
+    /// Changes of one of the viewer's calls, or of all of them without `id` (how a caregiver
+    /// hears of incoming requests).
+    async fn video_call_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = VideoCall> + use<>, AppError> {
+        let viewer = viewer(ctx)?;
+        let state = AppState::of(ctx);
+        let deliveries = state.bus.subscribe();
+        if let Some(id) = id {
+            VideoService::find_for(&state.db, viewer, id).await?;
+        }
+        let viewer_id = viewer.id;
+        Ok(deliveries.filter_map(move |delivery| {
+            future::ready(match delivery {
+                Delivery::Event(Event::VideoCallChanged(call))
+                    if call.is_party(viewer_id) && id.is_none_or(|id| id == call.id) =>
+                {
+                    Some(VideoCall(call))
+                }
+                _ => None,
+            })
+        }))
+    }
+}

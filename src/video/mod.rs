@@ -1,0 +1,25 @@
+//! Video calls: requests, provider rooms and access tokens, and the server-enforced limit.
+//!
+//! Twilio when it is configured, a dev provider otherwise, both behind [`VideoProvider`];
+//! the rules live in [`VideoService`], the provider round-trips in [`rooms`].
+
+mod graphql;
+mod notices;
+mod provider;
+pub mod rooms;
+mod service;
+mod twilio;
+pub mod webhook;
+
+pub use graphql::{VideoMutation, VideoQuery, VideoSubscription};
+pub use provider::{DevProvider, ProviderError, VideoProvider};
+pub use service::{VideoService, VideoSettings};
+pub use twilio::{TwilioProvider, twilio_signature};
+
+use std::sync::Arc;
+
+/// The video provider and the call rules, shared by resolvers, the webhook and the scheduler.
+pub struct Video {
+    pub provider: Arc<dyn VideoProvider>,
+    pub settings: VideoSettings,
+}

@@ -1,0 +1,529 @@
+//! The rules of video calls, over SeaORM. Every change is a conditional update on the
+//! current status, so duplicated or out-of-order triggers (webhooks, scheduler, two
+//! instances) change a call at most once.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{
+    enums::{Role, VideoCallStatus},
+    video_call,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::notices;
+use crate::{
+    auth::Viewer,
+    bookings::BookingService,
+    bus::Event,
+    chat::ChatService,
+    error::AppError,
+    graphql::pagination::{CursorKey, PageRequest},
+    notifications::NotificationService,
+    users::UserService,
+};
+
+/// Limits of calls, from the configuration.
+#[derive(Debug, Clone)]
+pub struct VideoSettings {
+    /// The server ends a call this long after it starts (default 15 s).
+    pub max_duration: Duration,
+    /// An unanswered request expires after this (default 10 minutes).
+    pub request_ttl: Duration,
+    /// How long an access token is valid (default 5 minutes).
+    pub token_ttl: Duration,
+}
+
+/// What `requestVideoCall` asks for.
+#[derive(Debug)]
+pub struct NewCall {
+    pub caregiver_id: Uuid,
+    pub booking_id: Option<Uuid>,
+}
+
+/// A position in the viewer's call list, newest first.
+pub struct CallCursor {
+    created_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl CallCursor {
+    pub fn of(call: &video_call::Model) -> Self {
+        Self {
+            created_at: call.created_at,
+            id: call.id,
+        }
+    }
+}
+
+impl CursorKey for CallCursor {
+    fn to_plain(&self) -> String {
+        format!("call:{}:{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        let mut parts = plain.strip_prefix("call:")?.splitn(2, ':');
+        let created_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
+        let id = Uuid::parse_str(parts.next()?).ok()?;
+        Some(Self { created_at, id })
+    }
+}
+
+/// The room name of a call, and back.
+pub fn room_name(id: Uuid) -> String {
+    format!("video-call-{id}")
+}
+
+pub fn call_id_of_room(room: &str) -> Option<Uuid> {
+    Uuid::parse_str(room.strip_prefix("video-call-")?).ok()
+}
+
+/// Video call rules.
+pub struct VideoService;
+
+impl VideoService {
+    /// A care recipient asks a caregiver for a call now, optionally about a booking of theirs.
+    pub async fn request(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        input: NewCall,
+        provider: &str,
+        settings: &VideoSettings,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        if viewer.role != Role::CareRecipient {
+            return Err(AppError::Forbidden(
+                "only care recipients can request a video call".to_owned(),
+            ));
+        }
+        let caregiver = UserService::find(conn, input.caregiver_id).await?;
+        if !caregiver.is_some_and(|caregiver| caregiver.role == Role::Caregiver) {
+            return Err(AppError::bad_input(
+                "caregiverId",
+                "no caregiver has this id",
+            ));
+        }
+        if let Some(booking_id) = input.booking_id {
+            let booking = BookingService::find_for(conn, viewer, booking_id).await?;
+            if booking.caregiver_id != input.caregiver_id {
+                return Err(AppError::bad_input(
+                    "bookingId",
+                    "the booking is with another caregiver",
+                ));
+            }
+        }
+        let open = video_call::Entity::find()
+            .filter(video_call::Column::RequesterId.eq(viewer.id))
+            .filter(video_call::Column::CaregiverId.eq(input.caregiver_id))
+            .filter(video_call::Column::Status.is_in([
+                VideoCallStatus::Pending,
+                VideoCallStatus::Accepted,
+                VideoCallStatus::Active,
+            ]))
+            .one(conn)
+            .await?;
+        if let Some(open) = open {
+            return Err(AppError::Conflict(format!(
+                "video call {} with this caregiver is still {}",
+                open.id,
+                open.status.as_str()
+            )));
+        }
+        let id = Uuid::now_v7();
+        let call = video_call::ActiveModel {
+            id: Set(id),
+            booking_id: Set(input.booking_id),
+            requester_id: Set(viewer.id),
+            caregiver_id: Set(input.caregiver_id),
+            status: Set(VideoCallStatus::Pending),
+            room_name: Set(room_name(id)),
+            provider: Set(provider.to_owned()),
+            provider_room_sid: Set(None),
+            max_duration_s: Set(settings.max_duration.num_seconds() as i32),
+            expires_at: Set(now + settings.request_ttl),
+            call_started_at: Set(None),
+            call_ended_at: Set(None),
+            room_closed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(conn)
+        .await?;
+        Self::announce(conn, &call, now, events).await?;
+        Ok(call)
+    }
+
+    /// The caregiver accepts or declines a pending request that has not expired.
+    pub async fn answer(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        accept: bool,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        let call = Self::find_for(conn, viewer, id).await?;
+        let verb = if accept { "accept" } else { "decline" };
+        if call.caregiver_id != viewer.id {
+            return Err(AppError::Forbidden(format!(
+                "only the caregiver can {verb} a video call"
+            )));
+        }
+        if call.status == VideoCallStatus::Pending && call.expires_at <= now {
+            return Err(AppError::InvalidState(format!(
+                "cannot {verb} a video call request that expired"
+            )));
+        }
+        let next = if accept {
+            VideoCallStatus::Accepted
+        } else {
+            VideoCallStatus::Declined
+        };
+        Self::move_to(
+            conn,
+            &call,
+            &[VideoCallStatus::Pending],
+            next,
+            now,
+            verb,
+            events,
+        )
+        .await
+    }
+
+    /// The requester withdraws a pending request.
+    pub async fn cancel(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        let call = Self::find_for(conn, viewer, id).await?;
+        if call.requester_id != viewer.id {
+            return Err(AppError::Forbidden(
+                "only the requester can cancel a video call".to_owned(),
+            ));
+        }
+        let states = [VideoCallStatus::Pending];
+        Self::move_to(
+            conn,
+            &call,
+            &states,
+            VideoCallStatus::Cancelled,
+            now,
+            "cancel",
+            events,
+        )
+        .await
+    }
+
+    /// The call starts (first participant joined, or a client says so): the limit runs from
+    /// here. Starting an active call changes nothing.
+    pub async fn start(
+        conn: &impl ConnectionTrait,
+        call: &video_call::Model,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        if call.status == VideoCallStatus::Active {
+            return Ok(call.clone());
+        }
+        let states = [VideoCallStatus::Accepted];
+        Self::move_to(
+            conn,
+            call,
+            &states,
+            VideoCallStatus::Active,
+            now,
+            "start",
+            events,
+        )
+        .await
+    }
+
+    /// The call ends (limit reached, a participant ended it, or the room ended). Completing a
+    /// completed call changes nothing; `room_closed` records that the room is already gone.
+    pub async fn complete(
+        conn: &impl ConnectionTrait,
+        call: &video_call::Model,
+        room_closed: bool,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        if room_closed && call.room_closed_at.is_none() {
+            Self::mark_room_closed(conn, call.id, now).await?;
+        }
+        if call.status == VideoCallStatus::Completed {
+            return Self::find(conn, call.id).await;
+        }
+        let states = [VideoCallStatus::Accepted, VideoCallStatus::Active];
+        Self::move_to(
+            conn,
+            call,
+            &states,
+            VideoCallStatus::Completed,
+            now,
+            "complete",
+            events,
+        )
+        .await
+    }
+
+    /// Expires one pending request whose time is up.
+    pub async fn expire(
+        conn: &impl ConnectionTrait,
+        call: &video_call::Model,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), AppError> {
+        let states = [VideoCallStatus::Pending];
+        match Self::move_to(
+            conn,
+            call,
+            &states,
+            VideoCallStatus::Expired,
+            now,
+            "expire",
+            events,
+        )
+        .await
+        {
+            Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Moves `call` from one of `from` to `next` only if nobody changed it meanwhile; sets the
+    /// call's times, notifies both parties, and leaves the outcome in their chat.
+    async fn move_to(
+        conn: &impl ConnectionTrait,
+        call: &video_call::Model,
+        from: &[VideoCallStatus],
+        next: VideoCallStatus,
+        now: DateTime<Utc>,
+        verb: &str,
+        events: &mut Vec<Event>,
+    ) -> Result<video_call::Model, AppError> {
+        if !from.contains(&call.status) {
+            return Err(AppError::InvalidState(format!(
+                "cannot {verb} a video call that is {}",
+                call.status.as_str()
+            )));
+        }
+        let mut update = video_call::Entity::update_many()
+            .col_expr(video_call::Column::Status, Expr::value(next))
+            .col_expr(video_call::Column::UpdatedAt, Expr::value(now))
+            .filter(video_call::Column::Id.eq(call.id))
+            .filter(video_call::Column::Status.eq(call.status));
+        match next {
+            VideoCallStatus::Active => {
+                update = update.col_expr(video_call::Column::CallStartedAt, Expr::value(now));
+            }
+            VideoCallStatus::Completed => {
+                update = update.col_expr(video_call::Column::CallEndedAt, Expr::value(now));
+            }
+            _ => {}
+        }
+        if update.exec(conn).await?.rows_affected != 1 {
+            let current = Self::find(conn, call.id).await?;
+            return Err(AppError::InvalidState(format!(
+                "the video call became {} meanwhile",
+                current.status.as_str()
+            )));
+        }
+        let changed = Self::find(conn, call.id).await?;
+        Self::announce(conn, &changed, now, events).await?;
+        Ok(changed)
+    }
+
+    /// Notifies both parties of the call's current status, posts its outcome in their chat,
+    /// and publishes the change.
+    async fn announce(
+        conn: &impl ConnectionTrait,
+        call: &video_call::Model,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), AppError> {
+        let users = UserService::load_many(conn, &[call.requester_id, call.caregiver_id]).await?;
+        let user = |id: Uuid| {
+            users
+                .get(&id)
+                .map(|(user, _)| user)
+                .ok_or(AppError::NotFound("user"))
+        };
+        let (requester, caregiver) = (user(call.requester_id)?, user(call.caregiver_id)?);
+        for notice in notices::for_status(call, requester, caregiver) {
+            NotificationService::notify(conn, notice, now, events).await?;
+        }
+        if let Some(line) = notices::chat_line(call) {
+            ChatService::post_system(
+                conn,
+                [call.requester_id, call.caregiver_id],
+                call.booking_id,
+                call.requester_id,
+                line,
+                now,
+                events,
+            )
+            .await?;
+        }
+        events.push(Event::VideoCallChanged(Arc::new(call.clone())));
+        Ok(())
+    }
+
+    async fn find(conn: &impl ConnectionTrait, id: Uuid) -> Result<video_call::Model, AppError> {
+        video_call::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .ok_or(AppError::NotFound("video call"))
+    }
+
+    /// The call of a provider room, whoever asks (the webhook).
+    pub async fn find_by_room(
+        conn: &impl ConnectionTrait,
+        room: &str,
+    ) -> Result<Option<video_call::Model>, AppError> {
+        let Some(id) = call_id_of_room(room) else {
+            return Ok(None);
+        };
+        Ok(video_call::Entity::find_by_id(id).one(conn).await?)
+    }
+
+    /// A call the viewer takes part in; `NOT_FOUND` for everyone else.
+    pub async fn find_for(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        id: Uuid,
+    ) -> Result<video_call::Model, AppError> {
+        video_call::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .filter(|call| call.is_party(viewer.id))
+            .ok_or(AppError::NotFound("video call"))
+    }
+
+    /// The viewer's calls, newest first.
+    pub async fn list(
+        conn: &impl ConnectionTrait,
+        viewer: &Viewer,
+        status: Option<VideoCallStatus>,
+        page: &PageRequest<CallCursor>,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        let mut query = video_call::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(video_call::Column::RequesterId.eq(viewer.id))
+                    .add(video_call::Column::CaregiverId.eq(viewer.id)),
+            )
+            .order_by_desc(video_call::Column::CreatedAt)
+            .order_by_desc(video_call::Column::Id)
+            .limit(page.fetch_limit());
+        if let Some(status) = status {
+            query = query.filter(video_call::Column::Status.eq(status));
+        }
+        if let Some(after) = &page.after {
+            query = query.filter(
+                Condition::any()
+                    .add(video_call::Column::CreatedAt.lt(after.created_at))
+                    .add(
+                        Condition::all()
+                            .add(video_call::Column::CreatedAt.eq(after.created_at))
+                            .add(video_call::Column::Id.lt(after.id)),
+                    ),
+            );
+        }
+        Ok(query.all(conn).await?)
+    }
+
+    /// Pending requests whose answer time is up.
+    pub async fn expired_requests(
+        conn: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        Ok(video_call::Entity::find()
+            .filter(video_call::Column::Status.eq(VideoCallStatus::Pending))
+            .filter(video_call::Column::ExpiresAt.lte(now))
+            .all(conn)
+            .await?)
+    }
+
+    /// Active calls that have run for their whole allowed duration.
+    pub async fn over_limit(
+        conn: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        let active = video_call::Entity::find()
+            .filter(video_call::Column::Status.eq(VideoCallStatus::Active))
+            .all(conn)
+            .await?;
+        Ok(active
+            .into_iter()
+            .filter(|call| {
+                call.call_started_at.is_some_and(|started| {
+                    started + Duration::seconds(i64::from(call.max_duration_s)) <= now
+                })
+            })
+            .collect())
+    }
+
+    /// Ended calls whose provider room may still be open.
+    pub async fn rooms_to_close(
+        conn: &impl ConnectionTrait,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        Ok(video_call::Entity::find()
+            .filter(video_call::Column::Status.eq(VideoCallStatus::Completed))
+            .filter(video_call::Column::ProviderRoomSid.is_not_null())
+            .filter(video_call::Column::RoomClosedAt.is_null())
+            .all(conn)
+            .await?)
+    }
+
+    /// Claims the closing of a call's room; false if someone else already did.
+    pub async fn mark_room_closed(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
+        let claimed = video_call::Entity::update_many()
+            .col_expr(video_call::Column::RoomClosedAt, Expr::value(now))
+            .filter(video_call::Column::Id.eq(id))
+            .filter(video_call::Column::RoomClosedAt.is_null())
+            .exec(conn)
+            .await?;
+        Ok(claimed.rows_affected == 1)
+    }
+
+    /// Gives a claimed room back when closing it failed, so a later pass tries again.
+    pub async fn reopen_room_claim(conn: &impl ConnectionTrait, id: Uuid) -> Result<(), AppError> {
+        video_call::Entity::update_many()
+            .col_expr(
+                video_call::Column::RoomClosedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(video_call::Column::Id.eq(id))
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the provider's id for the call's room.
+    pub async fn set_room_sid(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+        sid: &str,
+    ) -> Result<(), AppError> {
+        video_call::Entity::update_many()
+            .col_expr(video_call::Column::ProviderRoomSid, Expr::value(sid))
+            .filter(video_call::Column::Id.eq(id))
+            .filter(video_call::Column::ProviderRoomSid.is_null())
+            .exec(conn)
+            .await?;
+        Ok(())
+    }
+}
