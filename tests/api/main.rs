@@ -5,8 +5,10 @@
 mod auth;
 mod bookings;
 mod chat;
+mod fake_twilio;
 mod helpers;
 mod notifications;
 mod schema;
 mod users;
+mod video;
 mod websocket;
