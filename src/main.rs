@@ -38,6 +38,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    return_large_allocations_to_the_system();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -56,6 +57,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            raise_fd_limit();
             let mut config = Config::from_env()?;
             if let Some(addr) = cli.addr {
                 config.addr = addr;
@@ -96,4 +98,34 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Every websocket is a file descriptor: lift the soft limit to the hard one, so a default
+/// soft limit of 1024 does not cap the connections an instance holds.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!("could not raise the open-file limit; connections may be capped");
+    }
+}
+
+/// Password hashing allocates 19 MiB at a time. glibc's adaptive mmap threshold would serve
+/// those from the heap after the first one and keep them: a burst of sign-ups then holds
+/// hundreds of megabytes for good. A fixed threshold maps them and gives them back on free.
+fn return_large_allocations_to_the_system() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

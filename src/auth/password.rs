@@ -5,25 +5,42 @@ use argon2::{
     password_hash::{SaltString, rand_core::OsRng},
 };
 
+use tokio::sync::Semaphore;
+
 use crate::error::AppError;
+
+/// Argon2 takes 19 MiB per hash: at most this many at once keeps a burst of sign-ups from
+/// growing the heap by hundreds of megabytes (and from starving the other work).
+static HASHING: Semaphore = Semaphore::const_new(2);
+
+async fn with_permit<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|err| AppError::Internal(format!("password hashing queue: {err}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| AppError::Internal(format!("password hashing task: {err}")))
+}
 
 /// Hashes a password into a self-describing PHC string (algorithm, parameters, salt).
 pub async fn hash(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
+    with_permit(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|hash| hash.to_string())
             .map_err(|err| AppError::Internal(format!("hashing a password: {err}")))
     })
-    .await
-    .map_err(|err| AppError::Internal(format!("password hashing task: {err}")))?
+    .await?
 }
 
 /// Checks a password against a stored hash; `None` still spends the same effort,
 /// so response times do not reveal which emails have accounts.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, AppError> {
-    tokio::task::spawn_blocking(move || {
+    with_permit(move || {
         let argon2 = Argon2::default();
         match stored {
             Some(stored) => {
@@ -38,6 +55,5 @@ pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Ap
             }
         }
     })
-    .await
-    .map_err(|err| AppError::Internal(format!("password verification task: {err}")))?
+    .await?
 }

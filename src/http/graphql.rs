@@ -60,8 +60,12 @@ pub async fn graphiql_or_websocket(
         )
             .into_response();
     };
+    // tungstenite's default 128 KiB read and write buffers per socket dominate the memory of
+    // an idle connection; GraphQL messages are small, and the buffers grow when one is not.
     upgrade
         .protocols([name])
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| ws::serve(socket, protocol, state))
 }
 

@@ -20,7 +20,14 @@ mod close {
     pub const UNAUTHORIZED: u16 = 4401;
     pub const FORBIDDEN: u16 = 4403;
     pub const INIT_TIMEOUT: u16 = 4408;
+    /// The client stopped reading: "try again later" (RFC 6455).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
+
+/// A client that has not taken a message for this long is not coming back; its socket is
+/// closed rather than holding a stalled session. Events it missed meanwhile are not queued
+/// per socket: its streams fall behind the shared bus and catch up from the database.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs one websocket from the upgrade to its close.
 pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpState) {
@@ -74,8 +81,15 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
         tokio::select! {
             outgoing = session.next() => match outgoing {
                 Some(WsMessage::Text(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        return;
+                    match tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            tracing::info!("closing a websocket whose client stopped reading");
+                            let closing = close_with(&mut sink, close::TRY_AGAIN_LATER, "Client stopped reading");
+                            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
+                            return;
+                        }
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => {

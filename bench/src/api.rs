@@ -1,0 +1,97 @@
+//! Talking to the server: GraphQL over HTTP, graphql-transport-ws sockets, its memory.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The server under test.
+#[derive(Clone)]
+pub struct Server {
+    pub url: String,
+    pid: Option<u32>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    pub fn new(url: &str, pid: Option<u32>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            pid,
+            http,
+        }
+    }
+
+    /// Runs one operation; a GraphQL error is an error.
+    pub async fn graphql(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, Error> {
+        let mut request = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response: Value = request.send().await?.json().await?;
+        if let Some(errors) = response.get("errors") {
+            return Err(format!("GraphQL error: {errors}").into());
+        }
+        Ok(response["data"].clone())
+    }
+
+    /// A socket that completed `connection_init` with `token`.
+    pub async fn socket(&self, token: &str) -> Result<Socket, Error> {
+        let url = self.url.replacen("http", "ws", 1);
+        let mut request = format!("{url}/graphql").into_client_request()?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let init = json!({ "type": "connection_init", "payload": { "token": token } });
+        socket.send(Message::Text(init.to_string().into())).await?;
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("connection_ack") => Ok(socket),
+            other => Err(format!("no connection_ack: {other:?}").into()),
+        }
+    }
+
+    /// The server's resident memory in bytes, if its pid is known.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+/// Sends a graphql-transport-ws subscribe message.
+pub async fn subscribe(
+    socket: &mut Socket,
+    id: &str,
+    query: &str,
+    variables: Value,
+) -> Result<(), Error> {
+    let message = json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } });
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await?;
+    Ok(())
+}

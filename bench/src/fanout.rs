@@ -1,0 +1,382 @@
+//! The scenarios: idle capacity, chat fan-out latency (optionally with slow readers), and
+//! the write path at saturation.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    api::{self, Error, Server, Socket},
+    report::{mib, percentiles},
+    setup::{self, Pair},
+};
+
+const MESSAGE_ADDED: &str =
+    "subscription($id: UUID!) { messageAdded(sessionId: $id) { seq body } }";
+const TYPING: &str = "subscription($id: UUID!) { typing(sessionId: $id) { typing } }";
+const UNREAD: &str = "subscription { unreadNotificationCount }";
+const SEND: &str = "mutation($input: SendMessageInput!) { sendMessage(input: $input) { seq } }";
+
+/// A fan-out run.
+pub struct Plan {
+    pub connections: usize,
+    pub rate: u32,
+    pub duration: Duration,
+    pub slow_percent: f64,
+    pub stall: Duration,
+}
+
+/// What every listening socket adds to.
+#[derive(Default)]
+struct Tally {
+    latencies: Mutex<Vec<Duration>>,
+    received: AtomicU64,
+    duplicates: AtomicU64,
+    reordered: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One connected user: which pair, which side.
+struct Listener {
+    socket: Socket,
+    pair: usize,
+    is_recipient: bool,
+}
+
+/// Connects `count` users (both members of `count / 2` pairs), each with its three
+/// subscriptions live, and returns them with how long that took.
+async fn connect(
+    server: &Server,
+    pairs: &[Pair],
+    count: usize,
+) -> Result<(Vec<Listener>, Duration), Error> {
+    let started = Instant::now();
+    let users: Vec<(usize, bool)> = (0..count)
+        .map(|index| (index / 2, index % 2 == 0))
+        .collect();
+    let connected: Vec<Result<Listener, Error>> = stream::iter(users)
+        .map(|(pair, is_recipient)| async move {
+            let token = if is_recipient {
+                &pairs[pair].recipient_token
+            } else {
+                &pairs[pair].caregiver_token
+            };
+            let mut socket = server.socket(token).await?;
+            let session = json!({ "id": pairs[pair].session_id });
+            api::subscribe(&mut socket, "m", MESSAGE_ADDED, session.clone()).await?;
+            api::subscribe(&mut socket, "t", TYPING, session).await?;
+            api::subscribe(&mut socket, "u", UNREAD, json!({})).await?;
+            // The count's first value proves the socket's subscriptions are running.
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Text(text))) if text.contains("\"id\":\"u\"") => break,
+                    Some(Ok(_)) => continue,
+                    other => return Err(format!("subscription did not start: {other:?}").into()),
+                }
+            }
+            Ok(Listener {
+                socket,
+                pair,
+                is_recipient,
+            })
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let listeners = connected.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok((listeners, started.elapsed()))
+}
+
+fn pairs_for(connections: usize) -> usize {
+    connections.div_ceil(2)
+}
+
+pub async fn idle(server: &Server, connections: usize) -> Result<bool, Error> {
+    println!(
+        "setup: {} pairs through the public API (not counted)",
+        pairs_for(connections)
+    );
+    let pairs = setup::pairs(server, pairs_for(connections)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = server.resident_bytes();
+    let (listeners, took) = connect(server, &pairs, connections).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.resident_bytes();
+    println!(
+        "idle: {} connections, 3 subscriptions each",
+        listeners.len()
+    );
+    println!(
+        "  connections initialised and subscribed: {:.0}/s ({:.2} s)",
+        listeners.len() as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    if let (Some(before), Some(after)) = (before, after) {
+        println!(
+            "  server resident memory: {:.1} MiB before, {:.1} MiB after: {:.1} KB per connection",
+            mib(before),
+            mib(after),
+            after.saturating_sub(before) as f64 / 1024.0 / listeners.len() as f64
+        );
+    }
+    Ok(true)
+}
+
+pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
+    println!(
+        "setup: {} pairs through the public API (not counted)",
+        pairs_for(plan.connections)
+    );
+    let pairs = setup::pairs(server, pairs_for(plan.connections)).await?;
+    let (listeners, took) = connect(server, &pairs, plan.connections).await?;
+    println!(
+        "connected {} sockets in {:.2} s",
+        listeners.len(),
+        took.as_secs_f64()
+    );
+    let base = Instant::now();
+    let capacity = plan.rate as usize * plan.duration.as_secs() as usize + plan.rate as usize + 16;
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..capacity).map(|_| AtomicU64::new(0)).collect());
+    let tally = Arc::new(Tally::default());
+    // Slow readers are whole pairs, so every message either goes to a reader that keeps up
+    // (and is measured) or to one that stalls (and is not).
+    let slow_every = if plan.slow_percent > 0.0 {
+        (100.0 / plan.slow_percent).round().max(1.0) as usize
+    } else {
+        0
+    };
+    let is_slow = move |pair: usize| slow_every > 0 && pair % slow_every == 0;
+    let mut readers = Vec::new();
+    let mut slow = 0;
+    for listener in listeners {
+        let stall = if is_slow(listener.pair) {
+            plan.stall
+        } else {
+            Duration::ZERO
+        };
+        slow += usize::from(!stall.is_zero());
+        readers.push(tokio::spawn(read(
+            listener,
+            base,
+            sent_at.clone(),
+            tally.clone(),
+            stall,
+        )));
+    }
+    let live_pairs = pairs_for(readers.len());
+    let memory_before = server.resident_bytes();
+
+    let expected = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut senders = Vec::new();
+    let mut index = 0usize;
+    let deadline = Instant::now() + plan.duration;
+    while Instant::now() < deadline && index < capacity {
+        ticker.tick().await;
+        let pair_index = index % live_pairs;
+        let pair = &pairs[pair_index];
+        let from_recipient = (index / live_pairs) % 2 == 0;
+        let token = if from_recipient {
+            pair.recipient_token.clone()
+        } else {
+            pair.caregiver_token.clone()
+        };
+        let side = if from_recipient { 'r' } else { 'c' };
+        let measured = !is_slow(pair_index);
+        let session = pair.session_id.clone();
+        let (server, sent_at, expected, failed) = (
+            server.clone(),
+            sent_at.clone(),
+            expected.clone(),
+            failed.clone(),
+        );
+        let message = index;
+        senders.push(tokio::spawn(async move {
+            sent_at[message].store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let input = json!({ "sessionId": session, "body": format!("b{message}:{side}"),
+                "clientMessageId": format!("c{message}-{}", uuid::Uuid::now_v7()) });
+            match server
+                .graphql(Some(&token), SEND, json!({ "input": input }))
+                .await
+            {
+                Ok(_) if measured => expected.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => 0,
+                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+            };
+        }));
+        index += 1;
+    }
+    let offered = index;
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let memory_during = server.resident_bytes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stall_left = plan.stall.saturating_sub(base.elapsed());
+    if slow > 0 && !stall_left.is_zero() {
+        tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
+    }
+    for reader in &readers {
+        reader.abort();
+    }
+    let expected = expected.load(Ordering::Relaxed);
+    let received = tally.received.load(Ordering::Relaxed);
+    let latencies = std::mem::take(&mut *tally.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let lost = expected.saturating_sub(latencies.len() as u64);
+    let duplicates = tally.duplicates.load(Ordering::Relaxed);
+    let reordered = tally.reordered.load(Ordering::Relaxed);
+    let errors = tally.errors.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    println!(
+        "fanout: {} sockets ({} stalled for {} s), {} msg/s offered for {} s ({} sent)",
+        readers.len(),
+        slow,
+        plan.stall.as_secs(),
+        plan.rate,
+        plan.duration.as_secs(),
+        offered
+    );
+    println!(
+        "  measured deliveries {} of {expected} expected; all deliveries incl. echoes {received}",
+        latencies.len()
+    );
+    println!("  send-to-receive latency: {}", percentiles(latencies));
+    println!("  lost {lost}, duplicated {duplicates}, reordered {reordered}, errors {errors}");
+    if let (Some(before), Some(during)) = (memory_before, memory_during) {
+        println!(
+            "  server resident memory: {:.1} MiB connected, {:.1} MiB at the end of sending",
+            mib(before),
+            mib(during)
+        );
+    }
+    Ok(lost == 0 && duplicates == 0 && reordered == 0 && errors == 0)
+}
+
+/// Reads one socket until aborted: checks every payload, records recipient latencies.
+async fn read(
+    mut listener: Listener,
+    base: Instant,
+    sent_at: Arc<Vec<AtomicU64>>,
+    tally: Arc<Tally>,
+    stall: Duration,
+) {
+    if !stall.is_zero() {
+        tokio::time::sleep(stall).await;
+    }
+    let mut seen = HashSet::new();
+    let mut last_seq = 0;
+    while let Some(Ok(frame)) = listener.socket.next().await {
+        let Message::Text(text) = frame else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(&text) else {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if message["type"] != "next" {
+            continue;
+        }
+        if message["payload"].get("errors").is_some() {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if message["id"] != "m" {
+            continue;
+        }
+        let added = &message["payload"]["data"]["messageAdded"];
+        let seq = added["seq"].as_i64().unwrap_or(0);
+        let parsed = added["body"].as_str().and_then(|body| {
+            let (index, side) = body.strip_prefix('b')?.split_once(':')?;
+            Some((index.parse::<usize>().ok()?, side == "r"))
+        });
+        let Some((index, from_recipient)) = parsed else {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        tally.received.fetch_add(1, Ordering::Relaxed);
+        if !seen.insert(index) {
+            tally.duplicates.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if seq <= last_seq {
+            tally.reordered.fetch_add(1, Ordering::Relaxed);
+        }
+        last_seq = seq;
+        // The sender's own screens get an echo; latency is measured at the other member.
+        if from_recipient != listener.is_recipient && stall.is_zero() {
+            let start = Duration::from_nanos(
+                sent_at
+                    .get(index)
+                    .map_or(0, |at| at.load(Ordering::Relaxed)),
+            );
+            let latency = base.elapsed().saturating_sub(start);
+            tally
+                .latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(latency);
+        }
+    }
+}
+
+/// sendMessage at saturation: `clients` members, each sending one message after another.
+pub async fn write(server: &Server, clients: usize, duration: Duration) -> Result<bool, Error> {
+    println!(
+        "setup: {} pairs through the public API (not counted)",
+        pairs_for(clients)
+    );
+    let pairs = setup::pairs(server, pairs_for(clients)).await?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..clients)
+        .map(|client| {
+            let pair = pairs[client / 2].clone();
+            let token = if client % 2 == 0 { pair.recipient_token } else { pair.caregiver_token };
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0u64;
+                let mut index = 0u64;
+                while Instant::now() < deadline {
+                    let input = json!({ "sessionId": pair.session_id, "body": format!("w{client}-{index}"),
+                        "clientMessageId": format!("w{client}-{index}-{}", uuid::Uuid::now_v7()) });
+                    let sent = Instant::now();
+                    match server.graphql(Some(&token), SEND, json!({ "input": input })).await {
+                        Ok(_) => latencies.push(sent.elapsed()),
+                        Err(_) => failures += 1,
+                    }
+                    index += 1;
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for worker in workers {
+        let (mut worker_latencies, worker_failures) = worker.await?;
+        latencies.append(&mut worker_latencies);
+        failures += worker_failures;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "write: {clients} concurrent clients for {:.1} s, no subscribers",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  {:.0} sendMessage/s ({} sent, {failures} failed)",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies.len()
+    );
+    println!("  latency: {}", percentiles(latencies));
+    Ok(failures == 0)
+}

@@ -1,0 +1,126 @@
+//! caregraph-bench: how many connected users one instance holds, and how fast a message
+//! reaches its recipient. Speaks HTTP and graphql-transport-ws to a running server on
+//! loopback, checks every payload, and reports loss, duplicates and reordering.
+
+mod api;
+mod fanout;
+mod report;
+mod setup;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Load generator for a caregraph server on loopback")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// The server's process id, to read its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// C connections, each subscribed to messageAdded, typing and unreadNotificationCount:
+    /// server memory per connection and connections initialised per second.
+    Idle {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+    },
+    /// With C connected, sendMessage at R per second (open loop) for D seconds: latency from
+    /// the start of the send to the recipient's subscription receiving it.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Percent of connections that stop reading for `stall_seconds` (slow readers).
+        #[arg(long, default_value_t = 0.0)]
+        slow_percent: f64,
+        #[arg(long, default_value_t = 60)]
+        stall_seconds: u64,
+    },
+    /// sendMessage at saturation from N concurrent clients, no subscribers.
+    Write {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// CI's short run: 50 connections, 5 seconds at 100/s; fails on any loss,
+    /// duplicate, reordering or error.
+    Smoke,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    raise_fd_limit();
+    let cli = Cli::parse();
+    let server = api::Server::new(&cli.url, cli.server_pid);
+    let outcome = match cli.scenario {
+        Scenario::Idle { connections } => fanout::idle(&server, connections).await,
+        Scenario::Fanout {
+            connections,
+            rate,
+            seconds,
+            slow_percent,
+            stall_seconds,
+        } => {
+            let plan = fanout::Plan {
+                connections,
+                rate,
+                duration: Duration::from_secs(seconds),
+                slow_percent,
+                stall: Duration::from_secs(stall_seconds),
+            };
+            fanout::fanout(&server, plan).await
+        }
+        Scenario::Write { clients, seconds } => {
+            fanout::write(&server, clients, Duration::from_secs(seconds)).await
+        }
+        Scenario::Smoke => {
+            let plan = fanout::Plan {
+                connections: 50,
+                rate: 100,
+                duration: Duration::from_secs(5),
+                slow_percent: 0.0,
+                stall: Duration::ZERO,
+            };
+            fanout::fanout(&server, plan).await
+        }
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bench: FAILED: lost, duplicated, reordered or erroneous deliveries");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Thousands of sockets need thousands of file descriptors: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
