@@ -38,8 +38,9 @@ pub struct Config {
     pub auth: AuthConfig,
     pub graphql: GraphqlConfig,
     pub websocket: WebSocketConfig,
-    /// `EVENT_BUS_CAPACITY` (default 4096): how many events a slow subscriber may fall behind
-    /// before it is told it missed some and resynchronises from the database.
+    /// `EVENT_BUS_CAPACITY` (default 64): how many events of one topic (a user, a chat) a slow
+    /// subscriber may fall behind before it is told it missed some and resynchronises from
+    /// the database. Each live topic holds this many slots.
     pub bus_capacity: usize,
     pub reminders: ReminderConfig,
     /// `TYPING_TTL_MS` (default 5000): how long "typing" shows without a refresh.
@@ -164,7 +165,7 @@ impl Config {
             websocket: WebSocketConfig {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
             },
-            bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 4096)?,
+            bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 64)?,
             typing_ttl: Duration::from_millis(parsed(&var, "TYPING_TTL_MS", 5000)?),
             video: VideoConfig {
                 twilio: match (

@@ -40,17 +40,43 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
+/// Queues this process's writers before SQLite's single write lock. Contending for the lock
+/// inside SQLite means its busy handler sleeping in steps of up to 100 ms; a FIFO queue here
+/// hands the lock from one transaction to the next with no sleep. PostgreSQL needs none.
+#[derive(Clone, Default)]
+pub struct WriteQueue(Option<Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteQueue {
+    /// A queue for SQLite URLs, none for servers with row-level locking.
+    pub fn for_url(url: &str) -> Self {
+        Self(
+            url.starts_with("sqlite:")
+                .then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        )
+    }
+}
+
 /// A write transaction plus the events to publish once it commits.
 pub struct UnitOfWork {
     txn: DatabaseTransaction,
     events: Vec<Event>,
     bus: Arc<dyn EventBus>,
+    /// This writer's turn, held until the transaction ends.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl UnitOfWork {
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a read-then-write can never fail half-way on a lock upgrade.
-    pub async fn begin(db: &DatabaseConnection, bus: Arc<dyn EventBus>) -> Result<Self, AppError> {
+    pub async fn begin(
+        db: &DatabaseConnection,
+        bus: Arc<dyn EventBus>,
+        queue: &WriteQueue,
+    ) -> Result<Self, AppError> {
+        let turn = match &queue.0 {
+            Some(queue) => Some(queue.clone().lock_owned().await),
+            None => None,
+        };
         let txn = db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -61,6 +87,7 @@ impl UnitOfWork {
             txn,
             events: Vec::new(),
             bus,
+            _turn: turn,
         })
     }
 
@@ -72,6 +99,7 @@ impl UnitOfWork {
     /// Commits, then publishes what the change produced.
     pub async fn commit(self) -> Result<(), AppError> {
         self.txn.commit().await?;
+        drop(self._turn);
         for event in self.events {
             self.bus.publish(event);
         }

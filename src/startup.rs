@@ -90,6 +90,7 @@ impl Application {
             reminders: Arc::new(config.reminders.clone()),
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
             video: Arc::new(video(&config)),
+            write_queue: db::WriteQueue::for_url(&config.database_url),
         };
         let schema = graphql::build(state.clone(), &config.graphql);
         let router = http::router(HttpState {

@@ -11,7 +11,7 @@ use crate::{
     chat::TypingGate,
     clock::Clock,
     config::ReminderConfig,
-    db::UnitOfWork,
+    db::{UnitOfWork, WriteQueue},
     error::AppError,
     video::Video,
 };
@@ -27,6 +27,7 @@ pub struct AppState {
     pub reminders: Arc<ReminderConfig>,
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,
+    pub write_queue: WriteQueue,
 }
 
 impl AppState {
@@ -37,6 +38,6 @@ impl AppState {
 
     /// Starts a write transaction whose events are published after it commits.
     pub async fn unit_of_work(&self) -> Result<UnitOfWork, AppError> {
-        UnitOfWork::begin(&self.db, self.bus.clone()).await
+        UnitOfWork::begin(&self.db, self.bus.clone(), &self.write_queue).await
     }
 }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     auth::viewer,
-    bus::{Delivery, Event},
+    bus::{Delivery, Event, Topic},
     error::AppError,
     graphql::pagination::PageRequest,
     state::AppState,
@@ -269,7 +269,7 @@ impl BookingSubscription {
         let viewer_id = viewer(ctx)?.id;
         let state = AppState::of(ctx).clone();
         let caught_up_to = Arc::new(Mutex::new(state.clock.now()));
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::User(viewer_id));
         Ok(deliveries
             .then(move |delivery| {
                 let state = state.clone();

@@ -1,32 +1,62 @@
-//! The single-instance bus: a tokio broadcast channel.
+//! The single-instance bus: one small tokio broadcast channel per live topic.
+
+use std::{collections::HashMap, sync::Mutex};
 
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use super::{Delivery, Event, EventBus};
+use super::{Delivery, Event, EventBus, Topic};
 
-/// Broadcasts events to the subscribers of this process.
+/// Broadcasts events to the subscribers of this process, per topic.
 pub struct InProcessBus {
-    sender: broadcast::Sender<Event>,
+    topics: Mutex<HashMap<Topic, broadcast::Sender<Event>>>,
+    capacity: usize,
 }
 
 impl InProcessBus {
-    /// A bus that keeps up to `capacity` events for each subscriber that falls behind.
+    /// A bus whose subscribers may each fall `capacity` events behind on a topic before they
+    /// are told they missed some (and catch up from the database).
     pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity);
-        Self { sender }
+        Self {
+            topics: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Event>>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
 impl EventBus for InProcessBus {
     fn publish(&self, event: Event) {
-        // Sending fails only when nobody is subscribed, which is not an error.
-        let _ = self.sender.send(event);
+        let mut topics = self.topics();
+        for topic in event.topics() {
+            let Some(sender) = topics.get(&topic) else {
+                continue;
+            };
+            // Sending fails only when the topic's last subscriber is gone: forget the topic.
+            if sender.send(event.clone()).is_err() {
+                topics.remove(&topic);
+            }
+        }
     }
 
-    fn subscribe(&self) -> BoxStream<'static, Delivery> {
-        BroadcastStream::new(self.sender.subscribe())
+    fn subscribe(&self, topic: Topic) -> BoxStream<'static, Delivery> {
+        let receiver = {
+            let mut topics = self.topics();
+            if topics.len() > 1024 && topics.len().is_power_of_two() {
+                topics.retain(|_, sender| sender.receiver_count() > 0);
+            }
+            topics
+                .entry(topic)
+                .or_insert_with(|| broadcast::channel(self.capacity).0)
+                .subscribe()
+        };
+        BroadcastStream::new(receiver)
             .map(|item| match item {
                 Ok(event) => Delivery::Event(event),
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {

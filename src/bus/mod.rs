@@ -53,10 +53,50 @@ pub enum Delivery {
     Missed(u64),
 }
 
-/// Carries committed events to every subscriber of this process (and, later, of every instance).
+/// Who an event concerns. Subscribers listen to one topic, so an event wakes only the
+/// streams it may interest, not every stream of every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Everything about one user: their bookings, inbox, calls, unread counts.
+    User(uuid::Uuid),
+    /// One chat session: messages, receipts, typing.
+    Session(uuid::Uuid),
+}
+
+impl Event {
+    /// The topics this event is published on.
+    pub fn topics(&self) -> Vec<Topic> {
+        match self {
+            Event::BookingChanged(booking) => vec![
+                Topic::User(booking.care_recipient_id),
+                Topic::User(booking.caregiver_id),
+            ],
+            Event::NotificationAdded(notification) => vec![Topic::User(notification.user_id)],
+            Event::NotificationsChanged { user_id } => vec![Topic::User(*user_id)],
+            Event::MessageAdded { message, members } => vec![
+                Topic::Session(message.chat_session_id),
+                Topic::User(members[0]),
+                Topic::User(members[1]),
+            ],
+            Event::ReceiptsMoved { receipt, .. } => vec![
+                Topic::Session(receipt.session_id),
+                Topic::User(receipt.user_id),
+            ],
+            Event::VideoCallChanged(call) => {
+                vec![
+                    Topic::User(call.requester_id),
+                    Topic::User(call.caregiver_id),
+                ]
+            }
+            Event::Typing { session_id, .. } => vec![Topic::Session(*session_id)],
+        }
+    }
+}
+
+/// Carries committed events to the subscribers of their topics.
 pub trait EventBus: Send + Sync + 'static {
-    /// Hands an event to every current subscriber; never blocks on a slow one.
+    /// Hands an event to the current subscribers of its topics; never blocks on a slow one.
     fn publish(&self, event: Event);
-    /// A stream of everything published from now on.
-    fn subscribe(&self) -> BoxStream<'static, Delivery>;
+    /// A stream of everything published on `topic` from now on.
+    fn subscribe(&self, topic: Topic) -> BoxStream<'static, Delivery>;
 }

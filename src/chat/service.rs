@@ -222,13 +222,13 @@ impl ChatService {
                 format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters"),
             ));
         }
-        Self::find_for(conn, viewer, input.session_id).await?;
         // The session row lock orders this session's sends (PostgreSQL; SQLite's write
         // transaction already does): seq order is commit order.
         let session = chat_session::Entity::find_by_id(input.session_id)
             .lock_exclusive()
             .one(conn)
             .await?
+            .filter(|session| session.is_member(viewer.id))
             .ok_or(AppError::NotFound("chat session"))?;
         if let Some(original) = message::Entity::find()
             .filter(message::Column::SenderId.eq(viewer.id))
@@ -266,7 +266,8 @@ impl ChatService {
             .ok_or(AppError::NotFound("user"))?;
         let recipient = session.other_member(viewer.id);
         let notice = notices::received(&session, &stored, &author, recipient);
-        NotificationService::notify(conn, notice, now, events).await?;
+        // The key names a seq handed out just now: it cannot have notified anyone yet.
+        NotificationService::notify_first_time(conn, notice, now, events).await?;
         Ok(stored)
     }
 
@@ -359,12 +360,17 @@ impl ChatService {
         .insert(conn)
         .await?;
         let members = members(session);
-        // Writing a message means having read everything before it.
+        // Writing a message means having read everything before it. Nothing else can move
+        // past `seq` before this commits, so the new horizons are known without reading back.
         let before = Self::member(conn, session.id, sender_id).await?;
-        let sender = Self::advance(conn, &before, seq, Horizon::Read).await?;
+        Self::advance_row(conn, &before, seq, Horizon::Read).await?;
         if before.last_read_seq < seq - 1 {
             events.push(Event::ReceiptsMoved {
-                receipt: sender,
+                receipt: chat_member::Model {
+                    last_delivered_seq: seq,
+                    last_read_seq: seq,
+                    ..before
+                },
                 members,
                 read_moved: true,
             });
@@ -435,6 +441,16 @@ impl ChatService {
         seq: i64,
         horizon: Horizon,
     ) -> Result<chat_member::Model, AppError> {
+        Self::advance_row(conn, member, seq, horizon).await?;
+        Self::member(conn, member.session_id, member.user_id).await
+    }
+
+    async fn advance_row(
+        conn: &impl ConnectionTrait,
+        member: &chat_member::Model,
+        seq: i64,
+        horizon: Horizon,
+    ) -> Result<(), AppError> {
         let forward = |column: chat_member::Column| {
             Expr::case(Expr::col(column).lt(seq), seq).finally(Expr::col(column))
         };
@@ -452,7 +468,7 @@ impl ChatService {
             );
         }
         update.exec(conn).await?;
-        Self::member(conn, member.session_id, member.user_id).await
+        Ok(())
     }
 
     /// One member's receipt horizons.

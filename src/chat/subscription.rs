@@ -22,7 +22,7 @@ use super::{
 use crate::{
     auth::viewer,
     bus::{
-        Delivery, Event,
+        Delivery, Event, Topic,
         counter::{CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
@@ -156,7 +156,7 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = Result<Message, AppError>> + use<>, AppError> {
         let state = AppState::of(ctx);
         // Subscribe before the first await, so nothing published from here on is missed.
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
         let after = after
             .map(|cursor| {
@@ -199,7 +199,7 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = TypingUpdate> + use<>, AppError> {
         let viewer_id = viewer(ctx)?.id;
         let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
         let other = session.other_member(viewer_id);
         let ttl = state.typing.ttl();
@@ -215,7 +215,7 @@ impl ChatSubscription {
     ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::User(viewer.id));
         if let Some(session_id) = session_id {
             ChatService::find_for(&state.db, viewer, session_id).await?;
         }
@@ -235,7 +235,7 @@ async fn receipts(
     kind: ReceiptKind,
 ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
     let state = AppState::of(ctx);
-    let deliveries = state.bus.subscribe();
+    let deliveries = state.bus.subscribe(Topic::Session(session_id));
     let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
     let db = state.db.clone();
     Ok(deliveries

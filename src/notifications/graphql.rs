@@ -22,7 +22,7 @@ use super::{
 use crate::{
     auth::viewer,
     bus::{
-        Event,
+        Event, Topic,
         counter::{CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
@@ -307,7 +307,7 @@ impl NotificationSubscription {
             })
             .transpose()?;
         let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::User(user_id));
         let inbox = Inbox {
             db: state.db.clone(),
             user_id,
@@ -322,7 +322,7 @@ impl NotificationSubscription {
     ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
         let user_id = viewer(ctx)?.id;
         let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::User(user_id));
         let inbox = Inbox {
             db: state.db.clone(),
             user_id,

@@ -64,15 +64,36 @@ impl NotificationService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<Option<notification::Model>, AppError> {
+        Self::store(conn, notice, true, now, events).await
+    }
+
+    /// [`Self::notify`] for a notice whose dedupe key names something created in this very
+    /// transaction (a message's new seq), which therefore cannot have notified anyone yet.
+    pub async fn notify_first_time(
+        conn: &impl ConnectionTrait,
+        notice: Notice,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Option<notification::Model>, AppError> {
+        Self::store(conn, notice, false, now, events).await
+    }
+
+    async fn store(
+        conn: &impl ConnectionTrait,
+        notice: Notice,
+        may_repeat: bool,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Option<notification::Model>, AppError> {
         if !PreferenceService::enabled(conn, notice.user_id, notice.kind, Channel::InApp).await? {
             return Ok(None);
         }
-        if Self::already_sent(conn, &notice).await? {
+        if may_repeat && Self::already_sent(conn, &notice).await? {
             return Ok(None);
         }
         let seq = Self::next_seq(conn, notice.user_id).await?;
         // Holding the feed row now, so a concurrent twin has either committed or waits for us.
-        if Self::already_sent(conn, &notice).await? {
+        if may_repeat && Self::already_sent(conn, &notice).await? {
             notification_feed::Entity::update_many()
                 .col_expr(
                     notification_feed::Column::LastSeq,

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     auth::viewer,
     bookings::{Booking, BookingService},
-    bus::{Delivery, Event},
+    bus::{Delivery, Event, Topic},
     error::AppError,
     graphql::pagination::PageRequest,
     state::AppState,
@@ -288,7 +288,7 @@ impl VideoSubscription {
     ) -> Result<impl Stream<Item = VideoCall> + use<>, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe();
+        let deliveries = state.bus.subscribe(Topic::User(viewer.id));
         if let Some(id) = id {
             VideoService::find_for(&state.db, viewer, id).await?;
         }
