@@ -1,6 +1,12 @@
 //! The single-instance bus: one small tokio broadcast channel per live topic.
+//!
+//! Channels carry `Arc<Event>`, so each slot of each topic's ring is a pointer: with tens of
+//! thousands of live topics, the rings are a large part of a connection's memory.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
@@ -10,7 +16,7 @@ use super::{Delivery, Event, EventBus, Topic};
 
 /// Broadcasts events to the subscribers of this process, per topic.
 pub struct InProcessBus {
-    topics: Mutex<HashMap<Topic, broadcast::Sender<Event>>>,
+    topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<Event>>>>,
     capacity: usize,
 }
 
@@ -24,7 +30,7 @@ impl InProcessBus {
         }
     }
 
-    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Event>>> {
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Arc<Event>>>> {
         self.topics
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -33,13 +39,14 @@ impl InProcessBus {
 
 impl EventBus for InProcessBus {
     fn publish(&self, event: Event) {
+        let event = Arc::new(event);
         let mut topics = self.topics();
         for topic in event.topics() {
             let Some(sender) = topics.get(&topic) else {
                 continue;
             };
             // Sending fails only when the topic's last subscriber is gone: forget the topic.
-            if sender.send(event.clone()).is_err() {
+            if sender.send(Arc::clone(&event)).is_err() {
                 topics.remove(&topic);
             }
         }
@@ -58,7 +65,7 @@ impl EventBus for InProcessBus {
         };
         BroadcastStream::new(receiver)
             .map(|item| match item {
-                Ok(event) => Delivery::Event(event),
+                Ok(event) => Delivery::Event(Event::clone(&event)),
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "a subscriber fell behind the event bus");
                     Delivery::Missed(missed)
