@@ -8,8 +8,8 @@ use entity::{
     notification, notification_feed,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -286,19 +286,7 @@ impl NotificationService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<u64, AppError> {
-        let changed = notification::Entity::update_many()
-            .col_expr(notification::Column::IsRead, Expr::value(true))
-            .col_expr(notification::Column::ReadAt, Expr::value(now))
-            .filter(notification::Column::UserId.eq(user_id))
-            .filter(notification::Column::IsRead.eq(false))
-            .exec(conn)
-            .await?
-            .rows_affected;
-        if changed > 0 {
-            Self::add_unread(conn, user_id, -(changed as i64)).await?;
-            events.push(Event::NotificationsChanged { user_id });
-        }
-        Ok(changed)
+        Self::mark_read_where(conn, user_id, Condition::all(), now, events).await
     }
 
     /// Marks read the user's unread notifications whose dedupe key starts with `prefix` and
@@ -311,13 +299,27 @@ impl NotificationService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<u64, AppError> {
+        let keys = Condition::all()
+            .add(notification::Column::DedupeKey.starts_with(prefix))
+            .add(notification::Column::DedupeKey.lte(up_to_key));
+        Self::mark_read_where(conn, user_id, keys, now, events).await
+    }
+
+    /// Marks read the user's unread notifications that also match `filter`, keeping the
+    /// unread count in step; returns how many changed.
+    async fn mark_read_where(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        filter: Condition,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<u64, AppError> {
         let changed = notification::Entity::update_many()
             .col_expr(notification::Column::IsRead, Expr::value(true))
             .col_expr(notification::Column::ReadAt, Expr::value(now))
             .filter(notification::Column::UserId.eq(user_id))
             .filter(notification::Column::IsRead.eq(false))
-            .filter(notification::Column::DedupeKey.starts_with(prefix))
-            .filter(notification::Column::DedupeKey.lte(up_to_key))
+            .filter(filter)
             .exec(conn)
             .await?
             .rows_affected;
