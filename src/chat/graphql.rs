@@ -16,7 +16,7 @@ use crate::{
     bookings::{Booking, BookingService},
     bus::Event,
     error::AppError,
-    graphql::pagination::{CursorKey, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest},
+    graphql::pagination::{CursorKey, PageRequest, page_size},
     state::AppState,
     users::User,
 };
@@ -237,24 +237,9 @@ impl MessageWindow {
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Self, AppError> {
-        let size = |value: Option<i32>, field: &'static str| match value {
-            None => Ok(DEFAULT_PAGE_SIZE),
-            Some(value) if (0..=MAX_PAGE_SIZE as i32).contains(&value) => Ok(value as u64),
-            Some(_) => Err(AppError::bad_input(
-                field,
-                format!("{field} must be between 0 and {MAX_PAGE_SIZE}"),
-            )),
-        };
         let cursor = |value: Option<String>, field: &'static str| {
-            value
-                .map(|cursor| {
-                    MessageCursor::decode(&cursor)
-                        .map(|MessageCursor(seq)| seq)
-                        .ok_or_else(|| {
-                            AppError::bad_input(field, format!("{field} is not a valid cursor"))
-                        })
-                })
-                .transpose()
+            MessageCursor::from_argument(value, field)
+                .map(|cursor| cursor.map(|MessageCursor(seq)| seq))
         };
         match (
             first.is_some() || after.is_some(),
@@ -266,11 +251,11 @@ impl MessageWindow {
             )),
             (_, false) => Ok(MessageWindow::Forward {
                 after: cursor(after, "after")?.unwrap_or(0),
-                limit: size(first, "first")?,
+                limit: page_size(first, "first")?,
             }),
             (false, true) => Ok(MessageWindow::Backward {
                 before: cursor(before, "before")?,
-                limit: size(last, "last")?,
+                limit: page_size(last, "last")?,
             }),
         }
     }

@@ -158,13 +158,7 @@ impl ChatSubscription {
         // Subscribe before the first await, so nothing published from here on is missed.
         let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-        let after = after
-            .map(|cursor| {
-                MessageCursor::decode(&cursor)
-                    .map(|MessageCursor(seq)| seq)
-                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = MessageCursor::from_argument(after, "after")?.map(|MessageCursor(seq)| seq);
         let source = SessionMessages {
             db: state.db.clone(),
             session_id: session.id,

@@ -20,6 +20,18 @@ pub struct PageRequest<K> {
     pub after: Option<K>,
 }
 
+/// A requested page size (`first` or `last`): 0 to 100, 20 when omitted.
+pub fn page_size(requested: Option<i32>, field: &'static str) -> Result<u64, AppError> {
+    match requested {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(size) if (0..=MAX_PAGE_SIZE as i32).contains(&size) => Ok(size as u64),
+        Some(_) => Err(AppError::bad_input(
+            field,
+            format!("{field} must be between 0 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
 /// A position in one list, encoded as an opaque cursor so clients cannot depend on its shape.
 pub trait CursorKey: Sized {
     /// The plain text of the position; `decode` must accept exactly what this produces.
@@ -34,27 +46,27 @@ pub trait CursorKey: Sized {
         let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
         Self::from_plain(std::str::from_utf8(&bytes).ok()?)
     }
+
+    /// The position a cursor argument names, or `BAD_USER_INPUT` on `field` if it names none.
+    fn from_argument(
+        cursor: Option<String>,
+        field: &'static str,
+    ) -> Result<Option<Self>, AppError> {
+        cursor
+            .map(|cursor| {
+                Self::decode(&cursor).ok_or_else(|| {
+                    AppError::bad_input(field, format!("{field} is not a valid cursor"))
+                })
+            })
+            .transpose()
+    }
 }
 
 impl<K: CursorKey> PageRequest<K> {
     /// Checks `first` (0..=100, default 20) and decodes `after`.
     pub fn new(first: Option<i32>, after: Option<String>) -> Result<Self, AppError> {
-        let limit = match first {
-            None => DEFAULT_PAGE_SIZE,
-            Some(first) if (0..=MAX_PAGE_SIZE as i32).contains(&first) => first as u64,
-            Some(_) => {
-                return Err(AppError::bad_input(
-                    "first",
-                    format!("first must be between 0 and {MAX_PAGE_SIZE}"),
-                ));
-            }
-        };
-        let after = after
-            .map(|cursor| {
-                K::decode(&cursor)
-                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
-            })
-            .transpose()?;
+        let limit = page_size(first, "first")?;
+        let after = K::from_argument(after, "after")?;
         Ok(Self { limit, after })
     }
 

@@ -299,13 +299,7 @@ impl NotificationSubscription {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<Notification, AppError>> + use<>, AppError> {
         let user_id = viewer(ctx)?.id;
-        let after = after
-            .map(|cursor| {
-                SeqCursor::decode(&cursor)
-                    .map(|SeqCursor(seq)| seq)
-                    .ok_or_else(|| AppError::bad_input("after", "after is not a valid cursor"))
-            })
-            .transpose()?;
+        let after = SeqCursor::from_argument(after, "after")?.map(|SeqCursor(seq)| seq);
         let state = AppState::of(ctx);
         let deliveries = state.bus.subscribe(Topic::User(user_id));
         let inbox = Inbox {
