@@ -30,18 +30,11 @@ impl Parties {
         conn: &impl ConnectionTrait,
         booking: &booking::Model,
     ) -> Result<Self, AppError> {
-        let mut users =
-            UserService::load_many(conn, &[booking.care_recipient_id, booking.caregiver_id])
-                .await?;
-        let mut take = |id: Uuid| {
-            users
-                .remove(&id)
-                .map(|(user, _)| user)
-                .ok_or(AppError::NotFound("user"))
-        };
+        let (recipient, caregiver) =
+            UserService::pair(conn, booking.care_recipient_id, booking.caregiver_id).await?;
         Ok(Self {
-            recipient: take(booking.care_recipient_id)?,
-            caregiver: take(booking.caregiver_id)?,
+            recipient,
+            caregiver,
         })
     }
 

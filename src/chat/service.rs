@@ -148,18 +148,10 @@ impl ChatService {
             .insert(conn)
             .await?;
         }
-        let users = UserService::load_many(conn, &members(&session)).await?;
-        let user = |id: Uuid| {
-            users
-                .get(&id)
-                .map(|(user, _)| user)
-                .ok_or(AppError::NotFound("user"))
-        };
-        for (reader, other) in [
-            (session.care_recipient_id, session.caregiver_id),
-            (session.caregiver_id, session.care_recipient_id),
-        ] {
-            let notice = notices::enabled(&session, user(reader)?, user(other)?);
+        let (recipient, caregiver) =
+            UserService::pair(conn, session.care_recipient_id, session.caregiver_id).await?;
+        for (reader, other) in [(&recipient, &caregiver), (&caregiver, &recipient)] {
+            let notice = notices::enabled(&session, reader, other);
             NotificationService::notify(conn, notice, now, events).await?;
         }
         Ok(session)
@@ -294,20 +286,17 @@ impl ChatService {
                     .add(chat_session::Column::CareRecipientId.eq(members[1]))
                     .add(chat_session::Column::CaregiverId.eq(members[0])),
             );
+        // Locked as it is found: the line takes the session's next seq like any send.
         let mut query = chat_session::Entity::find()
             .filter(pair)
-            .order_by_desc(chat_session::Column::LastActivityAt);
+            .order_by_desc(chat_session::Column::LastActivityAt)
+            .lock_exclusive();
         if let Some(booking_id) = booking_id {
             query = query.filter(chat_session::Column::BookingId.eq(booking_id));
         }
-        let Some(found) = query.one(conn).await? else {
+        let Some(session) = query.one(conn).await? else {
             return Ok(None);
         };
-        let session = chat_session::Entity::find_by_id(found.id)
-            .lock_exclusive()
-            .one(conn)
-            .await?
-            .ok_or(AppError::NotFound("chat session"))?;
         if Self::closed_by(conn, &session).await?.is_some() {
             return Ok(None);
         }

@@ -430,6 +430,23 @@ impl UserService {
             .ok_or(AppError::NotFound("caregiver profile"))
     }
 
+    /// The two users an event concerns (a booking's, a chat's, a call's parties), in one query.
+    pub async fn pair(
+        conn: &impl ConnectionTrait,
+        first: Uuid,
+        second: Uuid,
+    ) -> Result<(user::Model, user::Model), AppError> {
+        let mut users: HashMap<Uuid, user::Model> = user::Entity::find()
+            .filter(user::Column::Id.is_in([first, second]))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|user| (user.id, user))
+            .collect();
+        let mut take = |id: Uuid| users.remove(&id).ok_or(AppError::NotFound("user"));
+        Ok((take(first)?, take(second)?))
+    }
+
     /// Users and their caregiver profiles by id, in one query each, for the data loader.
     pub async fn load_many(
         conn: &impl ConnectionTrait,

@@ -350,15 +350,9 @@ impl VideoService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<(), AppError> {
-        let users = UserService::load_many(conn, &[call.requester_id, call.caregiver_id]).await?;
-        let user = |id: Uuid| {
-            users
-                .get(&id)
-                .map(|(user, _)| user)
-                .ok_or(AppError::NotFound("user"))
-        };
-        let (requester, caregiver) = (user(call.requester_id)?, user(call.caregiver_id)?);
-        for notice in notices::for_status(call, requester, caregiver) {
+        let (requester, caregiver) =
+            UserService::pair(conn, call.requester_id, call.caregiver_id).await?;
+        for notice in notices::for_status(call, &requester, &caregiver) {
             NotificationService::notify(conn, notice, now, events).await?;
         }
         if let Some(line) = notices::chat_line(call) {
