@@ -4,12 +4,17 @@
 //! produced; the events reach the bus only after the commit succeeded, so a
 //! subscriber never sees a change that was rolled back.
 
+mod nodelay;
+
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    sqlx::{
+        postgres::PgConnectOptions,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+    },
 };
 
 use crate::{
@@ -35,7 +40,22 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .foreign_keys(true)
             });
     } else {
-        options.max_connections(32).min_connections(1);
+        let port = url
+            .parse::<PgConnectOptions>()
+            .map_or(5432, |options| options.get_port());
+        options
+            .max_connections(32)
+            .min_connections(1)
+            .map_sqlx_postgres_pool_opts(move |pool| {
+                pool.after_connect(move |_, _| {
+                    Box::pin(async move {
+                        if let Err(err) = nodelay::set_on_sockets_to(port) {
+                            tracing::warn!(error = %err, "could not set TCP_NODELAY on the pool's sockets");
+                        }
+                        Ok(())
+                    })
+                })
+            });
     }
     Database::connect(options).await
 }
