@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{Authenticator, TokenService},
     bus::{EventBus, InProcessBus},
-    chat::TypingGate,
+    chat::{SendQueue, TypingGate, Writer},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
     db, graphql,
@@ -81,6 +81,13 @@ impl Application {
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let tokens = Arc::new(TokenService::new(&config.auth));
+        let write_queue = db::WriteQueue::for_url(&config.database_url);
+        let sends = SendQueue::start(Writer {
+            db: db.clone(),
+            bus: bus.clone(),
+            write_queue: write_queue.clone(),
+            clock: clock.clone(),
+        });
         let state = AppState {
             authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
             db,
@@ -90,7 +97,8 @@ impl Application {
             reminders: Arc::new(config.reminders.clone()),
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
             video: Arc::new(video(&config)),
-            write_queue: db::WriteQueue::for_url(&config.database_url),
+            write_queue,
+            sends,
         };
         let schema = graphql::build(state.clone(), &config.graphql);
         let router = http::router(HttpState {

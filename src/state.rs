@@ -8,7 +8,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{Authenticator, TokenService},
     bus::EventBus,
-    chat::TypingGate,
+    chat::{SendQueue, TypingGate},
     clock::Clock,
     config::ReminderConfig,
     db::{UnitOfWork, WriteQueue},
@@ -28,6 +28,8 @@ pub struct AppState {
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,
     pub write_queue: WriteQueue,
+    /// Where `sendMessage` joins a batch (group commit).
+    pub sends: SendQueue,
 }
 
 impl AppState {

@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use entity::{chat_member, chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
-use super::service::{ChatService, Horizon, MessageCursor, NewMessage, SessionCursor};
+use super::{
+    send::SendRequest,
+    service::{ChatService, Horizon, MessageCursor, NewMessage, SessionCursor},
+};
 use crate::{
     auth::viewer,
     bookings::{Booking, BookingService},
@@ -369,19 +372,18 @@ impl ChatMutation {
     ) -> Result<Message, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let new_message = NewMessage {
-            session_id: input.session_id,
-            body: input.body,
-            client_message_id: input.client_message_id,
+        let request = SendRequest {
+            sender_id: viewer.id,
+            message: NewMessage {
+                session_id: input.session_id,
+                body: input.body,
+                client_message_id: input.client_message_id,
+            },
         };
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let stored = ChatService::send(txn, viewer, new_message, state.clock.now(), events).await?;
-        uow.commit().await?;
-        let members = ChatService::members(&state.db, stored.chat_session_id).await?;
+        let sent = state.sends.send(request).await?;
         Ok(Message {
-            status: MessageStatus::of(&stored, &members),
-            model: Arc::new(stored),
+            status: MessageStatus::of(&sent.message, &sent.members),
+            model: Arc::new(sent.message),
         })
     }
 

@@ -2,11 +2,15 @@
 
 mod graphql;
 mod notices;
+mod send;
+mod send_queue;
 mod service;
 mod subscription;
 mod typing;
 
 pub use graphql::{ChatMutation, ChatQuery};
+pub use send::SendRequest;
+pub use send_queue::{SendQueue, Writer};
 pub use service::{ChatService, Horizon, NewMessage};
 pub use subscription::ChatSubscription;
 pub use typing::TypingGate;

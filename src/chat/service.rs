@@ -1,6 +1,6 @@
 //! The rules of chat, over SeaORM: who may chat, sending with seq and idempotency, receipts.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -15,16 +15,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::notices;
+use super::{notices, send::Draft};
 use crate::{
     auth::Viewer, bookings::BookingService, bus::Event, error::AppError,
     graphql::pagination::CursorKey, notifications::NotificationService, users::UserService,
 };
-
-/// The longest message body, in characters, after trimming.
-pub const MAX_BODY_CHARS: usize = 4000;
-/// The longest client message id.
-const MAX_CLIENT_ID: usize = 100;
 
 /// What `sendMessage` asks for.
 #[derive(Debug)]
@@ -175,92 +170,36 @@ impl ChatService {
         conn: &impl ConnectionTrait,
         session: &chat_session::Model,
     ) -> Result<Option<BookingStatus>, AppError> {
-        let status = booking::Entity::find_by_id(session.booking_id)
-            .one(conn)
+        Ok(Self::closed_among(conn, [session])
             .await?
-            .map(|booking| booking.status);
-        Ok(status.filter(|status| {
-            matches!(
-                status,
-                BookingStatus::Cancelled | BookingStatus::Declined | BookingStatus::Completed
-            )
-        }))
+            .remove(&session.id))
     }
 
-    /// Stores a message with the session's next seq, under the session's row lock, and
-    /// notifies the recipient. A retry with the same `client_message_id` returns the
-    /// original and changes nothing.
-    pub async fn send(
+    /// Of `sessions`, those that take no more messages, with the status of the booking that
+    /// ended each: one query for any number of sessions.
+    pub async fn closed_among<'a>(
         conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        input: NewMessage,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<message::Model, AppError> {
-        let body = input.body.trim().to_owned();
-        if body.is_empty() {
-            return Err(AppError::bad_input("body", "a message cannot be empty"));
+        sessions: impl IntoIterator<Item = &'a chat_session::Model>,
+    ) -> Result<HashMap<Uuid, BookingStatus>, AppError> {
+        let by_booking: HashMap<Uuid, Uuid> = sessions
+            .into_iter()
+            .map(|session| (session.booking_id, session.id))
+            .collect();
+        if by_booking.is_empty() {
+            return Ok(HashMap::new());
         }
-        if body.chars().count() > MAX_BODY_CHARS {
-            return Err(AppError::bad_input(
-                "body",
-                format!("a message has at most {MAX_BODY_CHARS} characters"),
-            ));
-        }
-        let client_id = input.client_message_id.trim().to_owned();
-        if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID {
-            return Err(AppError::bad_input(
-                "clientMessageId",
-                format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters"),
-            ));
-        }
-        // The session row lock orders this session's sends (PostgreSQL; SQLite's write
-        // transaction already does): seq order is commit order.
-        let session = chat_session::Entity::find_by_id(input.session_id)
-            .lock_exclusive()
-            .one(conn)
+        Ok(booking::Entity::find()
+            .filter(booking::Column::Id.is_in(by_booking.keys().copied()))
+            .filter(booking::Column::Status.is_in([
+                BookingStatus::Cancelled,
+                BookingStatus::Declined,
+                BookingStatus::Completed,
+            ]))
+            .all(conn)
             .await?
-            .filter(|session| session.is_member(viewer.id))
-            .ok_or(AppError::NotFound("chat session"))?;
-        if let Some(original) = message::Entity::find()
-            .filter(message::Column::SenderId.eq(viewer.id))
-            .filter(message::Column::ClientMessageId.eq(client_id.as_str()))
-            .one(conn)
-            .await?
-        {
-            return if original.chat_session_id == session.id {
-                Ok(original)
-            } else {
-                Err(AppError::Conflict(
-                    "this clientMessageId was already used in another chat".to_owned(),
-                ))
-            };
-        }
-        if let Some(status) = Self::closed_by(conn, &session).await? {
-            return Err(AppError::InvalidState(format!(
-                "this chat is read-only: its booking is {}",
-                status.as_str()
-            )));
-        }
-        let stored = Self::append(
-            conn,
-            &session,
-            viewer.id,
-            body,
-            client_id,
-            MessageKind::Text,
-            now,
-            events,
-        )
-        .await?;
-        let author = UserService::find(conn, viewer.id)
-            .await?
-            .ok_or(AppError::NotFound("user"))?;
-        let recipient = session.other_member(viewer.id);
-        let notice = notices::received(&session, &stored, &author, recipient);
-        // The key names a seq handed out just now: it cannot have notified anyone yet.
-        NotificationService::notify_first_time(conn, notice, now, events).await?;
-        Ok(stored)
+            .into_iter()
+            .filter_map(|booking| Some((*by_booking.get(&booking.id)?, booking.status)))
+            .collect())
     }
 
     /// Posts a line by caregraph itself (a video call's outcome) into the open chat between
@@ -300,75 +239,16 @@ impl ChatService {
         if Self::closed_by(conn, &session).await?.is_some() {
             return Ok(None);
         }
-        let client_id = format!("system:{}", Uuid::now_v7());
-        let stored = Self::append(
-            conn,
-            &session,
-            author_id,
+        let draft = Draft {
+            session_id: session.id,
+            sender_id: author_id,
             body,
-            client_id,
-            MessageKind::System,
-            now,
-            events,
-        )
-        .await?;
-        Ok(Some(stored))
-    }
-
-    /// Stores the session's next message; the caller holds the session row lock.
-    #[allow(clippy::too_many_arguments)]
-    async fn append(
-        conn: &impl ConnectionTrait,
-        session: &chat_session::Model,
-        sender_id: Uuid,
-        body: String,
-        client_message_id: String,
-        kind: MessageKind,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<message::Model, AppError> {
-        let seq = session.last_seq + 1;
-        chat_session::Entity::update_many()
-            .col_expr(chat_session::Column::LastSeq, Expr::value(seq))
-            .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
-            .filter(chat_session::Column::Id.eq(session.id))
-            .exec(conn)
-            .await?;
-        let stored = message::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            chat_session_id: Set(session.id),
-            seq: Set(seq),
-            sender_id: Set(sender_id),
-            body: Set(body),
-            client_message_id: Set(client_message_id),
-            created_at: Set(now),
-            edited_at: Set(None),
-            deleted_at: Set(None),
-            kind: Set(kind),
-        }
-        .insert(conn)
-        .await?;
-        let members = members(session);
-        // Writing a message means having read everything before it. Nothing else can move
-        // past `seq` before this commits, so the new horizons are known without reading back.
-        let before = Self::member(conn, session.id, sender_id).await?;
-        Self::advance_row(conn, &before, seq, Horizon::Read).await?;
-        if before.last_read_seq < seq - 1 {
-            events.push(Event::ReceiptsMoved {
-                receipt: chat_member::Model {
-                    last_delivered_seq: seq,
-                    last_read_seq: seq,
-                    ..before
-                },
-                members,
-                read_moved: true,
-            });
-        }
-        events.push(Event::MessageAdded {
-            message: Arc::new(stored.clone()),
-            members,
-        });
-        Ok(stored)
+            client_message_id: format!("system:{}", Uuid::now_v7()),
+            kind: MessageKind::System,
+        };
+        let sessions = HashMap::from([(session.id, session)]);
+        let (stored, _) = Self::append_all(conn, &sessions, vec![draft], now, events).await?;
+        Ok(stored.into_iter().next())
     }
 
     /// Moves the viewer's delivered or read horizon forward to `up_to_seq` (never back, never

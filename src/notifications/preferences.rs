@@ -65,13 +65,43 @@ impl PreferenceService {
         kind: NotificationType,
         channel: Channel,
     ) -> Result<bool, AppError> {
-        if Self::is_locked(kind, channel) {
-            return Ok(true);
-        }
-        let chosen = notification_preference::Entity::find_by_id((user_id, kind, channel))
-            .one(conn)
-            .await?;
-        Ok(chosen.map_or_else(|| Self::default_enabled(kind, channel), |row| row.enabled))
+        let enabled = Self::enabled_all(conn, &[(user_id, kind)], channel).await?;
+        Ok(enabled.first().copied().unwrap_or(false))
+    }
+
+    /// Whether each (user, type) wants `channel`, in at most one query however many there are.
+    pub async fn enabled_all(
+        conn: &impl ConnectionTrait,
+        wanted: &[(Uuid, NotificationType)],
+        channel: Channel,
+    ) -> Result<Vec<bool>, AppError> {
+        let open: Vec<Uuid> = wanted
+            .iter()
+            .filter(|(_, kind)| !Self::is_locked(*kind, channel))
+            .map(|(user_id, _)| *user_id)
+            .collect();
+        let chosen: HashMap<(Uuid, NotificationType), bool> = if open.is_empty() {
+            HashMap::new()
+        } else {
+            notification_preference::Entity::find()
+                .filter(notification_preference::Column::UserId.is_in(open))
+                .filter(notification_preference::Column::Channel.eq(channel))
+                .all(conn)
+                .await?
+                .into_iter()
+                .map(|row| ((row.user_id, row.kind), row.enabled))
+                .collect()
+        };
+        Ok(wanted
+            .iter()
+            .map(|(user_id, kind)| {
+                Self::is_locked(*kind, channel)
+                    || chosen
+                        .get(&(*user_id, *kind))
+                        .copied()
+                        .unwrap_or_else(|| Self::default_enabled(*kind, channel))
+            })
+            .collect())
     }
 
     /// Every type × channel with its effective value.

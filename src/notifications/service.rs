@@ -1,6 +1,9 @@
 //! Creating notifications inside other domains' transactions, and the inbox operations.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -8,9 +11,9 @@ use entity::{
     notification, notification_feed,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Alias, Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
@@ -64,36 +67,76 @@ impl NotificationService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<Option<notification::Model>, AppError> {
-        Self::store(conn, notice, true, now, events).await
+        Self::store(conn, notice, now, events).await
     }
 
-    /// [`Self::notify`] for a notice whose dedupe key names something created in this very
+    /// [`Self::notify`] for notices whose dedupe keys name something created in this very
     /// transaction (a message's new seq), which therefore cannot have notified anyone yet.
-    pub async fn notify_first_time(
+    /// However many notices, it costs three statements: a batch of sends pays once.
+    pub async fn notify_all_first_time(
         conn: &impl ConnectionTrait,
-        notice: Notice,
+        notices: Vec<Notice>,
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
-    ) -> Result<Option<notification::Model>, AppError> {
-        Self::store(conn, notice, false, now, events).await
+    ) -> Result<(), AppError> {
+        let wanted: Vec<(Uuid, NotificationType)> = notices
+            .iter()
+            .map(|notice| (notice.user_id, notice.kind))
+            .collect();
+        let enabled = PreferenceService::enabled_all(conn, &wanted, Channel::InApp).await?;
+        let notices: Vec<Notice> = notices
+            .into_iter()
+            .zip(enabled)
+            .filter_map(|(notice, enabled)| enabled.then_some(notice))
+            .collect();
+        let mut counts: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for notice in &notices {
+            *counts.entry(notice.user_id).or_default() += 1;
+        }
+        let mut next = Self::advance_feeds(conn, &counts).await?;
+        for (user_id, last_seq) in next.iter_mut() {
+            *last_seq -= counts.get(user_id).copied().unwrap_or(0);
+        }
+        let mut stored = Vec::with_capacity(notices.len());
+        for notice in notices {
+            let seq = next.entry(notice.user_id).or_default();
+            *seq += 1;
+            stored.push(Self::row(notice, *seq, now));
+        }
+        if stored.is_empty() {
+            return Ok(());
+        }
+        notification::Entity::insert_many(
+            stored
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        events.extend(
+            stored
+                .into_iter()
+                .map(|row| Event::NotificationAdded(Arc::new(row))),
+        );
+        Ok(())
     }
 
     async fn store(
         conn: &impl ConnectionTrait,
         notice: Notice,
-        may_repeat: bool,
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<Option<notification::Model>, AppError> {
         if !PreferenceService::enabled(conn, notice.user_id, notice.kind, Channel::InApp).await? {
             return Ok(None);
         }
-        if may_repeat && Self::already_sent(conn, &notice).await? {
+        if Self::already_sent(conn, &notice).await? {
             return Ok(None);
         }
         let seq = Self::next_seq(conn, notice.user_id).await?;
         // Holding the feed row now, so a concurrent twin has either committed or waits for us.
-        if may_repeat && Self::already_sent(conn, &notice).await? {
+        if Self::already_sent(conn, &notice).await? {
             notification_feed::Entity::update_many()
                 .col_expr(
                     notification_feed::Column::LastSeq,
@@ -105,23 +148,29 @@ impl NotificationService {
             Self::add_unread(conn, notice.user_id, -1).await?;
             return Ok(None);
         }
-        let stored = notification::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            user_id: Set(notice.user_id),
-            seq: Set(seq),
-            kind: Set(notice.kind),
-            title: Set(notice.title),
-            body: Set(notice.body),
-            data: Set(notice.data),
-            is_read: Set(false),
-            read_at: Set(None),
-            dedupe_key: Set(notice.dedupe_key),
-            created_at: Set(now),
-        }
-        .insert(conn)
-        .await?;
+        let stored = Self::row(notice, seq, now);
+        notification::Entity::insert(stored.clone().into_active_model())
+            .exec_without_returning(conn)
+            .await?;
         events.push(Event::NotificationAdded(Arc::new(stored.clone())));
         Ok(Some(stored))
+    }
+
+    /// The stored form of `notice`, unread, as the `seq`-th notification of its user.
+    fn row(notice: Notice, seq: i64, now: DateTime<Utc>) -> notification::Model {
+        notification::Model {
+            id: Uuid::now_v7(),
+            user_id: notice.user_id,
+            seq,
+            kind: notice.kind,
+            title: notice.title,
+            body: notice.body,
+            data: notice.data,
+            is_read: false,
+            read_at: None,
+            dedupe_key: notice.dedupe_key,
+            created_at: now,
+        }
     }
 
     async fn already_sent(conn: &impl ConnectionTrait, notice: &Notice) -> Result<bool, AppError> {
@@ -139,27 +188,53 @@ impl NotificationService {
     /// The user's next seq, counting the new notification as unread; the upsert holds their
     /// feed row until the transaction ends.
     async fn next_seq(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
-        let incremented = |column| Expr::col((notification_feed::Entity, column)).add(1);
-        let feed = notification_feed::Entity::insert(notification_feed::ActiveModel {
-            user_id: Set(user_id),
-            last_seq: Set(1),
-            unread_count: Set(1),
-        })
-        .on_conflict(
-            OnConflict::column(notification_feed::Column::UserId)
-                .value(
-                    notification_feed::Column::LastSeq,
-                    incremented(notification_feed::Column::LastSeq),
-                )
-                .value(
-                    notification_feed::Column::UnreadCount,
-                    incremented(notification_feed::Column::UnreadCount),
-                )
-                .to_owned(),
-        )
-        .exec_with_returning(conn)
-        .await?;
-        Ok(feed.last_seq)
+        let counts = BTreeMap::from([(user_id, 1)]);
+        Self::advance_feeds(conn, &counts)
+            .await?
+            .remove(&user_id)
+            .ok_or_else(|| AppError::Internal("the feed upsert returned no row".to_owned()))
+    }
+
+    /// Hands out `count` seqs to each user, counted as unread, in one upsert; returns each
+    /// user's new last seq. Rows are locked in user order (the map's), so two transactions
+    /// advancing overlapping sets of feeds cannot deadlock each other.
+    async fn advance_feeds(
+        conn: &impl ConnectionTrait,
+        counts: &BTreeMap<Uuid, i64>,
+    ) -> Result<HashMap<Uuid, i64>, AppError> {
+        if counts.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let added = |column| {
+            Expr::col((notification_feed::Entity, column))
+                .add(Expr::col((Alias::new("excluded"), column)))
+        };
+        let rows = counts
+            .iter()
+            .map(|(user_id, count)| notification_feed::ActiveModel {
+                user_id: Set(*user_id),
+                last_seq: Set(*count),
+                unread_count: Set(*count),
+            });
+        let feeds = notification_feed::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(notification_feed::Column::UserId)
+                    .value(
+                        notification_feed::Column::LastSeq,
+                        added(notification_feed::Column::LastSeq),
+                    )
+                    .value(
+                        notification_feed::Column::UnreadCount,
+                        added(notification_feed::Column::UnreadCount),
+                    )
+                    .to_owned(),
+            )
+            .exec_with_returning(conn)
+            .await?;
+        Ok(feeds
+            .into_iter()
+            .map(|feed| (feed.user_id, feed.last_seq))
+            .collect())
     }
 
     /// Moves the user's unread count by `delta`, in the caller's transaction.

@@ -436,15 +436,23 @@ impl UserService {
         first: Uuid,
         second: Uuid,
     ) -> Result<(user::Model, user::Model), AppError> {
-        let mut users: HashMap<Uuid, user::Model> = user::Entity::find()
-            .filter(user::Column::Id.is_in([first, second]))
+        let mut users = Self::find_many(conn, [first, second]).await?;
+        let mut take = |id: Uuid| users.remove(&id).ok_or(AppError::NotFound("user"));
+        Ok((take(first)?, take(second)?))
+    }
+
+    /// Users by id, in one query: the authors of a batch of messages, say.
+    pub async fn find_many(
+        conn: &impl ConnectionTrait,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<HashMap<Uuid, user::Model>, AppError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Id.is_in(ids))
             .all(conn)
             .await?
             .into_iter()
             .map(|user| (user.id, user))
-            .collect();
-        let mut take = |id: Uuid| users.remove(&id).ok_or(AppError::NotFound("user"));
-        Ok((take(first)?, take(second)?))
+            .collect())
     }
 
     /// Users and their caregiver profiles by id, in one query each, for the data loader.
@@ -452,10 +460,7 @@ impl UserService {
         conn: &impl ConnectionTrait,
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, (user::Model, Option<caregiver_profile::Model>)>, AppError> {
-        let users = user::Entity::find()
-            .filter(user::Column::Id.is_in(ids.iter().copied()))
-            .all(conn)
-            .await?;
+        let users = Self::find_many(conn, ids.iter().copied()).await?;
         let mut profiles: HashMap<Uuid, caregiver_profile::Model> =
             caregiver_profile::Entity::find()
                 .filter(caregiver_profile::Column::UserId.is_in(ids.iter().copied()))
@@ -466,10 +471,7 @@ impl UserService {
                 .collect();
         Ok(users
             .into_iter()
-            .map(|user| {
-                let profile = profiles.remove(&user.id);
-                (user.id, (user, profile))
-            })
+            .map(|(id, user)| (id, (user, profiles.remove(&id))))
             .collect())
     }
 }

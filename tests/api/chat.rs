@@ -68,16 +68,14 @@ async fn open_booking(app: &TestApp, recipient: &TestUser, caregiver: &TestUser)
 
 impl Chat {
     async fn send(&self, from: &TestUser, body: &str, client_id: &str) -> Value {
-        let response = self
-            .app
+        self.app
             .graphql(
                 Some(&from.token),
                 SEND,
                 json!({ "input": {
                 "sessionId": self.session, "body": body, "clientMessageId": client_id } }),
             )
-            .await;
-        response
+            .await
     }
 
     async fn sent(&self, from: &TestUser, body: &str) -> Value {
@@ -356,9 +354,102 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
 }
 
 #[tokio::test]
+async fn sends_that_arrive_together_are_each_answered_on_their_own() {
+    let c = chat().await;
+    let mut calls = Vec::new();
+    for index in 0..10 {
+        calls.push((
+            &c.recipient,
+            format!("from Luisa {index}"),
+            format!("r-{index}"),
+        ));
+        calls.push((
+            &c.caregiver,
+            format!("from Mateus {index}"),
+            format!("g-{index}"),
+        ));
+    }
+    for _ in 0..3 {
+        calls.push((
+            &c.recipient,
+            "sent three times".to_owned(),
+            "retried".to_owned(),
+        ));
+    }
+    calls.push((&c.stranger, "let me in".to_owned(), "s-1".to_owned()));
+    calls.push((&c.caregiver, "   ".to_owned(), "g-empty".to_owned()));
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|(from, body, client_id)| c.send(from, body, client_id)),
+    )
+    .await;
+
+    let (ok, refused): (Vec<&Value>, Vec<&Value>) = answers
+        .iter()
+        .partition(|answer| answer.get("errors").is_none());
+    let codes: Vec<&Value> = refused
+        .iter()
+        .map(|answer| &answer["errors"][0]["extensions"]["code"])
+        .collect();
+    assert_eq!(codes, [&json!("NOT_FOUND"), &json!("BAD_USER_INPUT")]);
+    assert_eq!(ok.len(), 23);
+    let retried: Vec<&Value> = ok[20..].iter().map(|a| &a["data"]["sendMessage"]).collect();
+    assert!(retried.iter().all(|sent| sent["id"] == retried[0]["id"]));
+    let mut seqs: Vec<i64> = ok[..21]
+        .iter()
+        .map(|answer| answer["data"]["sendMessage"]["seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=21).collect::<Vec<_>>(),
+        "one seq per message, no gaps"
+    );
+
+    let view = c.session_view(&c.caregiver, json!({ "first": 50 })).await;
+    let stored: Vec<i64> = view["messages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, (1..=21).collect::<Vec<_>>());
+    let members = view["members"].as_array().unwrap();
+    for member in members {
+        let own_last = ok[..21]
+            .iter()
+            .map(|answer| &answer["data"]["sendMessage"])
+            .filter(|sent| sent["sender"]["id"] == member["user"]["id"])
+            .map(|sent| sent["seq"].as_i64().unwrap())
+            .max()
+            .unwrap();
+        assert!(
+            member["lastReadSeq"].as_i64().unwrap() >= own_last,
+            "{member}"
+        );
+    }
+    let received =
+        "{ notifications(types: [MESSAGE_RECEIVED], first: 50) { edges { node { id } } } }";
+    for (reader, expected) in [(&c.caregiver, 11), (&c.recipient, 10)] {
+        let notices = c.app.ok(reader, received, json!({})).await;
+        assert_eq!(
+            notices["notifications"]["edges"].as_array().unwrap().len(),
+            expected
+        );
+    }
+}
+
+#[tokio::test]
 async fn message_bodies_are_trimmed_and_limited() {
     let c = chat().await;
-    for (body, client_id) in [("", "a"), ("   \n ", "b"), (&*"x".repeat(4001), "c")] {
+    let bodies = [
+        ("", "a"),
+        ("   \n ", "b"),
+        (&*"x".repeat(4001), "c"),
+        ("nul \0 inside", "d"),
+    ];
+    for (body, client_id) in bodies {
         let response = c.send(&c.recipient, body, client_id).await;
         assert_eq!(
             response["errors"][0]["extensions"]["code"],
@@ -373,11 +464,13 @@ async fn message_bodies_are_trimmed_and_limited() {
         4000,
         "characters, not bytes"
     );
-    let response = c.send(&c.recipient, "hi", "").await;
-    assert_eq!(
-        response["errors"][0]["extensions"]["field"],
-        "clientMessageId"
-    );
+    for client_id in ["", "nul\0"] {
+        let response = c.send(&c.recipient, "hi", client_id).await;
+        assert_eq!(
+            response["errors"][0]["extensions"]["field"],
+            "clientMessageId"
+        );
+    }
     assert_eq!(
         c.session_view(&c.recipient, json!({})).await["lastSeq"],
         1,
@@ -633,7 +726,7 @@ async fn unread_counts_per_session_and_in_total() {
         json!({ "id": c.session }),
     )
     .await;
-    let mut initial = vec![next_any(&mut ws).await, next_any(&mut ws).await];
+    let mut initial = [next_any(&mut ws).await, next_any(&mut ws).await];
     initial.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(initial[0].1["unreadMessageCount"], 0);
     assert_eq!(initial[1].1["unreadMessageCount"], 0);

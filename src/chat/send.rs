@@ -1,0 +1,456 @@
+//! Sending messages in batches: every send that reaches the writer together is checked and
+//! stored in one transaction with a fixed number of statements, however many there are.
+//! A round trip to the database, not the work inside it, is what a send costs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use entity::{chat_member, chat_session, enums::MessageKind, message};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{
+    notices,
+    service::{ChatService, NewMessage, members},
+};
+use crate::{bus::Event, error::AppError, notifications::NotificationService, users::UserService};
+
+/// The longest message body, in characters, after trimming.
+pub const MAX_BODY_CHARS: usize = 4000;
+/// The longest client message id.
+const MAX_CLIENT_ID: usize = 100;
+
+/// One `sendMessage` call: who sends what.
+#[derive(Debug)]
+pub struct SendRequest {
+    pub sender_id: Uuid,
+    pub message: NewMessage,
+}
+
+/// A stored message with both members' horizons after it, for its delivery status.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: message::Model,
+    pub members: HashMap<Uuid, chat_member::Model>,
+}
+
+/// A message about to take its session's next seq.
+pub struct Draft {
+    pub session_id: Uuid,
+    pub sender_id: Uuid,
+    pub body: String,
+    pub client_message_id: String,
+    pub kind: MessageKind,
+}
+
+/// Each session's members' horizons, by session and user.
+pub type Horizons = HashMap<Uuid, HashMap<Uuid, chat_member::Model>>;
+
+/// How one request of a batch is answered before anything is written.
+enum Plan {
+    Refused(AppError),
+    /// A retry of a message stored earlier.
+    Stored(message::Model),
+    /// A retry of the draft at this index, sent in the same batch.
+    SameAs(usize),
+    /// A new message: the index of its draft.
+    New(usize),
+}
+
+impl ChatService {
+    /// Stores each request's message with its session's next seq, under the sessions' row
+    /// locks, and notifies each recipient. A retry with a used `clientMessageId` returns the
+    /// original and changes nothing. One request's refusal does not affect the others; only a
+    /// database fault fails the batch.
+    pub async fn send_all(
+        conn: &impl ConnectionTrait,
+        requests: &[SendRequest],
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
+        let checked: Vec<Result<(String, String), AppError>> = requests
+            .iter()
+            .map(|request| validate(&request.message))
+            .collect();
+        let wanted: BTreeSet<Uuid> = requests
+            .iter()
+            .zip(&checked)
+            .filter(|(_, checked)| checked.is_ok())
+            .map(|(request, _)| request.message.session_id)
+            .collect();
+        let sessions = lock_sessions(conn, &wanted).await?;
+        let closed = Self::closed_among(conn, sessions.values()).await?;
+        let stored = stored_messages(conn, requests, &checked).await?;
+
+        let mut plans = Vec::with_capacity(requests.len());
+        let mut drafts = Vec::new();
+        let mut in_batch: HashMap<(Uuid, String), usize> = HashMap::new();
+        for (request, checked) in requests.iter().zip(checked) {
+            let (sender_id, session_id) = (request.sender_id, request.message.session_id);
+            let plan = match checked {
+                Err(err) => Plan::Refused(err),
+                Ok((body, client_id)) => match sessions.get(&session_id) {
+                    Some(session) if session.is_member(sender_id) => {
+                        let key = (sender_id, client_id);
+                        let earlier = stored.get(&key).map(|original| {
+                            (original.chat_session_id, Plan::Stored(original.clone()))
+                        });
+                        let earlier = earlier.or_else(|| {
+                            in_batch.get(&key).map(|index: &usize| {
+                                let draft: &Draft = &drafts[*index];
+                                (draft.session_id, Plan::SameAs(*index))
+                            })
+                        });
+                        match (earlier, closed.get(&session_id)) {
+                            (Some((earlier_session, plan)), _) if earlier_session == session_id => {
+                                plan
+                            }
+                            (Some(_), _) => Plan::Refused(AppError::Conflict(
+                                "this clientMessageId was already used in another chat".to_owned(),
+                            )),
+                            (None, Some(status)) => Plan::Refused(AppError::InvalidState(format!(
+                                "this chat is read-only: its booking is {}",
+                                status.as_str()
+                            ))),
+                            (None, None) => {
+                                in_batch.insert(key.clone(), drafts.len());
+                                drafts.push(Draft {
+                                    session_id,
+                                    sender_id,
+                                    body,
+                                    client_message_id: key.1,
+                                    kind: MessageKind::Text,
+                                });
+                                Plan::New(drafts.len() - 1)
+                            }
+                        }
+                    }
+                    _ => Plan::Refused(AppError::NotFound("chat session")),
+                },
+            };
+            plans.push(plan);
+        }
+
+        let (appended, horizons) = Self::append_all(conn, &sessions, drafts, now, events).await?;
+        notify_recipients(conn, &sessions, &appended, now, events).await?;
+        let sent = |message: &message::Model| Sent {
+            members: horizons
+                .get(&message.chat_session_id)
+                .cloned()
+                .unwrap_or_default(),
+            message: message.clone(),
+        };
+        Ok(plans
+            .into_iter()
+            .map(|plan| match plan {
+                Plan::Refused(err) => Err(err),
+                Plan::Stored(original) => Ok(sent(&original)),
+                Plan::SameAs(index) | Plan::New(index) => Ok(sent(&appended[index])),
+            })
+            .collect())
+    }
+
+    /// Stores drafts in their sessions, whose row locks the caller holds: each takes its
+    /// session's next seq, in order. Writing a message means having read everything before
+    /// it, so each sender's horizons move up to their last message. Returns the messages,
+    /// in the drafts' order, and the horizons of every session in `sessions` after them.
+    pub async fn append_all(
+        conn: &impl ConnectionTrait,
+        sessions: &HashMap<Uuid, chat_session::Model>,
+        drafts: Vec<Draft>,
+        now: DateTime<Utc>,
+        events: &mut Vec<Event>,
+    ) -> Result<(Vec<message::Model>, Horizons), AppError> {
+        let mut horizons = session_horizons(conn, sessions.keys().copied()).await?;
+        if drafts.is_empty() {
+            return Ok((Vec::new(), horizons));
+        }
+        let mut last_seq: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut messages = Vec::with_capacity(drafts.len());
+        let mut parties = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            let session = sessions
+                .get(&draft.session_id)
+                .ok_or(AppError::NotFound("chat session"))?;
+            let seq = last_seq.entry(session.id).or_insert(session.last_seq);
+            *seq += 1;
+            parties.push(members(session));
+            messages.push(message::Model {
+                id: Uuid::now_v7(),
+                chat_session_id: session.id,
+                seq: *seq,
+                sender_id: draft.sender_id,
+                body: draft.body,
+                client_message_id: draft.client_message_id,
+                created_at: now,
+                edited_at: None,
+                deleted_at: None,
+                kind: draft.kind,
+            });
+        }
+        let new_last_seq = cases(
+            last_seq.iter().map(|(session_id, seq)| {
+                (Expr::col(chat_session::Column::Id).eq(*session_id), *seq)
+            }),
+            chat_session::Column::LastSeq,
+        );
+        chat_session::Entity::update_many()
+            .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
+            .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
+            .filter(chat_session::Column::Id.is_in(last_seq.keys().copied()))
+            .exec(conn)
+            .await?;
+        message::Entity::insert_many(
+            messages
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .exec_without_returning(conn)
+        .await?;
+
+        let mut written: BTreeMap<(Uuid, Uuid), (i64, i64)> = BTreeMap::new();
+        for message in &messages {
+            let entry = written
+                .entry((message.chat_session_id, message.sender_id))
+                .or_insert((0, 0));
+            *entry = (message.seq, entry.1 + 1);
+        }
+        advance_senders(conn, &written).await?;
+        for (message, members) in messages.iter().zip(parties) {
+            events.push(Event::MessageAdded {
+                message: Arc::new(message.clone()),
+                members,
+            });
+        }
+        for ((session_id, sender_id), (seq, count)) in written {
+            let (Some(session), Some(member)) = (
+                sessions.get(&session_id),
+                horizons
+                    .get_mut(&session_id)
+                    .and_then(|members| members.get_mut(&sender_id)),
+            ) else {
+                continue;
+            };
+            // Nothing else can move past `seq` before this commits, so the new horizons are
+            // known without reading back. Only the other member's messages make news.
+            let read_others = seq - member.last_read_seq > count;
+            member.last_read_seq = Ord::max(member.last_read_seq, seq);
+            member.last_delivered_seq = Ord::max(member.last_delivered_seq, seq);
+            if read_others {
+                events.push(Event::ReceiptsMoved {
+                    receipt: member.clone(),
+                    members: members(session),
+                    read_moved: true,
+                });
+            }
+        }
+        Ok((messages, horizons))
+    }
+}
+
+/// Trims and checks a message's body and client id.
+fn validate(message: &NewMessage) -> Result<(String, String), AppError> {
+    let body = message.body.trim().to_owned();
+    if body.is_empty() {
+        return Err(AppError::bad_input("body", "a message cannot be empty"));
+    }
+    // PostgreSQL refuses NUL in text: caught here, it cannot fail a whole batch of sends.
+    if body.contains('\0') {
+        return Err(AppError::bad_input(
+            "body",
+            "a message cannot contain NUL characters",
+        ));
+    }
+    if body.chars().count() > MAX_BODY_CHARS {
+        return Err(AppError::bad_input(
+            "body",
+            format!("a message has at most {MAX_BODY_CHARS} characters"),
+        ));
+    }
+    let client_id = message.client_message_id.trim().to_owned();
+    if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID || client_id.contains('\0')
+    {
+        return Err(AppError::bad_input(
+            "clientMessageId",
+            format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters, without NUL"),
+        ));
+    }
+    Ok((body, client_id))
+}
+
+/// Locks the sessions, in id order so that two batches cannot deadlock: the row lock
+/// orders a session's sends (on PostgreSQL; SQLite's write transaction already does), so
+/// seq order is commit order.
+async fn lock_sessions(
+    conn: &impl ConnectionTrait,
+    ids: &BTreeSet<Uuid>,
+) -> Result<HashMap<Uuid, chat_session::Model>, AppError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(chat_session::Entity::find()
+        .filter(chat_session::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(chat_session::Column::Id)
+        .lock_exclusive()
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|session| (session.id, session))
+        .collect())
+}
+
+/// Messages already stored under the requests' (sender, client id) pairs.
+async fn stored_messages(
+    conn: &impl ConnectionTrait,
+    requests: &[SendRequest],
+    checked: &[Result<(String, String), AppError>],
+) -> Result<HashMap<(Uuid, String), message::Model>, AppError> {
+    let keys: Vec<(Uuid, &str)> = requests
+        .iter()
+        .zip(checked)
+        .filter_map(|(request, checked)| {
+            let (_, client_id) = checked.as_ref().ok()?;
+            Some((request.sender_id, client_id.as_str()))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let any_key = any_pair(
+        (message::Column::SenderId, message::Column::ClientMessageId),
+        keys.iter().copied(),
+    );
+    Ok(message::Entity::find()
+        .filter(any_key)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|message| {
+            (
+                (message.sender_id, message.client_message_id.clone()),
+                message,
+            )
+        })
+        .collect())
+}
+
+/// Both members' horizons of each session.
+async fn session_horizons(
+    conn: &impl ConnectionTrait,
+    session_ids: impl Iterator<Item = Uuid>,
+) -> Result<Horizons, AppError> {
+    let ids: Vec<Uuid> = session_ids.collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut horizons: Horizons = HashMap::new();
+    for member in chat_member::Entity::find()
+        .filter(chat_member::Column::SessionId.is_in(ids))
+        .all(conn)
+        .await?
+    {
+        horizons
+            .entry(member.session_id)
+            .or_default()
+            .insert(member.user_id, member);
+    }
+    Ok(horizons)
+}
+
+/// Moves each sender's read and delivered horizons up to the last seq they wrote, with one
+/// update that never moves a horizon back (a concurrent mark may already be further).
+async fn advance_senders(
+    conn: &impl ConnectionTrait,
+    written: &BTreeMap<(Uuid, Uuid), (i64, i64)>,
+) -> Result<(), AppError> {
+    let target = || {
+        cases(
+            written.iter().map(|((session_id, sender_id), (seq, _))| {
+                let is_sender = Expr::col(chat_member::Column::SessionId)
+                    .eq(*session_id)
+                    .and(Expr::col(chat_member::Column::UserId).eq(*sender_id));
+                (is_sender, *seq)
+            }),
+            chat_member::Column::LastReadSeq,
+        )
+    };
+    let forward = |column: chat_member::Column| {
+        Expr::case(Expr::col(column).lt(target()), target()).finally(Expr::col(column))
+    };
+    let senders = any_pair(
+        (chat_member::Column::SessionId, chat_member::Column::UserId),
+        written.keys().copied(),
+    );
+    chat_member::Entity::update_many()
+        .col_expr(
+            chat_member::Column::LastReadSeq,
+            forward(chat_member::Column::LastReadSeq).into(),
+        )
+        .col_expr(
+            chat_member::Column::LastDeliveredSeq,
+            forward(chat_member::Column::LastDeliveredSeq).into(),
+        )
+        .filter(senders)
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// `(a = ? AND b = ?) OR …`: rows matching any of the pairs, each pair on an index.
+fn any_pair<A, B>(
+    (first, second): (impl ColumnTrait, impl ColumnTrait),
+    pairs: impl Iterator<Item = (A, B)>,
+) -> Condition
+where
+    A: Into<sea_orm::Value>,
+    B: Into<sea_orm::Value>,
+{
+    pairs.fold(Condition::any(), |any, (a, b)| {
+        any.add(Condition::all().add(first.eq(a)).add(second.eq(b)))
+    })
+}
+
+/// `CASE WHEN condition THEN value … ELSE column END`: one value per matching row.
+fn cases(
+    arms: impl Iterator<Item = (Expr, i64)>,
+    otherwise: impl sea_orm::sea_query::IntoColumnRef,
+) -> CaseStatement {
+    arms.fold(CaseStatement::new(), |case, (condition, value)| {
+        case.case(condition, value)
+    })
+    .finally(Expr::col(otherwise))
+}
+
+/// Tells each message's recipient, in one batch of notifications.
+async fn notify_recipients(
+    conn: &impl ConnectionTrait,
+    sessions: &HashMap<Uuid, chat_session::Model>,
+    messages: &[message::Model],
+    now: DateTime<Utc>,
+    events: &mut Vec<Event>,
+) -> Result<(), AppError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let senders: BTreeSet<Uuid> = messages.iter().map(|message| message.sender_id).collect();
+    let authors = UserService::find_many(conn, senders).await?;
+    let mut notices = Vec::with_capacity(messages.len());
+    for message in messages {
+        let session = sessions
+            .get(&message.chat_session_id)
+            .ok_or(AppError::NotFound("chat session"))?;
+        let author = authors
+            .get(&message.sender_id)
+            .ok_or(AppError::NotFound("user"))?;
+        let recipient = session.other_member(message.sender_id);
+        notices.push(notices::received(session, message, author, recipient));
+    }
+    // The keys name seqs handed out just now: they cannot have notified anyone yet.
+    NotificationService::notify_all_first_time(conn, notices, now, events).await
+}

@@ -1,0 +1,121 @@
+//! Group commit for `sendMessage`. Sends that arrive while a batch is being written wait for
+//! the next one, so a transaction's round trips are paid once per batch, not once per
+//! message: under load the batch grows and throughput with it; alone, a send goes at once.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::send::{SendRequest, Sent};
+use crate::{
+    bus::EventBus,
+    chat::ChatService,
+    clock::Clock,
+    db::{UnitOfWork, WriteQueue},
+    error::AppError,
+};
+
+/// The most sends written in one transaction; the rest wait for the next.
+const MAX_BATCH: usize = 256;
+/// Sends waiting for the writer before `sendMessage` itself waits to queue.
+const MAX_WAITING: usize = 4096;
+
+/// A send waiting for its batch, and where its outcome goes.
+struct Waiting {
+    request: SendRequest,
+    reply: oneshot::Sender<Result<Sent, AppError>>,
+}
+
+/// The handle resolvers send through; the writer task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct SendQueue {
+    waiting: mpsc::Sender<Waiting>,
+}
+
+/// What the writer needs to run a batch's transaction and publish what it produced.
+pub struct Writer {
+    pub db: DatabaseConnection,
+    pub bus: Arc<dyn EventBus>,
+    pub write_queue: WriteQueue,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl SendQueue {
+    /// Starts the writer task.
+    pub fn start(writer: Writer) -> Self {
+        let (waiting, queue) = mpsc::channel(MAX_WAITING);
+        tokio::spawn(writer.run(queue));
+        Self { waiting }
+    }
+
+    /// Sends one message, in whichever batch it joins, and answers once that batch committed.
+    pub async fn send(&self, request: SendRequest) -> Result<Sent, AppError> {
+        let stopped = || AppError::Internal("the message writer stopped".to_owned());
+        let (reply, outcome) = oneshot::channel();
+        self.waiting
+            .send(Waiting { request, reply })
+            .await
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+impl Writer {
+    async fn run(self, mut queue: mpsc::Receiver<Waiting>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let (requests, replies): (Vec<_>, Vec<_>) = batch
+                .drain(..)
+                .map(|waiting| (waiting.request, waiting.reply))
+                .unzip();
+            let started = std::time::Instant::now();
+            let outcomes = self.write_isolating_faults(&requests).await;
+            tracing::debug!(
+                sends = requests.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "batch written"
+            );
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Writes the batch; if the database refuses it, writes each send on its own, so that
+    /// whatever one send triggers fails that send alone and the others still land.
+    async fn write_isolating_faults(
+        &self,
+        requests: &[SendRequest],
+    ) -> Vec<Result<Sent, AppError>> {
+        match self.write(requests).await {
+            Ok(outcomes) => outcomes,
+            Err(err) if requests.len() == 1 => vec![Err(err)],
+            Err(err) => {
+                tracing::warn!(error = %err, sends = requests.len(), "a batch of sends failed; writing them one by one");
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for request in requests {
+                    let outcome = self.write(std::slice::from_ref(request)).await;
+                    outcomes.push(outcome.and_then(|mut single| {
+                        single.pop().unwrap_or_else(|| {
+                            Err(AppError::Internal("a send had no outcome".to_owned()))
+                        })
+                    }));
+                }
+                outcomes
+            }
+        }
+    }
+
+    /// One transaction for the whole batch; its events reach the bus after the commit.
+    async fn write(
+        &self,
+        requests: &[SendRequest],
+    ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
+        let mut uow = UnitOfWork::begin(&self.db, self.bus.clone(), &self.write_queue).await?;
+        let (txn, events) = uow.parts();
+        let outcomes = ChatService::send_all(txn, requests, self.clock.now(), events).await?;
+        uow.commit().await?;
+        Ok(outcomes)
+    }
+}
