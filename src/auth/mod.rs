@@ -4,6 +4,7 @@
 //! token to the [`Authenticator`]; resolvers only ever see the resulting
 //! [`Credentials`] in the GraphQL context.
 
+mod known_users;
 pub mod password;
 mod token;
 mod viewer;

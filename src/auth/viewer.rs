@@ -8,7 +8,10 @@ use entity::enums::Role;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::token::{TokenIssuer, TokenService};
+use super::{
+    known_users::KnownUsers,
+    token::{TokenIssuer, TokenService},
+};
 use crate::{clock::Clock, error::AppError, users::UserService};
 
 /// The signed-in user a request or socket acts for.
@@ -47,17 +50,30 @@ pub struct Authenticator {
     tokens: Arc<TokenService>,
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
+    known: Arc<KnownUsers>,
 }
 
 impl Authenticator {
     pub fn new(tokens: Arc<TokenService>, db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
-        Self { tokens, db, clock }
+        Self {
+            tokens,
+            db,
+            clock,
+            known: Arc::default(),
+        }
     }
 
     /// Verifies a token and loads its user; every failure is `UNAUTHENTICATED`.
     pub async fn authenticate(&self, token: &str) -> Result<Viewer, AppError> {
         let now = self.clock.now();
         let verified = self.tokens.verify(token, now)?;
+        if let Some(role) = self.known.role(verified.user_id) {
+            return Ok(Viewer {
+                id: verified.user_id,
+                role,
+                expires_at: verified.expires_at,
+            });
+        }
         let user = match UserService::find(&self.db, verified.user_id).await? {
             Some(user) => user,
             None => match verified.issuer {
@@ -78,6 +94,7 @@ impl Authenticator {
                 }
             },
         };
+        self.known.remember(user.id, user.role);
         Ok(Viewer {
             id: user.id,
             role: user.role,

@@ -1,0 +1,50 @@
+//! Users the authenticator has already found, so a request with a valid token does not
+//! read the users table again: accounts are never deleted and roles never change, so
+//! the only thing a hit could miss is an account created on first sight, which is not a
+//! hit. Entries still expire, so that a future account deletion is seen within the TTL.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use entity::enums::Role;
+use uuid::Uuid;
+
+/// How long a found user is trusted without reading it again.
+const TTL: Duration = Duration::from_secs(60);
+/// Past this many entries the cache starts over, so memory stays bounded.
+const MAX_ENTRIES: usize = 100_000;
+
+/// A bounded, expiring map from user id to role.
+#[derive(Default)]
+pub struct KnownUsers {
+    entries: Mutex<HashMap<Uuid, (Role, Instant)>>,
+}
+
+impl KnownUsers {
+    /// The role of a user found less than [`TTL`] ago.
+    pub fn role(&self, user_id: Uuid) -> Option<Role> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entries
+            .get(&user_id)
+            .filter(|(_, found_at)| found_at.elapsed() < TTL)
+            .map(|(role, _)| *role)
+    }
+
+    /// Remembers a user just read from the database.
+    pub fn remember(&self, user_id: Uuid, role: Role) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(user_id, (role, Instant::now()));
+    }
+}
