@@ -125,14 +125,17 @@ impl Application {
         &self.state
     }
 
-    /// Serves, with the background scheduler beside it, until ctrl-c (or, in tests, until the
-    /// task is dropped, which stops both).
+    /// Serves, with the background scheduler and SQLite's checkpointer beside it, until ctrl-c
+    /// (or, in tests, until the task is dropped, which stops all three).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         });
+        let checkpoints =
+            db::checkpoint::run(self.state.db.clone(), self.state.write_queue.clone());
         tokio::select! {
             served = server => served,
+            () = checkpoints => Ok(()),
             () = jobs::run(self.state, self.scheduler_interval) => Ok(()),
         }
     }

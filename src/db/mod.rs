@@ -4,6 +4,7 @@
 //! produced; the events reach the bus only after the commit succeeded, so a
 //! subscriber never sees a change that was rolled back.
 
+pub mod checkpoint;
 mod nodelay;
 
 use std::{sync::Arc, time::Duration};
@@ -38,6 +39,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // The backstop behind `checkpoint::run`, which keeps the WAL far smaller.
+                    .pragma("wal_autocheckpoint", "50000")
+                    .pragma("journal_size_limit", "67108864")
             });
     } else {
         let port = url
@@ -67,6 +71,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 pub struct WriteQueue(Option<Arc<tokio::sync::Mutex<()>>>);
 
 impl WriteQueue {
+    /// Waits for this writer's turn; `None` where there is no queue.
+    pub async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(queue) => Some(queue.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// A queue for SQLite URLs, none for servers with row-level locking.
     pub fn for_url(url: &str) -> Self {
         Self(
@@ -93,10 +105,7 @@ impl UnitOfWork {
         bus: Arc<dyn EventBus>,
         queue: &WriteQueue,
     ) -> Result<Self, AppError> {
-        let turn = match &queue.0 {
-            Some(queue) => Some(queue.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = queue.turn().await;
         let txn = db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
