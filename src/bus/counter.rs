@@ -1,8 +1,11 @@
 //! Live counts: the current value first, then every change.
 //!
-//! The count is re-read from the database after each relevant event rather
-//! than carried in the event, because concurrent transactions make any count
-//! computed inside one of them stale by the time it is published.
+//! A count is re-read from the database after a relevant event, because
+//! transactions publish after they commit, not necessarily in commit order. An
+//! event may instead state the count outright together with its position (a
+//! new notification: the unread count as of its seq, taken under the feed's row
+//! lock); a stated count is used unless the counter already saw a later position,
+//! which is how a late event is kept from overwriting a newer count.
 
 use async_graphql::futures_util::{
     Stream, StreamExt,
@@ -13,18 +16,31 @@ use async_graphql::futures_util::{
 use super::{Delivery, Event};
 use crate::error::AppError;
 
+/// A count and the position it is as of; a higher position is a later count.
+#[derive(Debug, Clone, Copy)]
+pub struct Count {
+    pub value: i64,
+    pub position: i64,
+}
+
 /// A count that some events may change.
 pub trait CountSource: Send + Sync + 'static {
     /// Whether `event` may change this count (and is the viewer's to know about).
     fn concerns(&self, event: &Event) -> bool;
+    /// The count `event` states outright, if it does.
+    fn stated(&self, _event: &Event) -> Option<Count> {
+        None
+    }
     /// The count as stored now.
-    fn current(&self) -> BoxFuture<'_, Result<i64, AppError>>;
+    fn current(&self) -> BoxFuture<'_, Result<Count, AppError>>;
 }
 
 struct Counter<S> {
     source: S,
     deliveries: BoxStream<'static, Delivery>,
     last: Option<i64>,
+    /// The latest position seen, read or stated.
+    position: i64,
     done: bool,
 }
 
@@ -38,6 +54,7 @@ pub fn live_count<S: CountSource>(
         source,
         deliveries,
         last: None,
+        position: i64::MIN,
         done: false,
     };
     stream::unfold(counter, |mut counter| async move {
@@ -58,24 +75,35 @@ pub fn live_count<S: CountSource>(
 impl<S: CountSource> Counter<S> {
     async fn next(&mut self) -> Result<Option<i64>, AppError> {
         if self.last.is_none() {
-            let count = self.source.current().await?;
+            let count = self.read().await?;
             self.last = Some(count);
             return Ok(Some(count));
         }
         while let Some(delivery) = self.deliveries.next().await {
-            let relevant = match &delivery {
-                Delivery::Event(event) => self.source.concerns(event),
-                Delivery::Missed(_) => true,
+            let count = match &delivery {
+                Delivery::Event(event) => match self.source.stated(event) {
+                    Some(stated) if stated.position <= self.position => continue,
+                    Some(stated) => {
+                        self.position = stated.position;
+                        stated.value
+                    }
+                    None if self.source.concerns(event) => self.read().await?,
+                    None => continue,
+                },
+                Delivery::Missed(_) => self.read().await?,
             };
-            if !relevant {
-                continue;
-            }
-            let count = self.source.current().await?;
             if self.last != Some(count) {
                 self.last = Some(count);
                 return Ok(Some(count));
             }
         }
         Ok(None)
+    }
+
+    /// The stored count; everything up to its position is in it.
+    async fn read(&mut self) -> Result<i64, AppError> {
+        let count = self.source.current().await?;
+        self.position = Ord::max(self.position, count.position);
+        Ok(count.value)
     }
 }

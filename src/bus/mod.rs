@@ -19,7 +19,12 @@ pub enum Event {
     /// A booking was created or changed status.
     BookingChanged(Arc<entity::booking::Model>),
     /// A notification was stored for its user.
-    NotificationAdded(Arc<entity::notification::Model>),
+    NotificationAdded {
+        notification: Arc<entity::notification::Model>,
+        /// The user's unread count once this notification was added, so that a live badge
+        /// needs no read per notification.
+        unread_count: i64,
+    },
     /// Notifications of `user_id` were read, unread or deleted: their unread count may differ.
     NotificationsChanged { user_id: uuid::Uuid },
     /// A chat message was stored; `members` are its session's two members.
@@ -71,7 +76,9 @@ impl Event {
                 Topic::User(booking.care_recipient_id),
                 Topic::User(booking.caregiver_id),
             ],
-            Event::NotificationAdded(notification) => vec![Topic::User(notification.user_id)],
+            Event::NotificationAdded { notification, .. } => {
+                vec![Topic::User(notification.user_id)]
+            }
             Event::NotificationsChanged { user_id } => vec![Topic::User(*user_id)],
             Event::MessageAdded { message, members } => vec![
                 Topic::Session(message.chat_session_id),

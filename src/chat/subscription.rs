@@ -23,7 +23,7 @@ use crate::{
     auth::viewer,
     bus::{
         Delivery, Event, Topic,
-        counter::{CountSource, live_count},
+        counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
     error::AppError,
@@ -107,8 +107,11 @@ impl CountSource for UnreadMessages {
         }
     }
 
-    fn current(&self) -> BoxFuture<'_, Result<i64, AppError>> {
-        Box::pin(ChatService::unread(&self.db, self.user_id, self.session_id))
+    fn current(&self) -> BoxFuture<'_, Result<Count, AppError>> {
+        Box::pin(async move {
+            let value = ChatService::unread(&self.db, self.user_id, self.session_id).await?;
+            Ok(Count { value, position: 0 })
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
     auth::viewer,
     bus::{
         Event, Topic,
-        counter::{CountSource, live_count},
+        counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
     error::AppError,
@@ -250,7 +250,11 @@ impl SequencedSource for Inbox {
 
     fn from_event(&self, event: &Event) -> Option<Self::Item> {
         match event {
-            Event::NotificationAdded(added) if added.user_id == self.user_id => Some(added.clone()),
+            Event::NotificationAdded { notification, .. }
+                if notification.user_id == self.user_id =>
+            {
+                Some(notification.clone())
+            }
             _ => None,
         }
     }
@@ -275,14 +279,29 @@ impl SequencedSource for Inbox {
 impl CountSource for Inbox {
     fn concerns(&self, event: &Event) -> bool {
         match event {
-            Event::NotificationAdded(added) => added.user_id == self.user_id,
+            Event::NotificationAdded { notification, .. } => notification.user_id == self.user_id,
             Event::NotificationsChanged { user_id } => *user_id == self.user_id,
             _ => false,
         }
     }
 
-    fn current(&self) -> BoxFuture<'_, Result<i64, AppError>> {
-        Box::pin(NotificationService::unread_count(&self.db, self.user_id))
+    /// A new notification states the count, at its seq; only reading, unreading and deleting
+    /// need a read.
+    fn stated(&self, event: &Event) -> Option<Count> {
+        match event {
+            Event::NotificationAdded {
+                notification,
+                unread_count,
+            } if notification.user_id == self.user_id => Some(Count {
+                value: *unread_count,
+                position: notification.seq,
+            }),
+            _ => None,
+        }
+    }
+
+    fn current(&self) -> BoxFuture<'_, Result<Count, AppError>> {
+        Box::pin(NotificationService::unread_at_head(&self.db, self.user_id))
     }
 }
 

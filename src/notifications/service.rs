@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::preferences::PreferenceService;
 use crate::{
-    bus::Event,
+    bus::{Event, counter::Count},
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
 };
@@ -93,31 +93,37 @@ impl NotificationService {
         for notice in &notices {
             *counts.entry(notice.user_id).or_default() += 1;
         }
-        let mut next = Self::advance_feeds(conn, &counts).await?;
-        for (user_id, last_seq) in next.iter_mut() {
-            *last_seq -= counts.get(user_id).copied().unwrap_or(0);
+        let mut before = Self::advance_feeds(conn, &counts).await?;
+        for (user_id, feed) in before.iter_mut() {
+            let added = counts.get(user_id).copied().unwrap_or(0);
+            feed.last_seq -= added;
+            feed.unread_count -= added;
         }
         let mut stored = Vec::with_capacity(notices.len());
         for notice in notices {
-            let seq = next.entry(notice.user_id).or_default();
-            *seq += 1;
-            stored.push(Self::row(notice, *seq, now));
+            let feed = before
+                .get_mut(&notice.user_id)
+                .ok_or_else(|| AppError::Internal("the feed upsert missed a user".to_owned()))?;
+            feed.last_seq += 1;
+            feed.unread_count += 1;
+            stored.push((Self::row(notice, feed.last_seq, now), feed.unread_count));
         }
         if stored.is_empty() {
             return Ok(());
         }
-        notification::Entity::insert_many(
-            stored
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(conn)
-        .await?;
+        let rows = stored
+            .iter()
+            .map(|(row, _)| row.clone().into_active_model());
+        notification::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
         events.extend(
             stored
                 .into_iter()
-                .map(|row| Event::NotificationAdded(Arc::new(row))),
+                .map(|(row, unread_count)| Event::NotificationAdded {
+                    notification: Arc::new(row),
+                    unread_count,
+                }),
         );
         Ok(())
     }
@@ -134,7 +140,7 @@ impl NotificationService {
         if Self::already_sent(conn, &notice).await? {
             return Ok(None);
         }
-        let seq = Self::next_seq(conn, notice.user_id).await?;
+        let feed = Self::next_seq(conn, notice.user_id).await?;
         // Holding the feed row now, so a concurrent twin has either committed or waits for us.
         if Self::already_sent(conn, &notice).await? {
             notification_feed::Entity::update_many()
@@ -148,11 +154,14 @@ impl NotificationService {
             Self::add_unread(conn, notice.user_id, -1).await?;
             return Ok(None);
         }
-        let stored = Self::row(notice, seq, now);
+        let stored = Self::row(notice, feed.last_seq, now);
         notification::Entity::insert(stored.clone().into_active_model())
             .exec_without_returning(conn)
             .await?;
-        events.push(Event::NotificationAdded(Arc::new(stored.clone())));
+        events.push(Event::NotificationAdded {
+            notification: Arc::new(stored.clone()),
+            unread_count: feed.unread_count,
+        });
         Ok(Some(stored))
     }
 
@@ -185,9 +194,12 @@ impl NotificationService {
         Ok(found > 0)
     }
 
-    /// The user's next seq, counting the new notification as unread; the upsert holds their
-    /// feed row until the transaction ends.
-    async fn next_seq(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+    /// The user's feed with the next seq handed out, counting the new notification as unread;
+    /// the upsert holds their feed row until the transaction ends.
+    async fn next_seq(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+    ) -> Result<notification_feed::Model, AppError> {
         let counts = BTreeMap::from([(user_id, 1)]);
         Self::advance_feeds(conn, &counts)
             .await?
@@ -196,12 +208,12 @@ impl NotificationService {
     }
 
     /// Hands out `count` seqs to each user, counted as unread, in one upsert; returns each
-    /// user's new last seq. Rows are locked in user order (the map's), so two transactions
+    /// user's feed after it. Rows are locked in user order (the map's), so two transactions
     /// advancing overlapping sets of feeds cannot deadlock each other.
     async fn advance_feeds(
         conn: &impl ConnectionTrait,
         counts: &BTreeMap<Uuid, i64>,
-    ) -> Result<HashMap<Uuid, i64>, AppError> {
+    ) -> Result<HashMap<Uuid, notification_feed::Model>, AppError> {
         if counts.is_empty() {
             return Ok(HashMap::new());
         }
@@ -231,10 +243,7 @@ impl NotificationService {
             )
             .exec_with_returning(conn)
             .await?;
-        Ok(feeds
-            .into_iter()
-            .map(|feed| (feed.user_id, feed.last_seq))
-            .collect())
+        Ok(feeds.into_iter().map(|feed| (feed.user_id, feed)).collect())
     }
 
     /// Moves the user's unread count by `delta`, in the caller's transaction.
@@ -305,10 +314,27 @@ impl NotificationService {
 
     /// How many of the user's notifications are unread.
     pub async fn unread_count(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
+        Ok(Self::unread_at_head(conn, user_id).await?.value)
+    }
+
+    /// The unread count with the seq it is as of, read together from the feed row.
+    pub async fn unread_at_head(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+    ) -> Result<Count, AppError> {
         Ok(notification_feed::Entity::find_by_id(user_id)
             .one(conn)
             .await?
-            .map_or(0, |feed| feed.unread_count))
+            .map_or(
+                Count {
+                    value: 0,
+                    position: 0,
+                },
+                |feed| Count {
+                    value: feed.unread_count,
+                    position: feed.last_seq,
+                },
+            ))
     }
 
     /// One of the user's own notifications; anyone else's is `NOT_FOUND`.
