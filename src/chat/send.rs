@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entity::{chat_member, chat_session, enums::MessageKind, message};
+use entity::{
+    chat_member, chat_session,
+    enums::{BookingStatus, MessageKind},
+    message,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
@@ -87,54 +91,19 @@ impl ChatService {
         let closed = Self::closed_among(conn, sessions.values()).await?;
         let stored = stored_messages(conn, requests, &checked).await?;
 
-        let mut plans = Vec::with_capacity(requests.len());
-        let mut drafts = Vec::new();
-        let mut in_batch: HashMap<(Uuid, String), usize> = HashMap::new();
-        for (request, checked) in requests.iter().zip(checked) {
-            let (sender_id, session_id) = (request.sender_id, request.message.session_id);
-            let plan = match checked {
-                Err(err) => Plan::Refused(err),
-                Ok((body, client_id)) => match sessions.get(&session_id) {
-                    Some(session) if session.is_member(sender_id) => {
-                        let key = (sender_id, client_id);
-                        let earlier = stored.get(&key).map(|original| {
-                            (original.chat_session_id, Plan::Stored(original.clone()))
-                        });
-                        let earlier = earlier.or_else(|| {
-                            in_batch.get(&key).map(|index: &usize| {
-                                let draft: &Draft = &drafts[*index];
-                                (draft.session_id, Plan::SameAs(*index))
-                            })
-                        });
-                        match (earlier, closed.get(&session_id)) {
-                            (Some((earlier_session, plan)), _) if earlier_session == session_id => {
-                                plan
-                            }
-                            (Some(_), _) => Plan::Refused(AppError::Conflict(
-                                "this clientMessageId was already used in another chat".to_owned(),
-                            )),
-                            (None, Some(status)) => Plan::Refused(AppError::InvalidState(format!(
-                                "this chat is read-only: its booking is {}",
-                                status.as_str()
-                            ))),
-                            (None, None) => {
-                                in_batch.insert(key.clone(), drafts.len());
-                                drafts.push(Draft {
-                                    session_id,
-                                    sender_id,
-                                    body,
-                                    client_message_id: key.1,
-                                    kind: MessageKind::Text,
-                                });
-                                Plan::New(drafts.len() - 1)
-                            }
-                        }
-                    }
-                    _ => Plan::Refused(AppError::NotFound("chat session")),
-                },
-            };
-            plans.push(plan);
-        }
+        let mut planner = Planner {
+            sessions: &sessions,
+            closed: &closed,
+            stored: &stored,
+            in_batch: HashMap::new(),
+            drafts: Vec::new(),
+        };
+        let plans: Vec<Plan> = requests
+            .iter()
+            .zip(checked)
+            .map(|(request, checked)| planner.plan(request, checked))
+            .collect();
+        let drafts = planner.drafts;
 
         let (appended, horizons) = Self::append_all(conn, &sessions, drafts, now, events).await?;
         notify_recipients(conn, &sessions, &appended, now, events).await?;
@@ -150,7 +119,10 @@ impl ChatService {
             .map(|plan| match plan {
                 Plan::Refused(err) => Err(err),
                 Plan::Stored(original) => Ok(sent(&original)),
-                Plan::SameAs(index) | Plan::New(index) => Ok(sent(&appended[index])),
+                Plan::SameAs(index) | Plan::New(index) => appended
+                    .get(index)
+                    .map(sent)
+                    .ok_or_else(|| AppError::Internal("a draft was not stored".to_owned())),
             })
             .collect())
     }
@@ -251,6 +223,66 @@ impl ChatService {
             }
         }
         Ok((messages, horizons))
+    }
+}
+
+/// Decides each request of a batch in turn, against what is stored and what the batch
+/// already holds.
+struct Planner<'a> {
+    sessions: &'a HashMap<Uuid, chat_session::Model>,
+    closed: &'a HashMap<Uuid, BookingStatus>,
+    stored: &'a HashMap<(Uuid, String), message::Model>,
+    /// The draft each (sender, client id) of this batch became.
+    in_batch: HashMap<(Uuid, String), usize>,
+    drafts: Vec<Draft>,
+}
+
+impl Planner<'_> {
+    /// Membership first (an outsider learns nothing), then retries, then a closed chat.
+    fn plan(&mut self, request: &SendRequest, checked: Result<(String, String), AppError>) -> Plan {
+        let (sender_id, session_id) = (request.sender_id, request.message.session_id);
+        let (body, client_id) = match checked {
+            Ok(checked) => checked,
+            Err(err) => return Plan::Refused(err),
+        };
+        if !self
+            .sessions
+            .get(&session_id)
+            .is_some_and(|session| session.is_member(sender_id))
+        {
+            return Plan::Refused(AppError::NotFound("chat session"));
+        }
+        let key = (sender_id, client_id);
+        let earlier = match (self.stored.get(&key), self.in_batch.get(&key)) {
+            (Some(original), _) => Some((original.chat_session_id, Plan::Stored(original.clone()))),
+            (None, Some(&index)) => self
+                .drafts
+                .get(index)
+                .map(|draft| (draft.session_id, Plan::SameAs(index))),
+            (None, None) => None,
+        };
+        match (earlier, self.closed.get(&session_id)) {
+            (Some((earlier_session, plan)), _) if earlier_session == session_id => plan,
+            (Some(_), _) => Plan::Refused(AppError::Conflict(
+                "this clientMessageId was already used in another chat".to_owned(),
+            )),
+            (None, Some(status)) => Plan::Refused(AppError::InvalidState(format!(
+                "this chat is read-only: its booking is {}",
+                status.as_str()
+            ))),
+            (None, None) => {
+                let index = self.drafts.len();
+                self.in_batch.insert(key.clone(), index);
+                self.drafts.push(Draft {
+                    session_id,
+                    sender_id,
+                    body,
+                    client_message_id: key.1,
+                    kind: MessageKind::Text,
+                });
+                Plan::New(index)
+            }
+        }
     }
 }
 
