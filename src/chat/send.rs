@@ -20,12 +20,12 @@ use uuid::Uuid;
 
 use super::{
     notices,
-    service::{ChatService, NewMessage, members},
+    service::{ChatService, Horizons, NewMessage, forward_only, members},
 };
 use crate::{bus::Event, error::AppError, notifications::NotificationService, users::UserService};
 
 /// The longest message body, in characters, after trimming.
-pub const MAX_BODY_CHARS: usize = 4000;
+const MAX_BODY_CHARS: usize = 4000;
 /// The longest client message id.
 const MAX_CLIENT_ID: usize = 100;
 
@@ -51,9 +51,6 @@ pub struct Draft {
     pub client_message_id: String,
     pub kind: MessageKind,
 }
-
-/// Each session's members' horizons, by session and user.
-pub type Horizons = HashMap<Uuid, HashMap<Uuid, chat_member::Model>>;
 
 /// How one request of a batch is answered before anything is written.
 enum Plan {
@@ -138,7 +135,7 @@ impl ChatService {
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<(Vec<message::Model>, Horizons), AppError> {
-        let mut horizons = session_horizons(conn, sessions.keys().copied()).await?;
+        let mut horizons = Self::members_of(conn, sessions.keys().copied()).await?;
         if drafts.is_empty() {
             return Ok((Vec::new(), horizons));
         }
@@ -372,29 +369,6 @@ async fn stored_messages(
         .collect())
 }
 
-/// Both members' horizons of each session.
-async fn session_horizons(
-    conn: &impl ConnectionTrait,
-    session_ids: impl Iterator<Item = Uuid>,
-) -> Result<Horizons, AppError> {
-    let ids: Vec<Uuid> = session_ids.collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let mut horizons: Horizons = HashMap::new();
-    for member in chat_member::Entity::find()
-        .filter(chat_member::Column::SessionId.is_in(ids))
-        .all(conn)
-        .await?
-    {
-        horizons
-            .entry(member.session_id)
-            .or_default()
-            .insert(member.user_id, member);
-    }
-    Ok(horizons)
-}
-
 /// Moves each sender's read and delivered horizons up to the last seq they wrote, with one
 /// update that never moves a horizon back (a concurrent mark may already be further).
 async fn advance_senders(
@@ -412,9 +386,6 @@ async fn advance_senders(
             chat_member::Column::LastReadSeq,
         )
     };
-    let forward = |column: chat_member::Column| {
-        Expr::case(Expr::col(column).lt(target()), target()).finally(Expr::col(column))
-    };
     let senders = any_pair(
         (chat_member::Column::SessionId, chat_member::Column::UserId),
         written.keys().copied(),
@@ -422,11 +393,11 @@ async fn advance_senders(
     chat_member::Entity::update_many()
         .col_expr(
             chat_member::Column::LastReadSeq,
-            forward(chat_member::Column::LastReadSeq).into(),
+            forward_only(chat_member::Column::LastReadSeq, target()),
         )
         .col_expr(
             chat_member::Column::LastDeliveredSeq,
-            forward(chat_member::Column::LastDeliveredSeq).into(),
+            forward_only(chat_member::Column::LastDeliveredSeq, target()),
         )
         .filter(senders)
         .exec(conn)

@@ -310,34 +310,21 @@ impl ChatService {
         seq: i64,
         horizon: Horizon,
     ) -> Result<chat_member::Model, AppError> {
-        Self::advance_row(conn, member, seq, horizon).await?;
-        Self::member(conn, member.session_id, member.user_id).await
-    }
-
-    async fn advance_row(
-        conn: &impl ConnectionTrait,
-        member: &chat_member::Model,
-        seq: i64,
-        horizon: Horizon,
-    ) -> Result<(), AppError> {
-        let forward = |column: chat_member::Column| {
-            Expr::case(Expr::col(column).lt(seq), seq).finally(Expr::col(column))
-        };
         let mut update = chat_member::Entity::update_many()
             .col_expr(
                 chat_member::Column::LastDeliveredSeq,
-                forward(chat_member::Column::LastDeliveredSeq).into(),
+                forward_only(chat_member::Column::LastDeliveredSeq, seq),
             )
             .filter(chat_member::Column::SessionId.eq(member.session_id))
             .filter(chat_member::Column::UserId.eq(member.user_id));
         if horizon == Horizon::Read {
             update = update.col_expr(
                 chat_member::Column::LastReadSeq,
-                forward(chat_member::Column::LastReadSeq).into(),
+                forward_only(chat_member::Column::LastReadSeq, seq),
             );
         }
         update.exec(conn).await?;
-        Ok(())
+        Self::member(conn, member.session_id, member.user_id).await
     }
 
     /// One member's receipt horizons.
@@ -357,13 +344,33 @@ impl ChatService {
         conn: &impl ConnectionTrait,
         session_id: Uuid,
     ) -> Result<HashMap<Uuid, chat_member::Model>, AppError> {
-        Ok(chat_member::Entity::find()
-            .filter(chat_member::Column::SessionId.eq(session_id))
+        Ok(Self::members_of(conn, [session_id])
+            .await?
+            .remove(&session_id)
+            .unwrap_or_default())
+    }
+
+    /// Both members' horizons of each session, in one query: a batch of sends needs them all.
+    pub async fn members_of(
+        conn: &impl ConnectionTrait,
+        session_ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<Horizons, AppError> {
+        let ids: Vec<Uuid> = session_ids.into_iter().collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut horizons: Horizons = HashMap::new();
+        for member in chat_member::Entity::find()
+            .filter(chat_member::Column::SessionId.is_in(ids))
             .all(conn)
             .await?
-            .into_iter()
-            .map(|member| (member.user_id, member))
-            .collect())
+        {
+            horizons
+                .entry(member.session_id)
+                .or_default()
+                .insert(member.user_id, member);
+        }
+        Ok(horizons)
     }
 
     /// The viewer's sessions, most recently active first.
@@ -472,6 +479,18 @@ impl ChatService {
             })
             .sum())
     }
+}
+
+/// Each session's members' horizons, by session and user.
+pub type Horizons = HashMap<Uuid, HashMap<Uuid, chat_member::Model>>;
+
+/// `CASE WHEN column < target THEN target ELSE column END`: a horizon that a concurrent
+/// update may already have moved further is never moved back.
+pub fn forward_only(column: chat_member::Column, target: impl Into<Expr>) -> Expr {
+    let target = target.into();
+    Expr::case(Expr::col(column).lt(target.clone()), target)
+        .finally(Expr::col(column))
+        .into()
 }
 
 /// The two members of a session.

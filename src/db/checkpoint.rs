@@ -20,7 +20,7 @@ const EVERY: Duration = Duration::from_millis(200);
 const RESTART_AFTER_FRAMES: i64 = 8192;
 
 /// Checkpoints the database behind `db` every [`EVERY`], for as long as the server runs.
-/// Returns at once for PostgreSQL, which checkpoints by itself.
+/// For PostgreSQL, which checkpoints by itself, it does nothing and never returns.
 pub async fn run(db: DatabaseConnection, queue: WriteQueue) {
     if db.get_database_backend() != DbBackend::Sqlite {
         return std::future::pending().await;
