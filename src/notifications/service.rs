@@ -265,10 +265,7 @@ impl NotificationService {
 
     /// The newest seq handed out to the user, 0 before their first notification.
     pub async fn head(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<i64, AppError> {
-        Ok(notification_feed::Entity::find_by_id(user_id)
-            .one(conn)
-            .await?
-            .map_or(0, |feed| feed.last_seq))
+        Ok(Self::unread_at_head(conn, user_id).await?.position)
     }
 
     /// The user's notifications, newest first.
