@@ -21,8 +21,8 @@ use crate::{
     setup::{self, Pair},
 };
 
-const MESSAGE_ADDED: &str =
-    "subscription($id: UUID!) { messageAdded(sessionId: $id) { seq body } }";
+const MESSAGE_ADDED: &str = "subscription($id: UUID!, $after: String) {
+    messageAdded(sessionId: $id, after: $after) { seq body } }";
 const TYPING: &str = "subscription($id: UUID!) { typing(sessionId: $id) { typing } }";
 const UNREAD: &str = "subscription { unreadNotificationCount }";
 const SEND: &str = "mutation($input: SendMessageInput!) { sendMessage(input: $input) { seq } }";
@@ -73,10 +73,13 @@ async fn connect(
             };
             let mut socket = server.socket(token).await?;
             let session = json!({ "id": pairs[pair].session_id });
-            api::subscribe(&mut socket, "m", MESSAGE_ADDED, session.clone()).await?;
+            let resume =
+                json!({ "id": pairs[pair].session_id, "after": pairs[pair].opening_cursor });
+            api::subscribe(&mut socket, "m", MESSAGE_ADDED, resume).await?;
             api::subscribe(&mut socket, "t", TYPING, session).await?;
             api::subscribe(&mut socket, "u", UNREAD, json!({})).await?;
-            // The count's first value proves the socket's subscriptions are running.
+            // The count's first value proves the socket is subscribed. `messageAdded` may read
+            // its starting point later than that, which is why it resumes after a cursor.
             loop {
                 match socket.next().await {
                     Some(Ok(Message::Text(text))) if text.contains("\"id\":\"u\"") => break,

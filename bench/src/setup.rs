@@ -1,5 +1,5 @@
 //! The fixture, made through the public API: users in pairs, each pair with an accepted
-//! booking and an enabled chat. Not counted in any figure.
+//! booking, an enabled chat and an opening message. Not counted in any figure.
 
 use futures_util::{StreamExt, stream};
 use serde_json::json;
@@ -10,6 +10,9 @@ use crate::api::{Error, Server};
 #[derive(Clone, Debug)]
 pub struct Pair {
     pub session_id: String,
+    /// Where `messageAdded` resumes: after the opening message, so that whatever order a
+    /// socket's subscriptions start in, no message sent later can be missed.
+    pub opening_cursor: String,
     pub recipient_token: String,
     pub caregiver_token: String,
 }
@@ -72,8 +75,21 @@ async fn pair(server: &Server, tag: String) -> Result<Pair, Error> {
             json!({ "id": booking_id }),
         )
         .await?;
+    let session_id = chat["enableChat"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let opening = server
+        .graphql(
+            Some(&recipient_token),
+            "mutation($input: SendMessageInput!) { sendMessage(input: $input) { cursor } }",
+            json!({ "input": { "sessionId": session_id, "body": "opening",
+                "clientMessageId": format!("opening-{tag}") } }),
+        )
+        .await?;
     Ok(Pair {
-        session_id: chat["enableChat"]["id"]
+        session_id,
+        opening_cursor: opening["sendMessage"]["cursor"]
             .as_str()
             .unwrap_or_default()
             .to_owned(),
