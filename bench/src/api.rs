@@ -80,6 +80,38 @@ impl Server {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }
+
+    /// CPU time the server has used so far, if its pid is known: per message, it is a cost
+    /// that holds still where latency on a shared machine does not.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        cpu_time_of(self.pid?)
+    }
+}
+
+/// CPU time used by every `postgres` process now running (the database's share of a run,
+/// when the server uses a local PostgreSQL; zero on SQLite).
+pub fn postgres_cpu_time() -> Duration {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .filter_map(cpu_time_of)
+        .sum()
+}
+
+/// User and system time of a process, from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
+fn cpu_time_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// Sends a graphql-transport-ws subscribe message.

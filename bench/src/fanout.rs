@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     api::{self, Error, Server, Socket},
-    report::{mib, percentiles},
+    report::{CpuMeter, mib, percentiles},
     setup::{self, Pair},
 };
 
@@ -179,6 +179,7 @@ pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
     let live_pairs = pairs_for(readers.len());
     let memory_before = server.resident_bytes();
 
+    let cpu = CpuMeter::start(server);
     let expected = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
@@ -227,6 +228,7 @@ pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
     }
     let memory_during = server.resident_bytes();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu_spent = cpu.per_message(server, offered);
     let stall_left = plan.stall.saturating_sub(base.elapsed());
     if slow > 0 && !stall_left.is_zero() {
         tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
@@ -262,6 +264,9 @@ pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
             mib(before),
             mib(during)
         );
+    }
+    if let Some(cpu_spent) = cpu_spent {
+        println!("  {cpu_spent} (sending and delivering)");
     }
     Ok(lost == 0 && duplicates == 0 && reordered == 0 && errors == 0)
 }
@@ -338,6 +343,7 @@ pub async fn write(server: &Server, clients: usize, duration: Duration) -> Resul
         pairs_for(clients)
     );
     let pairs = setup::pairs(server, pairs_for(clients)).await?;
+    let cpu = CpuMeter::start(server);
     let started = Instant::now();
     let deadline = started + duration;
     let workers: Vec<_> = (0..clients)
@@ -380,6 +386,9 @@ pub async fn write(server: &Server, clients: usize, duration: Duration) -> Resul
         latencies.len() as f64 / elapsed.as_secs_f64(),
         latencies.len()
     );
+    if let Some(cpu_spent) = cpu.per_message(server, latencies.len()) {
+        println!("  {cpu_spent}");
+    }
     println!("  latency: {}", percentiles(latencies));
     Ok(failures == 0)
 }

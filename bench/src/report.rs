@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::api::{Server, postgres_cpu_time};
+
 /// p50, p90, p99 and max of a set of latencies.
 pub fn percentiles(mut samples: Vec<Duration>) -> String {
     if samples.is_empty() {
@@ -25,4 +27,31 @@ fn ms(duration: Duration) -> f64 {
 
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// CPU spent by the server and by PostgreSQL over a stretch of a run, read before and after.
+pub struct CpuMeter {
+    server: Option<Duration>,
+    database: Duration,
+}
+
+impl CpuMeter {
+    pub fn start(server: &Server) -> Self {
+        CpuMeter {
+            server: server.cpu_time(),
+            database: postgres_cpu_time(),
+        }
+    }
+
+    /// CPU microseconds per message since `start`, for the server and the database.
+    pub fn per_message(&self, server: &Server, messages: usize) -> Option<String> {
+        let server_spent = server.cpu_time()?.checked_sub(self.server?)?;
+        let database_spent = postgres_cpu_time().saturating_sub(self.database);
+        let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;
+        Some(format!(
+            "CPU per message: server {:.0} µs, PostgreSQL {:.0} µs",
+            per(server_spent),
+            per(database_spent)
+        ))
+    }
 }
