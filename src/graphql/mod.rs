@@ -1,8 +1,10 @@
 //! The schema, assembled from the domains, with its limits and error codes.
 
 pub mod pagination;
+mod parsed_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
+use parsed_queries::ParsedQueries;
 
 use crate::{
     bookings::{BookingMutation, BookingQuery, BookingSubscription},
@@ -60,6 +62,7 @@ pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     .data(state)
     .data(users)
     .extension(ErrorCodes)
+    .extension(ParsedQueries::default())
     .limit_depth(config.max_depth)
     .limit_complexity(config.max_complexity)
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH)

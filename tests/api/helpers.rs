@@ -115,10 +115,16 @@ impl TestApp {
 
     /// POSTs one GraphQL operation; returns the whole response body.
     pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.post(token, json!({ "query": query, "variables": variables }))
+            .await
+    }
+
+    /// POSTs a GraphQL request body as given (to name an operation, say).
+    pub async fn post(&self, token: Option<&str>, body: Value) -> Value {
         let mut request = self
             .http
             .post(format!("http://{}/graphql", self.addr))
-            .json(&json!({ "query": query, "variables": variables }));
+            .json(&body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, error_code};
 
 const CAREGIVERS: &str = "query($availability: Availability, $first: Int, $after: String) {
     caregivers(availability: $availability, first: $first, after: $after) {
@@ -205,4 +205,51 @@ impl TestApp {
         let end = start + chrono::Duration::hours(2);
         (start.to_rfc3339(), end.to_rfc3339())
     }
+}
+
+/// Each distinct query text is parsed once per instance, and every request that sends it
+/// still gets its own operation, variables, viewer and validation.
+#[tokio::test]
+async fn a_repeated_query_text_is_answered_per_request() {
+    let app = TestApp::spawn().await;
+    let ana = app.register("CARE_RECIPIENT", "Ana").await;
+    let bo = app.register("CAREGIVER", "Bo").await;
+    let document = "query Name { me { displayName } } query Mail { me { email } }";
+    for _ in 0..2 {
+        let name = app
+            .post(
+                Some(&ana.token),
+                json!({ "query": document, "operationName": "Name" }),
+            )
+            .await;
+        assert_eq!(
+            name["data"]["me"],
+            json!({ "displayName": "Ana" }),
+            "{name}"
+        );
+        let mail = app
+            .post(
+                Some(&bo.token),
+                json!({ "query": document, "operationName": "Mail" }),
+            )
+            .await;
+        assert!(
+            mail["data"]["me"]["email"]
+                .as_str()
+                .is_some_and(|email| email.starts_with("bo-")),
+            "{mail}"
+        );
+    }
+
+    let unclosed = "query { me { displayName }";
+    let user = "query($id: UUID!) { user(id: $id) { displayName } }";
+    for _ in 0..2 {
+        assert_eq!(
+            error_code(&app.graphql(Some(&ana.token), unclosed, json!({})).await),
+            "BAD_USER_INPUT"
+        );
+        assert_eq!(app.code(&ana, user, json!({})).await, "BAD_USER_INPUT");
+    }
+    let me = app.ok(&ana, user, json!({ "id": ana.id })).await;
+    assert_eq!(me["user"]["displayName"], "Ana");
 }
