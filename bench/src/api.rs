@@ -81,8 +81,8 @@ impl Server {
         Some(kib * 1024)
     }
 
-    /// CPU time the server has used so far, if its pid is known: per message, it is a cost
-    /// that holds still where latency on a shared machine does not.
+    /// CPU time the server has used so far, if its pid is known: per message, it says where
+    /// a run's cost went, which latency alone cannot.
     pub fn cpu_time(&self) -> Option<Duration> {
         cpu_time_of(self.pid?)
     }

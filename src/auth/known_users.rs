@@ -3,14 +3,12 @@
 //! the only thing a hit could miss is an account created on first sight, which is not a
 //! hit. Entries still expire, so that a future account deletion is seen within the TTL.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use entity::enums::Role;
 use uuid::Uuid;
+
+use crate::capped_map::CappedMap;
 
 /// How long a found user is trusted without reading it again.
 const TTL: Duration = Duration::from_secs(60);
@@ -18,33 +16,29 @@ const TTL: Duration = Duration::from_secs(60);
 const MAX_ENTRIES: usize = 100_000;
 
 /// A bounded, expiring map from user id to role.
-#[derive(Default)]
 pub struct KnownUsers {
-    entries: Mutex<HashMap<Uuid, (Role, Instant)>>,
+    entries: CappedMap<Uuid, (Role, Instant)>,
+}
+
+impl Default for KnownUsers {
+    fn default() -> Self {
+        Self {
+            entries: CappedMap::new(MAX_ENTRIES),
+        }
+    }
 }
 
 impl KnownUsers {
     /// The role of a user found less than [`TTL`] ago.
     pub fn role(&self, user_id: Uuid) -> Option<Role> {
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        entries
+        self.entries
             .get(&user_id)
             .filter(|(_, found_at)| found_at.elapsed() < TTL)
-            .map(|(role, _)| *role)
+            .map(|(role, _)| role)
     }
 
     /// Remembers a user just read from the database.
     pub fn remember(&self, user_id: Uuid, role: Role) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(user_id, (role, Instant::now()));
+        self.entries.insert(user_id, (role, Instant::now()));
     }
 }

@@ -6,16 +6,15 @@
 //! recursion depth and directives once, so it is handed out without repeating them;
 //! validation against the schema and the variables still runs on every request.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::sync::Arc;
 
 use async_graphql::{
     ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::ExecutableDocument,
 };
+
+use crate::capped_map::CappedMap;
 
 /// How many distinct documents are kept; when full the cache starts over, so a client
 /// sending ever-new queries costs parses, never memory.
@@ -24,29 +23,16 @@ const MAX_DOCUMENTS: usize = 512;
 const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 /// The schema extension that parses each distinct query text once per instance.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ParsedQueries {
-    documents: Arc<Mutex<HashMap<String, Arc<ExecutableDocument>>>>,
+    documents: Arc<CappedMap<String, Arc<ExecutableDocument>>>,
 }
 
-impl ParsedQueries {
-    fn cached(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
-        let documents = self
-            .documents
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        documents.get(query).cloned()
-    }
-
-    fn remember(&self, query: &str, document: Arc<ExecutableDocument>) {
-        let mut documents = self
-            .documents
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if documents.len() >= MAX_DOCUMENTS {
-            documents.clear();
+impl Default for ParsedQueries {
+    fn default() -> Self {
+        Self {
+            documents: Arc::new(CappedMap::new(MAX_DOCUMENTS)),
         }
-        documents.insert(query.to_owned(), document);
     }
 }
 
@@ -68,11 +54,12 @@ impl Extension for ParsedQueries {
         if query.len() > MAX_QUERY_BYTES {
             return next.run(ctx, query, variables).await;
         }
-        if let Some(document) = self.cached(query) {
+        if let Some(document) = self.documents.get(query) {
             return Ok(ExecutableDocument::clone(&document));
         }
         let document = next.run(ctx, query, variables).await?;
-        self.remember(query, Arc::new(document.clone()));
+        self.documents
+            .insert(query.to_owned(), Arc::new(document.clone()));
         Ok(document)
     }
 }
