@@ -104,6 +104,11 @@ pub fn postgres_cpu_time() -> Duration {
         .sum()
 }
 
+/// CPU time this load tool has used so far.
+pub fn own_cpu_time() -> Option<Duration> {
+    cpu_time_of(std::process::id())
+}
+
 /// User and system time of a process, from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
 fn cpu_time_of(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

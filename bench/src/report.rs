@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::api::{Server, postgres_cpu_time};
+use crate::api::{Server, own_cpu_time, postgres_cpu_time};
 
 /// p50, p90, p99 and max of a set of latencies.
 pub fn percentiles(mut samples: Vec<Duration>) -> String {
@@ -29,10 +29,13 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// CPU spent by the server and by PostgreSQL over a stretch of a run, read before and after.
+/// CPU spent by the server, by PostgreSQL and by this tool over a stretch of a run, read
+/// before and after: all three share the machine's cores, so the tool's own share is part of
+/// what the figures cost.
 pub struct CpuMeter {
     server: Option<Duration>,
     database: Duration,
+    tool: Option<Duration>,
 }
 
 impl CpuMeter {
@@ -40,18 +43,21 @@ impl CpuMeter {
         CpuMeter {
             server: server.cpu_time(),
             database: postgres_cpu_time(),
+            tool: own_cpu_time(),
         }
     }
 
-    /// CPU microseconds per message since `start`, for the server and the database.
+    /// CPU microseconds per message since `start`, for the server, the database and the tool.
     pub fn per_message(&self, server: &Server, messages: usize) -> Option<String> {
         let server_spent = server.cpu_time()?.checked_sub(self.server?)?;
         let database_spent = postgres_cpu_time().saturating_sub(self.database);
+        let tool_spent = own_cpu_time()?.checked_sub(self.tool?)?;
         let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;
         Some(format!(
-            "CPU per message: server {:.0} µs, PostgreSQL {:.0} µs",
+            "CPU per message: server {:.0} µs, PostgreSQL {:.0} µs, load tool {:.0} µs",
             per(server_spent),
-            per(database_spent)
+            per(database_spent),
+            per(tool_spent)
         ))
     }
 }
