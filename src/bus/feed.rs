@@ -30,7 +30,7 @@ pub trait SequencedSource: Send + Sync + 'static {
 
     /// The item `event` carries for this stream, if any. This is the per-event
     /// authorisation check: events of other streams never pass it.
-    fn from_event(&self, event: &Event) -> Option<Self::Item>;
+    fn item_in(&self, event: &Event) -> Option<Self::Item>;
 
     /// Stored items after `after`, oldest first, at most `limit`.
     fn stored_after(
@@ -114,7 +114,7 @@ impl<S: SequencedSource> Cursor<S> {
             match self.deliveries.next().await {
                 None => return Ok(None),
                 Some(Delivery::Event(event)) => {
-                    let Some(item) = self.source.from_event(&event) else {
+                    let Some(item) = self.source.item_in(&event) else {
                         continue;
                     };
                     let seq = S::seq(&item);

@@ -45,7 +45,7 @@ impl SequencedSource for SessionMessages {
         item.model.seq
     }
 
-    fn from_event(&self, event: &Event) -> Option<Message> {
+    fn item_in(&self, event: &Event) -> Option<Message> {
         match event {
             Event::MessageAdded { message, .. } if message.chat_session_id == self.session_id => {
                 Some(Message {

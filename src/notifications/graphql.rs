@@ -248,7 +248,7 @@ impl SequencedSource for Inbox {
         item.seq
     }
 
-    fn from_event(&self, event: &Event) -> Option<Self::Item> {
+    fn item_in(&self, event: &Event) -> Option<Self::Item> {
         match event {
             Event::NotificationAdded { notification, .. }
                 if notification.user_id == self.user_id =>
