@@ -83,7 +83,7 @@ impl Application {
         let tokens = Arc::new(TokenService::new(&config.auth));
         let write_queue = db::WriteQueue::for_url(&config.database_url);
         let sends = SendQueue::start(Writer {
-            db: db.clone(),
+            db: db::writer_connection(&config.database_url, &db).await?,
             bus: bus.clone(),
             write_queue: write_queue.clone(),
             clock: clock.clone(),

@@ -22,7 +22,10 @@ use super::{
     notices,
     service::{ChatService, Horizons, NewMessage, forward_only, members},
 };
-use crate::{bus::Event, error::AppError, notifications::NotificationService, users::UserService};
+use crate::{
+    bus::Event, db::batch_shape::BatchShape, error::AppError, notifications::NotificationService,
+    users::UserService,
+};
 
 /// The longest message body, in characters, after trimming.
 const MAX_BODY_CHARS: usize = 4000;
@@ -162,8 +165,9 @@ impl ChatService {
                 kind: draft.kind,
             });
         }
+        let new_last_seqs = BatchShape::of(conn).list(last_seq.iter().map(|(id, seq)| (*id, *seq)));
         let new_last_seq = cases(
-            last_seq.iter().map(|(session_id, seq)| {
+            new_last_seqs.iter().map(|(session_id, seq)| {
                 (Expr::col(chat_session::Column::Id).eq(*session_id), *seq)
             }),
             chat_session::Column::LastSeq,
@@ -171,17 +175,16 @@ impl ChatService {
         chat_session::Entity::update_many()
             .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
             .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
-            .filter(chat_session::Column::Id.is_in(last_seq.keys().copied()))
+            .filter(chat_session::Column::Id.is_in(new_last_seqs.iter().map(|(id, _)| *id)))
             .exec(conn)
             .await?;
-        message::Entity::insert_many(
-            messages
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .exec_without_returning(conn)
-        .await?;
+        for run in BatchShape::of(conn).runs(&messages) {
+            message::Entity::insert_many(
+                run.iter().cloned().map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(conn)
+            .await?;
+        }
 
         let mut written: BTreeMap<(Uuid, Uuid), (i64, i64)> = BTreeMap::new();
         for message in &messages {
@@ -324,7 +327,7 @@ async fn lock_sessions(
         return Ok(HashMap::new());
     }
     Ok(chat_session::Entity::find()
-        .filter(chat_session::Column::Id.is_in(ids.iter().copied()))
+        .filter(chat_session::Column::Id.is_in(BatchShape::of(conn).list(ids.iter().copied())))
         .order_by_asc(chat_session::Column::Id)
         .lock_exclusive()
         .all(conn)
@@ -340,14 +343,15 @@ async fn stored_messages(
     requests: &[SendRequest],
     checked: &[Result<(String, String), AppError>],
 ) -> Result<HashMap<(Uuid, String), message::Model>, AppError> {
-    let keys: Vec<(Uuid, &str)> = requests
-        .iter()
-        .zip(checked)
-        .filter_map(|(request, checked)| {
-            let (_, client_id) = checked.as_ref().ok()?;
-            Some((request.sender_id, client_id.as_str()))
-        })
-        .collect();
+    let keys: Vec<(Uuid, &str)> = BatchShape::of(conn).list(
+        requests
+            .iter()
+            .zip(checked)
+            .filter_map(|(request, checked)| {
+                let (_, client_id) = checked.as_ref().ok()?;
+                Some((request.sender_id, client_id.as_str()))
+            }),
+    );
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
@@ -375,9 +379,11 @@ async fn advance_senders(
     conn: &impl ConnectionTrait,
     written: &BTreeMap<(Uuid, Uuid), (i64, i64)>,
 ) -> Result<(), AppError> {
+    let written =
+        BatchShape::of(conn).list(written.iter().map(|(sender, (seq, _))| (*sender, *seq)));
     let target = || {
         cases(
-            written.iter().map(|((session_id, sender_id), (seq, _))| {
+            written.iter().map(|((session_id, sender_id), seq)| {
                 let is_sender = Expr::col(chat_member::Column::SessionId)
                     .eq(*session_id)
                     .and(Expr::col(chat_member::Column::UserId).eq(*sender_id));
@@ -388,7 +394,7 @@ async fn advance_senders(
     };
     let senders = any_pair(
         (chat_member::Column::SessionId, chat_member::Column::UserId),
-        written.keys().copied(),
+        written.iter().map(|(sender, _)| *sender),
     );
     chat_member::Entity::update_many()
         .col_expr(
@@ -442,7 +448,7 @@ async fn notify_recipients(
         return Ok(());
     }
     let senders: BTreeSet<Uuid> = messages.iter().map(|message| message.sender_id).collect();
-    let authors = UserService::find_many(conn, senders).await?;
+    let authors = UserService::find_many(conn, BatchShape::of(conn).list(senders)).await?;
     let mut notices = Vec::with_capacity(messages.len());
     for message in messages {
         let session = sessions

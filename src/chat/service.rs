@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use super::{notices, send::Draft};
 use crate::{
-    auth::Viewer, bookings::BookingService, bus::Event, error::AppError,
-    graphql::pagination::CursorKey, notifications::NotificationService, users::UserService,
+    auth::Viewer, bookings::BookingService, bus::Event, db::batch_shape::BatchShape,
+    error::AppError, graphql::pagination::CursorKey, notifications::NotificationService,
+    users::UserService,
 };
 
 /// What `sendMessage` asks for.
@@ -189,7 +190,9 @@ impl ChatService {
             return Ok(HashMap::new());
         }
         Ok(booking::Entity::find()
-            .filter(booking::Column::Id.is_in(by_booking.keys().copied()))
+            .filter(
+                booking::Column::Id.is_in(BatchShape::of(conn).list(by_booking.keys().copied())),
+            )
             .filter(booking::Column::Status.is_in([
                 BookingStatus::Cancelled,
                 BookingStatus::Declined,
@@ -361,7 +364,7 @@ impl ChatService {
         }
         let mut horizons: Horizons = HashMap::new();
         for member in chat_member::Entity::find()
-            .filter(chat_member::Column::SessionId.is_in(ids))
+            .filter(chat_member::Column::SessionId.is_in(BatchShape::of(conn).list(ids)))
             .all(conn)
             .await?
         {

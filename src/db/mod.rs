@@ -4,6 +4,7 @@
 //! produced; the events reach the bus only after the commit succeeded, so a
 //! subscriber never sees a change that was rolled back.
 
+pub mod batch_shape;
 pub mod checkpoint;
 mod nodelay;
 
@@ -26,11 +27,32 @@ use crate::{
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, so
 /// readers never block the writer and concurrent writers queue instead of failing.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, 8).await
+}
+
+/// The connection the message writer, which writes one batch at a time, works on. On SQLite
+/// it is one of its own: a connection drops its page cache whenever another one wrote, so a
+/// writer that took turns with the pool's other connections read every index page it
+/// changed back from the WAL. On PostgreSQL it is the pool, since a connection of its own
+/// would let a batch statement's plan go generic while the tables are small.
+pub async fn writer_connection(
+    url: &str,
+    pool: &DatabaseConnection,
+) -> Result<DatabaseConnection, DbErr> {
+    if url.starts_with("sqlite:") {
+        connect_pool(url, 1).await
+    } else {
+        Ok(pool.clone())
+    }
+}
+
+/// A pool of at most `sqlite_connections` on SQLite, 32 on PostgreSQL.
+async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options.sqlx_logging(false);
     if url.starts_with("sqlite:") {
         options
-            .max_connections(8)
+            .max_connections(sqlite_connections)
             .min_connections(1)
             .map_sqlx_sqlite_opts(|sqlite| {
                 sqlite
@@ -42,6 +64,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     // The backstop behind `checkpoint::run`, which keeps the WAL far smaller.
                     .pragma("wal_autocheckpoint", "50000")
                     .pragma("journal_size_limit", "67108864")
+                    // Batch statements come in nine shapes each (`batch_shape`); sqlx's
+                    // default of 100 statements would evict them.
+                    .statement_cache_capacity(512)
             });
     } else {
         let port = url

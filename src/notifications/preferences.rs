@@ -1,6 +1,6 @@
 //! Which notifications reach a user by which channel: defaults, overrides, and the locked few.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{db::batch_shape::BatchShape, error::AppError};
 
 /// One effective preference: what applies now, and whether it is the default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl PreferenceService {
         wanted: &[(Uuid, NotificationType)],
         channel: Channel,
     ) -> Result<Vec<bool>, AppError> {
-        let open: Vec<Uuid> = wanted
+        let open: BTreeSet<Uuid> = wanted
             .iter()
             .filter(|(_, kind)| !Self::is_locked(*kind, channel))
             .map(|(user_id, _)| *user_id)
@@ -84,7 +84,9 @@ impl PreferenceService {
             HashMap::new()
         } else {
             notification_preference::Entity::find()
-                .filter(notification_preference::Column::UserId.is_in(open))
+                .filter(
+                    notification_preference::Column::UserId.is_in(BatchShape::of(conn).list(open)),
+                )
                 .filter(notification_preference::Column::Channel.eq(channel))
                 .all(conn)
                 .await?

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::preferences::PreferenceService;
 use crate::{
     bus::{Event, counter::Count},
+    db::batch_shape::BatchShape,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
 };
@@ -111,12 +112,13 @@ impl NotificationService {
         if stored.is_empty() {
             return Ok(());
         }
-        let rows = stored
-            .iter()
-            .map(|(row, _)| row.clone().into_active_model());
-        notification::Entity::insert_many(rows)
+        for run in BatchShape::of(conn).runs(&stored) {
+            notification::Entity::insert_many(
+                run.iter().map(|(row, _)| row.clone().into_active_model()),
+            )
             .exec_without_returning(conn)
             .await?;
+        }
         events.extend(
             stored
                 .into_iter()
@@ -207,43 +209,45 @@ impl NotificationService {
             .ok_or_else(|| AppError::Internal("the feed upsert returned no row".to_owned()))
     }
 
-    /// Hands out `count` seqs to each user, counted as unread, in one upsert; returns each
+    /// Hands out `count` seqs to each user, counted as unread, in upserts; returns each
     /// user's feed after it. Rows are locked in user order (the map's), so two transactions
     /// advancing overlapping sets of feeds cannot deadlock each other.
     async fn advance_feeds(
         conn: &impl ConnectionTrait,
         counts: &BTreeMap<Uuid, i64>,
     ) -> Result<HashMap<Uuid, notification_feed::Model>, AppError> {
-        if counts.is_empty() {
-            return Ok(HashMap::new());
-        }
         let added = |column| {
             Expr::col((notification_feed::Entity, column))
                 .add(Expr::col((Alias::new("excluded"), column)))
         };
-        let rows = counts
-            .iter()
-            .map(|(user_id, count)| notification_feed::ActiveModel {
-                user_id: Set(*user_id),
-                last_seq: Set(*count),
-                unread_count: Set(*count),
-            });
-        let feeds = notification_feed::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(notification_feed::Column::UserId)
-                    .value(
-                        notification_feed::Column::LastSeq,
-                        added(notification_feed::Column::LastSeq),
-                    )
-                    .value(
-                        notification_feed::Column::UnreadCount,
-                        added(notification_feed::Column::UnreadCount),
-                    )
-                    .to_owned(),
-            )
-            .exec_with_returning(conn)
-            .await?;
-        Ok(feeds.into_iter().map(|feed| (feed.user_id, feed)).collect())
+        let counts: Vec<(Uuid, i64)> = counts.iter().map(|(user, count)| (*user, *count)).collect();
+        let mut feeds = HashMap::with_capacity(counts.len());
+        for run in BatchShape::of(conn).runs(&counts) {
+            let rows = run
+                .iter()
+                .map(|(user_id, count)| notification_feed::ActiveModel {
+                    user_id: Set(*user_id),
+                    last_seq: Set(*count),
+                    unread_count: Set(*count),
+                });
+            let advanced = notification_feed::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::column(notification_feed::Column::UserId)
+                        .value(
+                            notification_feed::Column::LastSeq,
+                            added(notification_feed::Column::LastSeq),
+                        )
+                        .value(
+                            notification_feed::Column::UnreadCount,
+                            added(notification_feed::Column::UnreadCount),
+                        )
+                        .to_owned(),
+                )
+                .exec_with_returning(conn)
+                .await?;
+            feeds.extend(advanced.into_iter().map(|feed| (feed.user_id, feed)));
+        }
+        Ok(feeds)
     }
 
     /// Moves the user's unread count by `delta`, in the caller's transaction.
