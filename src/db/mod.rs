@@ -33,8 +33,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// The connection the message writer, which writes one batch at a time, works on. On SQLite
 /// it is one of its own: a connection drops its page cache whenever another one wrote, so a
 /// writer that took turns with the pool's other connections read every index page it
-/// changed back from the WAL. On PostgreSQL it is the pool, since a connection of its own
-/// would let a batch statement's plan go generic while the tables are small.
+/// changed back from the WAL. On PostgreSQL it is the pool: on a connection of its own the
+/// same statements would run often enough to be switched to generic plans, which went bad
+/// when made on small tables (see `batch_shape`).
 pub async fn writer_connection(
     url: &str,
     pool: &DatabaseConnection,
