@@ -33,14 +33,16 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// The connection the message writer, which writes one batch at a time, works on. On SQLite
 /// it is one of its own: a connection drops its page cache whenever another one wrote, so a
 /// writer that took turns with the pool's other connections read every index page it
-/// changed back from the WAL. On PostgreSQL it is the pool: on a connection of its own the
-/// same statements would run often enough to be switched to generic plans, which went bad
-/// when made on small tables (see `batch_shape`).
+/// changed back from the WAL. An in-memory SQLite database lives in its pool, which a second
+/// pool would not see, and on PostgreSQL a connection of its own would run the same
+/// statements often enough to have them switched to generic plans, which went bad when made
+/// on small tables (see `batch_shape`): both use the pool.
 pub async fn writer_connection(
     url: &str,
     pool: &DatabaseConnection,
 ) -> Result<DatabaseConnection, DbErr> {
-    if url.starts_with("sqlite:") {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if url.starts_with("sqlite:") && !in_memory {
         connect_pool(url, 1).await
     } else {
         Ok(pool.clone())

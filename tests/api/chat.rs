@@ -133,6 +133,23 @@ async fn next_any(ws: &mut WsClient) -> (String, Value) {
 }
 
 #[tokio::test]
+async fn messages_are_sent_on_an_in_memory_sqlite_database() {
+    let mut config = test_config().await;
+    config.database_url = "sqlite::memory:".to_owned();
+    let c = chat_on(TestApp::spawn_with(config).await).await;
+    c.sent(&c.recipient, "first").await;
+    c.sent(&c.caregiver, "second").await;
+    let view = c.session_view(&c.caregiver, json!({ "first": 10 })).await;
+    let bodies: Vec<&Value> = view["messages"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| &edge["node"]["body"])
+        .collect();
+    assert_eq!(bodies, [&json!("first"), &json!("second")]);
+}
+
+#[tokio::test]
 async fn a_whole_conversation_with_receipts_and_typing() {
     for protocol in Protocol::BOTH {
         let mut config = test_config().await;
