@@ -166,9 +166,10 @@ impl ChatService {
                 kind: draft.kind,
             });
         }
-        let new_last_seqs = BatchShape::of(conn).list(last_seq.iter().map(|(id, seq)| (*id, *seq)));
+        let shape = BatchShape::of(conn);
+        let last_seqs = shape.list(last_seq.iter().map(|(id, seq)| (*id, *seq)));
         let new_last_seq = cases(
-            new_last_seqs.iter().map(|(session_id, seq)| {
+            last_seqs.iter().map(|(session_id, seq)| {
                 (Expr::col(chat_session::Column::Id).eq(*session_id), *seq)
             }),
             chat_session::Column::LastSeq,
@@ -176,16 +177,14 @@ impl ChatService {
         chat_session::Entity::update_many()
             .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
             .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
-            .filter(chat_session::Column::Id.is_in(new_last_seqs.iter().map(|(id, _)| *id)))
+            .filter(chat_session::Column::Id.is_in(last_seqs.iter().map(|(id, _)| *id)))
             .exec(conn)
             .await?;
-        for run in BatchShape::of(conn).runs(&messages) {
-            message::Entity::insert_many(
-                run.iter().cloned().map(IntoActiveModel::into_active_model),
-            )
-            .exec_without_returning(conn)
+        shape
+            .insert(conn, &messages, |message| {
+                message.clone().into_active_model()
+            })
             .await?;
-        }
 
         let mut written: BTreeMap<(Uuid, Uuid), (i64, i64)> = BTreeMap::new();
         for message in &messages {

@@ -113,13 +113,9 @@ impl NotificationService {
         if stored.is_empty() {
             return Ok(());
         }
-        for run in BatchShape::of(conn).runs(&stored) {
-            notification::Entity::insert_many(
-                run.iter().map(|(row, _)| row.clone().into_active_model()),
-            )
-            .exec_without_returning(conn)
+        BatchShape::of(conn)
+            .insert(conn, &stored, |(row, _)| row.clone().into_active_model())
             .await?;
-        }
         events.extend(
             stored
                 .into_iter()
