@@ -34,9 +34,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// it is one of its own: a connection drops its page cache whenever another one wrote, so a
 /// writer that took turns with the pool's other connections read every index page it
 /// changed back from the WAL. An in-memory SQLite database lives in its pool, which a second
-/// pool would not see, and on PostgreSQL a connection of its own would run the same
-/// statements often enough to have them switched to generic plans, which went bad when made
-/// on small tables (see `batch_shape`): both use the pool.
+/// pool would not see, so it uses the pool. So does PostgreSQL: a connection of its own was
+/// measured only before plans were forced custom (see `batch_shape`), and then lost to
+/// generic plans made on small tables.
 pub async fn writer_connection(
     url: &str,
     pool: &DatabaseConnection,
@@ -78,6 +78,13 @@ async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConn
         options
             .max_connections(32)
             .min_connections(1)
+            // Statements stay prepared, but each run is planned for its own parameters. A
+            // generic plan is made once per connection and kept until the table is next
+            // analyzed; made while a table was small, it scanned the whole of it for every
+            // lookup by id, and for every batch (`batch_shape`) as it grew.
+            .map_sqlx_postgres_opts(|postgres| {
+                postgres.options([("plan_cache_mode", "force_custom_plan")])
+            })
             .map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
                     Box::pin(async move {
