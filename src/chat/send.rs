@@ -1,7 +1,9 @@
 //! Sending messages in batches: every send that reaches the writer together is checked and
 //! stored in one transaction with a dozen statements, however many there are (on SQLite,
-//! where a statement is no round trip, each insert goes in up to nine runs: `batch_shape`).
-//! A round trip to the database, not the work inside it, is what a send costs.
+//! where a statement is no round trip, each insert goes in up to nine runs; on PostgreSQL
+//! each list is one array parameter, and the two updates join the batch's arrays instead of
+//! testing every row against a `CASE` arm per send: `batch_shape`). A round trip to the
+//! database, not the work inside it, is what a send costs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,8 +15,8 @@ use entity::{
     message,
 };
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
     sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -24,7 +26,10 @@ use super::{
     service::{ChatService, Horizons, NewMessage, forward_only, members},
 };
 use crate::{
-    bus::Event, db::batch_shape::BatchShape, error::AppError, notifications::NotificationService,
+    bus::Event,
+    db::batch_shape::{BatchShape, array},
+    error::AppError,
+    notifications::NotificationService,
     users::UserService,
 };
 
@@ -166,21 +171,8 @@ impl ChatService {
                 kind: draft.kind,
             });
         }
-        let shape = BatchShape::of(conn);
-        let last_seqs = shape.list(last_seq.iter().map(|(id, seq)| (*id, *seq)));
-        let new_last_seq = cases(
-            last_seqs.iter().map(|(session_id, seq)| {
-                (Expr::col(chat_session::Column::Id).eq(*session_id), *seq)
-            }),
-            chat_session::Column::LastSeq,
-        );
-        chat_session::Entity::update_many()
-            .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
-            .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
-            .filter(chat_session::Column::Id.is_in(last_seqs.iter().map(|(id, _)| *id)))
-            .exec(conn)
-            .await?;
-        shape
+        set_last_seqs(conn, &last_seq, now).await?;
+        BatchShape::of(conn)
             .insert(conn, &messages, |message| {
                 message.clone().into_active_model()
             })
@@ -327,7 +319,7 @@ async fn lock_sessions(
         return Ok(HashMap::new());
     }
     Ok(chat_session::Entity::find()
-        .filter(chat_session::Column::Id.is_in(BatchShape::of(conn).list(ids.iter().copied())))
+        .filter(BatchShape::of(conn).is_in(chat_session::Column::Id, ids.iter().copied()))
         .order_by_asc(chat_session::Column::Id)
         .lock_exclusive()
         .all(conn)
@@ -343,21 +335,20 @@ async fn stored_messages(
     requests: &[SendRequest],
     checked: &[Result<(String, String), AppError>],
 ) -> Result<HashMap<(Uuid, String), message::Model>, AppError> {
-    let keys: Vec<(Uuid, &str)> = BatchShape::of(conn).list(
-        requests
-            .iter()
-            .zip(checked)
-            .filter_map(|(request, checked)| {
-                let (_, client_id) = checked.as_ref().ok()?;
-                Some((request.sender_id, client_id.as_str()))
-            }),
-    );
+    let keys: Vec<(Uuid, &str)> = requests
+        .iter()
+        .zip(checked)
+        .filter_map(|(request, checked)| {
+            let (_, client_id) = checked.as_ref().ok()?;
+            Some((request.sender_id, client_id.as_str()))
+        })
+        .collect();
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let any_key = any_pair(
+    let any_key = BatchShape::of(conn).pair_in(
         (message::Column::SenderId, message::Column::ClientMessageId),
-        keys.iter().copied(),
+        keys,
     );
     Ok(message::Entity::find()
         .filter(any_key)
@@ -373,14 +364,81 @@ async fn stored_messages(
         .collect())
 }
 
+/// Sets each session's last seq, and its last activity to `now`.
+async fn set_last_seqs(
+    conn: &impl ConnectionTrait,
+    last_seq: &BTreeMap<Uuid, i64>,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let shape = BatchShape::of(conn);
+    if shape == BatchShape::Arrays {
+        let (ids, seqs) = last_seq
+            .iter()
+            .map(|(id, seq)| (Value::from(*id), Value::from(*seq)))
+            .unzip();
+        if let (Some(ids), Some(seqs)) = (array(ids), array(seqs)) {
+            conn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                r#"UPDATE "chat_sessions" SET "last_seq" = "v"."last_seq", "last_activity_at" = $3
+                   FROM unnest($1, $2) AS "v"("id", "last_seq")
+                   WHERE "chat_sessions"."id" = "v"."id""#,
+                [ids, seqs, now.into()],
+            ))
+            .await?;
+        }
+        return Ok(());
+    }
+    let last_seqs = shape.list(last_seq.iter().map(|(id, seq)| (*id, *seq)));
+    let new_last_seq = cases(
+        last_seqs
+            .iter()
+            .map(|(session_id, seq)| (Expr::col(chat_session::Column::Id).eq(*session_id), *seq)),
+        chat_session::Column::LastSeq,
+    );
+    chat_session::Entity::update_many()
+        .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
+        .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
+        .filter(chat_session::Column::Id.is_in(last_seqs.iter().map(|(id, _)| *id)))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Moves each sender's read and delivered horizons up to the last seq they wrote, with one
 /// update that never moves a horizon back (a concurrent mark may already be further).
 async fn advance_senders(
     conn: &impl ConnectionTrait,
     written: &BTreeMap<(Uuid, Uuid), (i64, i64)>,
 ) -> Result<(), AppError> {
-    let written =
-        BatchShape::of(conn).list(written.iter().map(|(sender, (seq, _))| (*sender, *seq)));
+    let shape = BatchShape::of(conn);
+    if shape == BatchShape::Arrays {
+        let (sessions, (senders, seqs)): (Vec<Value>, (Vec<Value>, Vec<Value>)) = written
+            .iter()
+            .map(|((session_id, sender_id), (seq, _))| {
+                (
+                    Value::from(*session_id),
+                    (Value::from(*sender_id), Value::from(*seq)),
+                )
+            })
+            .unzip();
+        if let (Some(sessions), Some(senders), Some(seqs)) =
+            (array(sessions), array(senders), array(seqs))
+        {
+            conn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                r#"UPDATE "chat_members"
+                   SET "last_read_seq" = GREATEST("last_read_seq", "v"."seq"),
+                       "last_delivered_seq" = GREATEST("last_delivered_seq", "v"."seq")
+                   FROM unnest($1, $2, $3) AS "v"("session_id", "user_id", "seq")
+                   WHERE "chat_members"."session_id" = "v"."session_id"
+                     AND "chat_members"."user_id" = "v"."user_id""#,
+                [sessions, senders, seqs],
+            ))
+            .await?;
+        }
+        return Ok(());
+    }
+    let written = shape.list(written.iter().map(|(sender, (seq, _))| (*sender, *seq)));
     let target = || {
         cases(
             written.iter().map(|((session_id, sender_id), seq)| {
@@ -392,7 +450,7 @@ async fn advance_senders(
             chat_member::Column::LastReadSeq,
         )
     };
-    let senders = any_pair(
+    let senders = shape.pair_in(
         (chat_member::Column::SessionId, chat_member::Column::UserId),
         written.iter().map(|(sender, _)| *sender),
     );
@@ -409,20 +467,6 @@ async fn advance_senders(
         .exec(conn)
         .await?;
     Ok(())
-}
-
-/// `(a = ? AND b = ?) OR …`: rows matching any of the pairs, each pair on an index.
-fn any_pair<A, B>(
-    (first, second): (impl ColumnTrait, impl ColumnTrait),
-    pairs: impl Iterator<Item = (A, B)>,
-) -> Condition
-where
-    A: Into<sea_orm::Value>,
-    B: Into<sea_orm::Value>,
-{
-    pairs.fold(Condition::any(), |any, (a, b)| {
-        any.add(Condition::all().add(first.eq(a)).add(second.eq(b)))
-    })
 }
 
 /// `CASE WHEN condition THEN value … ELSE column END`: one value per matching row.
@@ -448,7 +492,7 @@ async fn notify_recipients(
         return Ok(());
     }
     let senders: BTreeSet<Uuid> = messages.iter().map(|message| message.sender_id).collect();
-    let authors = UserService::find_many(conn, BatchShape::of(conn).list(senders)).await?;
+    let authors = UserService::find_many(conn, senders).await?;
     let mut notices = Vec::with_capacity(messages.len());
     for message in messages {
         let session = sessions

@@ -190,9 +190,7 @@ impl ChatService {
             return Ok(HashMap::new());
         }
         Ok(booking::Entity::find()
-            .filter(
-                booking::Column::Id.is_in(BatchShape::of(conn).list(by_booking.keys().copied())),
-            )
+            .filter(BatchShape::of(conn).is_in(booking::Column::Id, by_booking.keys().copied()))
             .filter(booking::Column::Status.is_in([
                 BookingStatus::Cancelled,
                 BookingStatus::Declined,
@@ -364,7 +362,7 @@ impl ChatService {
         }
         let mut horizons: Horizons = HashMap::new();
         for member in chat_member::Entity::find()
-            .filter(chat_member::Column::SessionId.is_in(BatchShape::of(conn).list(ids)))
+            .filter(BatchShape::of(conn).is_in(chat_member::Column::SessionId, ids))
             .all(conn)
             .await?
         {

@@ -84,9 +84,7 @@ impl PreferenceService {
             HashMap::new()
         } else {
             notification_preference::Entity::find()
-                .filter(
-                    notification_preference::Column::UserId.is_in(BatchShape::of(conn).list(open)),
-                )
+                .filter(BatchShape::of(conn).is_in(notification_preference::Column::UserId, open))
                 .filter(notification_preference::Column::Channel.eq(channel))
                 .all(conn)
                 .await?

@@ -19,6 +19,7 @@ use crate::{
     auth::{Viewer, password},
     bookings::BookingService,
     bus::Event,
+    db::batch_shape::BatchShape,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
     notifications::{Notice, NotificationService},
@@ -447,7 +448,7 @@ impl UserService {
         ids: impl IntoIterator<Item = Uuid>,
     ) -> Result<HashMap<Uuid, user::Model>, AppError> {
         Ok(user::Entity::find()
-            .filter(user::Column::Id.is_in(ids))
+            .filter(BatchShape::of(conn).is_in(user::Column::Id, ids))
             .all(conn)
             .await?
             .into_iter()
