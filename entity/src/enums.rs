@@ -1,6 +1,6 @@
 //! Enumerations stored as short strings, readable in SQL on both databases.
 
-use sea_orm::entity::prelude::*;
+use sea_orm::{Iterable, entity::prelude::*};
 
 /// What a user is on the marketplace; decides which side of a booking they may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
@@ -54,6 +54,11 @@ impl BookingStatus {
                 | (Accepted, Cancelled)
                 | (Accepted, Completed)
         )
+    }
+
+    /// Whether the booking can become nothing else: it has ended, and its chat is read-only.
+    pub fn is_final(self) -> bool {
+        Self::iter().all(|next| !self.can_become(next))
     }
 
     /// The lower-case name used in error messages and notification text.

@@ -1,6 +1,7 @@
 //! Chat: one private session per booking, messages with receipts, typing indicators.
 
 mod graphql;
+mod locked;
 mod notices;
 mod send;
 mod send_queue;

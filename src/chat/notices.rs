@@ -38,7 +38,7 @@ pub fn enabled(session: &chat_session::Model, reader: &user::Model, other: &user
 pub fn received(
     session: &chat_session::Model,
     message: &message::Model,
-    sender: &user::Model,
+    sender_name: &str,
     recipient_id: uuid::Uuid,
 ) -> Notice {
     let mut preview: String = message.body.chars().take(PREVIEW_CHARS).collect();
@@ -48,7 +48,7 @@ pub fn received(
     Notice {
         user_id: recipient_id,
         kind: NotificationType::MessageReceived,
-        title: format!("New message from {}", sender.display_name),
+        title: format!("New message from {sender_name}"),
         body: preview,
         data: json!({ "sessionId": session.id, "messageId": message.id, "bookingId": session.booking_id }),
         dedupe_key: Some(message_key(session.id, message.seq)),

@@ -1,9 +1,10 @@
 //! Sending messages in batches: every send that reaches the writer together is checked and
-//! stored in one transaction with a dozen statements, however many there are (on SQLite,
+//! stored in one transaction of eight statements, however many there are (on SQLite,
 //! where a statement is no round trip, each insert goes in up to nine runs; on PostgreSQL
 //! each list is one array parameter, and the two updates join the batch's arrays instead of
-//! testing every row against a `CASE` arm per send: `batch_shape`). A round trip to the
-//! database, not the work inside it, is what a send costs.
+//! testing every row against a `CASE` arm per send: `batch_shape`). The first statement
+//! locks the sessions and reads, beside each, what the batch needs to know about it
+//! (`locked`). A round trip to the database, not the work inside it, is what a send costs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -15,13 +16,14 @@ use entity::{
     message,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, Statement,
+    Value,
     sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use super::{
+    locked::LockedSessions,
     notices,
     service::{ChatService, Horizons, NewMessage, forward_only, members},
 };
@@ -30,7 +32,6 @@ use crate::{
     db::batch_shape::{BatchShape, array},
     error::AppError,
     notifications::NotificationService,
-    users::UserService,
 };
 
 /// The longest message body, in characters, after trimming.
@@ -93,8 +94,12 @@ impl ChatService {
             .filter(|(_, checked)| checked.is_ok())
             .map(|(request, _)| request.message.session_id)
             .collect();
-        let sessions = lock_sessions(conn, &wanted).await?;
-        let closed = Self::closed_among(conn, sessions.values()).await?;
+        let LockedSessions {
+            sessions,
+            closed,
+            horizons,
+            names,
+        } = LockedSessions::lock(conn, &wanted).await?;
         let stored = stored_messages(conn, requests, &checked).await?;
 
         let mut planner = Planner {
@@ -111,8 +116,9 @@ impl ChatService {
             .collect();
         let drafts = planner.drafts;
 
-        let (appended, horizons) = Self::append_all(conn, &sessions, drafts, now, events).await?;
-        notify_recipients(conn, &sessions, &appended, now, events).await?;
+        let (appended, horizons) =
+            Self::append_all(conn, &sessions, horizons, drafts, now, events).await?;
+        notify_recipients(conn, &sessions, &names, &appended, now, events).await?;
         let sent = |message: &message::Model| Sent {
             members: horizons
                 .get(&message.chat_session_id)
@@ -135,16 +141,17 @@ impl ChatService {
 
     /// Stores drafts in their sessions, whose row locks the caller holds: each takes its
     /// session's next seq, in order. Writing a message means having read everything before
-    /// it, so each sender's horizons move up to their last message. Returns the messages,
-    /// in the drafts' order, and the horizons of every session in `sessions` after them.
+    /// it, so each sender's horizons move up to their last message. Takes the members'
+    /// `horizons` as read under the locks, and returns the messages, in the drafts' order,
+    /// and those horizons after them.
     pub async fn append_all(
         conn: &impl ConnectionTrait,
         sessions: &HashMap<Uuid, chat_session::Model>,
+        mut horizons: Horizons,
         drafts: Vec<Draft>,
         now: DateTime<Utc>,
         events: &mut Vec<Event>,
     ) -> Result<(Vec<message::Model>, Horizons), AppError> {
-        let mut horizons = Self::members_of(conn, sessions.keys().copied()).await?;
         if drafts.is_empty() {
             return Ok((Vec::new(), horizons));
         }
@@ -308,27 +315,6 @@ fn validate(message: &NewMessage) -> Result<(String, String), AppError> {
     Ok((body, client_id))
 }
 
-/// Locks the sessions, in id order so that two batches cannot deadlock: the row lock
-/// orders a session's sends (on PostgreSQL; SQLite's write transaction already does), so
-/// seq order is commit order.
-async fn lock_sessions(
-    conn: &impl ConnectionTrait,
-    ids: &BTreeSet<Uuid>,
-) -> Result<HashMap<Uuid, chat_session::Model>, AppError> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(chat_session::Entity::find()
-        .filter(BatchShape::of(conn).is_in(chat_session::Column::Id, ids.iter().copied()))
-        .order_by_asc(chat_session::Column::Id)
-        .lock_exclusive()
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|session| (session.id, session))
-        .collect())
-}
-
 /// Messages already stored under the requests' (sender, client id) pairs.
 async fn stored_messages(
     conn: &impl ConnectionTrait,
@@ -484,6 +470,7 @@ fn cases(
 async fn notify_recipients(
     conn: &impl ConnectionTrait,
     sessions: &HashMap<Uuid, chat_session::Model>,
+    names: &HashMap<Uuid, String>,
     messages: &[message::Model],
     now: DateTime<Utc>,
     events: &mut Vec<Event>,
@@ -491,14 +478,12 @@ async fn notify_recipients(
     if messages.is_empty() {
         return Ok(());
     }
-    let senders: BTreeSet<Uuid> = messages.iter().map(|message| message.sender_id).collect();
-    let authors = UserService::find_many(conn, senders).await?;
     let mut notices = Vec::with_capacity(messages.len());
     for message in messages {
         let session = sessions
             .get(&message.chat_session_id)
             .ok_or(AppError::NotFound("chat session"))?;
-        let author = authors
+        let author = names
             .get(&message.sender_id)
             .ok_or(AppError::NotFound("user"))?;
         let recipient = session.other_member(message.sender_id);

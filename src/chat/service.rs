@@ -9,7 +9,7 @@ use entity::{
     message,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, QueryFilter,
     QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait},
 };
@@ -191,11 +191,10 @@ impl ChatService {
         }
         Ok(booking::Entity::find()
             .filter(BatchShape::of(conn).is_in(booking::Column::Id, by_booking.keys().copied()))
-            .filter(booking::Column::Status.is_in([
-                BookingStatus::Cancelled,
-                BookingStatus::Declined,
-                BookingStatus::Completed,
-            ]))
+            .filter(
+                booking::Column::Status
+                    .is_in(BookingStatus::iter().filter(|status| status.is_final())),
+            )
             .all(conn)
             .await?
             .into_iter()
@@ -247,8 +246,10 @@ impl ChatService {
             client_message_id: format!("system:{}", Uuid::now_v7()),
             kind: MessageKind::System,
         };
+        let horizons = Self::members_of(conn, [session.id]).await?;
         let sessions = HashMap::from([(session.id, session)]);
-        let (stored, _) = Self::append_all(conn, &sessions, vec![draft], now, events).await?;
+        let (stored, _) =
+            Self::append_all(conn, &sessions, horizons, vec![draft], now, events).await?;
         Ok(stored.into_iter().next())
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TestApp, TestUser, WsClient, test_config};
+use crate::helpers::{Protocol, TestApp, TestUser, WsClient, node_fields, test_config};
 
 const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
 const SEND: &str = "mutation($input: SendMessageInput!) {
@@ -140,12 +140,7 @@ async fn messages_are_sent_on_an_in_memory_sqlite_database() {
     c.sent(&c.recipient, "first").await;
     c.sent(&c.caregiver, "second").await;
     let view = c.session_view(&c.caregiver, json!({ "first": 10 })).await;
-    let bodies: Vec<&Value> = view["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| &edge["node"]["body"])
-        .collect();
+    let bodies = node_fields(&view["messages"], "body");
     assert_eq!(bodies, [&json!("first"), &json!("second")]);
 }
 
@@ -447,12 +442,15 @@ async fn sends_that_arrive_together_are_each_answered_on_their_own() {
         );
     }
     let received =
-        "{ notifications(types: [MESSAGE_RECEIVED], first: 50) { edges { node { id } } } }";
-    for (reader, expected) in [(&c.caregiver, 11), (&c.recipient, 10)] {
+        "{ notifications(types: [MESSAGE_RECEIVED], first: 50) { edges { node { title } } } }";
+    for (reader, expected, sender) in [(&c.caregiver, 11, "Luisa"), (&c.recipient, 10, "Mateus")] {
         let notices = c.app.ok(reader, received, json!({})).await;
-        assert_eq!(
-            notices["notifications"]["edges"].as_array().unwrap().len(),
-            expected
+        let titles = node_fields(&notices["notifications"], "title");
+        assert_eq!(titles.len(), expected);
+        let from_sender = json!(format!("New message from {sender}"));
+        assert!(
+            titles.iter().all(|title| **title == from_sender),
+            "{titles:?}"
         );
     }
 }

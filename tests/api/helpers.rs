@@ -211,6 +211,16 @@ pub fn data(response: Value) -> Value {
     response["data"].clone()
 }
 
+/// Each node's `field`, in the order of a connection's edges: what a list shows.
+pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
+    connection["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a connection with edges: {connection}"))
+        .iter()
+        .map(|edge| &edge["node"][field])
+        .collect()
+}
+
 /// The `extensions.code` of the first error of a response that must have failed.
 pub fn error_code(response: &Value) -> String {
     response["errors"][0]["extensions"]["code"]

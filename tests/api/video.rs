@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{FakeTwilio, Recorded},
-    helpers::{Protocol, TestApp, TestUser, test_config},
+    helpers::{Protocol, TestApp, TestUser, node_fields, test_config},
 };
 
 const PUBLIC_URL: &str = "https://care.example.com";
@@ -263,12 +263,7 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
             json!({}),
         )
         .await;
-    let statuses: Vec<&Value> = listed["videoCalls"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["node"]["status"])
-        .collect();
+    let statuses = node_fields(&listed["videoCalls"], "status");
     assert_eq!(
         statuses,
         [&json!("CANCELLED"), &json!("DECLINED"), &json!("COMPLETED")],
