@@ -23,7 +23,11 @@ pub struct LockedSessions {
     pub sessions: HashMap<Uuid, chat_session::Model>,
     /// The sessions whose booking has ended, with its final status: they are read-only.
     pub closed: HashMap<Uuid, BookingStatus>,
-    /// Both members' horizons in each session, as they were when the lock was taken.
+    /// Both members' horizons in each session, as of the statement's snapshot. On PostgreSQL,
+    /// a lock that waited for another instance's batch returns the session's newest row but
+    /// the horizons from before that batch: older, never ahead. The writer only moves them
+    /// forward to seqs it hands out itself, so at worst it reports a sender's receipt as
+    /// moved once more.
     pub horizons: Horizons,
     /// Every member's display name, for the notifications of their messages.
     pub names: HashMap<Uuid, String>,
