@@ -483,11 +483,11 @@ async fn notify_recipients(
         let session = sessions
             .get(&message.chat_session_id)
             .ok_or(AppError::NotFound("chat session"))?;
-        let author = names
+        let sender_name = names
             .get(&message.sender_id)
             .ok_or(AppError::NotFound("user"))?;
         let recipient = session.other_member(message.sender_id);
-        notices.push(notices::received(session, message, author, recipient));
+        notices.push(notices::received(session, message, sender_name, recipient));
     }
     // The keys name seqs handed out just now: they cannot have notified anyone yet.
     NotificationService::notify_all_first_time(conn, notices, now, events).await

@@ -9,7 +9,7 @@ use entity::{
     message,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, QueryFilter,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait},
 };
@@ -171,35 +171,11 @@ impl ChatService {
         conn: &impl ConnectionTrait,
         session: &chat_session::Model,
     ) -> Result<Option<BookingStatus>, AppError> {
-        Ok(Self::closed_among(conn, [session])
+        Ok(booking::Entity::find_by_id(session.booking_id)
+            .one(conn)
             .await?
-            .remove(&session.id))
-    }
-
-    /// Of `sessions`, those that take no more messages, with the status of the booking that
-    /// ended each: one query for any number of sessions.
-    pub async fn closed_among<'a>(
-        conn: &impl ConnectionTrait,
-        sessions: impl IntoIterator<Item = &'a chat_session::Model>,
-    ) -> Result<HashMap<Uuid, BookingStatus>, AppError> {
-        let by_booking: HashMap<Uuid, Uuid> = sessions
-            .into_iter()
-            .map(|session| (session.booking_id, session.id))
-            .collect();
-        if by_booking.is_empty() {
-            return Ok(HashMap::new());
-        }
-        Ok(booking::Entity::find()
-            .filter(BatchShape::of(conn).is_in(booking::Column::Id, by_booking.keys().copied()))
-            .filter(
-                booking::Column::Status
-                    .is_in(BookingStatus::iter().filter(|status| status.is_final())),
-            )
-            .all(conn)
-            .await?
-            .into_iter()
-            .filter_map(|booking| Some((*by_booking.get(&booking.id)?, booking.status)))
-            .collect())
+            .map(|booking| booking.status)
+            .filter(|status| status.is_final()))
     }
 
     /// Posts a line by caregraph itself (a video call's outcome) into the open chat between
