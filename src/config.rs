@@ -17,6 +17,10 @@ pub enum ConfigError {
         "JWT_SECRET is unset (or the development default) and CAREGRAPH_ENV=production: set a secret of at least 32 bytes"
     )]
     DevSecretInProduction,
+    #[error(
+        "CORS_ALLOWED_ORIGINS is unset and CAREGRAPH_ENV=production: list the origins of your web apps (or `*` to allow any)"
+    )]
+    CorsUnsetInProduction,
 }
 
 /// Whether the server may run with development conveniences.
@@ -37,6 +41,7 @@ pub struct Config {
     pub environment: Environment,
     pub auth: AuthConfig,
     pub graphql: GraphqlConfig,
+    pub http: HttpConfig,
     pub websocket: WebSocketConfig,
     /// `EVENT_BUS_CAPACITY` (default 64): how many events of one topic (a user, a chat) a slow
     /// subscriber may fall behind before it is told it missed some and resynchronises from
@@ -106,13 +111,46 @@ pub struct AuthConfig {
     pub supabase_jwt_secret: Option<String>,
 }
 
-/// Limits that keep one query from occupying the server.
+/// Limits that keep one query from occupying the server, and what the schema shows of itself.
 #[derive(Debug, Clone)]
 pub struct GraphqlConfig {
-    /// `GRAPHQL_MAX_DEPTH` (default 12).
+    /// `GRAPHQL_MAX_DEPTH` (default 12): how deeply selections may nest.
     pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY` (default 1000).
+    /// `GRAPHQL_MAX_COMPLEXITY` (default 5000): the most a query may cost, where a field
+    /// costs 1 and a list multiplies its children by its page size or its longest length.
     pub max_complexity: usize,
+    /// `GRAPHQL_MAX_TOKENS` (default 5000): a longer document is refused while it is scanned.
+    pub max_tokens: usize,
+    /// `GRAPHQL_MAX_ALIASES` (default 30): aliases in one document.
+    pub max_aliases: usize,
+    /// `GRAPHQL_MAX_DIRECTIVES` (default 50): directives in one document, in every position.
+    pub max_directives: usize,
+    /// `GRAPHQL_TIMEOUT_MS` (default 5000): a query or mutation still running after this is
+    /// stopped (its transaction rolls back) and answered with `TIMEOUT`.
+    pub timeout: Duration,
+    /// `GRAPHQL_MAX_RESPONSE_BYTES` (default 4 MiB): a larger result is replaced by
+    /// `RESPONSE_TOO_LARGE`.
+    pub max_response_bytes: usize,
+    /// `GRAPHQL_INTROSPECTION` (default on in development, off in production): whether
+    /// `__schema`/`__type` answer and errors suggest field names.
+    pub introspection: bool,
+    /// `GRAPHIQL` (default on in development, off in production): the explorer on `GET /graphql`.
+    pub graphiql: bool,
+}
+
+/// Bounds on what one HTTP request may cost before GraphQL sees it, and who may call.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `HTTP_MAX_BODY_BYTES` (default 256 KiB): larger bodies get 413 before they are read.
+    pub max_body_bytes: usize,
+    /// `HTTP_HEADER_TIMEOUT_MS` (default 10000): a connection that has not sent a request's
+    /// headers within this is closed.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_MS` (default 10000): a body not received within this gets 408.
+    pub body_timeout: Duration,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may call from, or `*`.
+    /// Unset means any origin in development; production refuses to start without it.
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// graphql-ws connection handling.
@@ -141,6 +179,7 @@ impl Config {
                 });
             }
         };
+        let development = environment == Environment::Development;
         let addr = parsed(
             &var,
             "CAREGRAPH_ADDR",
@@ -160,7 +199,29 @@ impl Config {
             },
             graphql: GraphqlConfig {
                 max_depth: parsed(&var, "GRAPHQL_MAX_DEPTH", 12)?,
-                max_complexity: parsed(&var, "GRAPHQL_MAX_COMPLEXITY", 1000)?,
+                max_complexity: parsed(&var, "GRAPHQL_MAX_COMPLEXITY", 5000)?,
+                max_tokens: parsed(&var, "GRAPHQL_MAX_TOKENS", 5000)?,
+                max_aliases: parsed(&var, "GRAPHQL_MAX_ALIASES", 30)?,
+                max_directives: parsed(&var, "GRAPHQL_MAX_DIRECTIVES", 50)?,
+                timeout: Duration::from_millis(parsed(&var, "GRAPHQL_TIMEOUT_MS", 5000)?),
+                max_response_bytes: parsed(&var, "GRAPHQL_MAX_RESPONSE_BYTES", 4 << 20)?,
+                introspection: parsed(&var, "GRAPHQL_INTROSPECTION", development)?,
+                graphiql: parsed(&var, "GRAPHIQL", development)?,
+            },
+            http: HttpConfig {
+                max_body_bytes: parsed(&var, "HTTP_MAX_BODY_BYTES", 256 << 10)?,
+                header_timeout: Duration::from_millis(parsed(
+                    &var,
+                    "HTTP_HEADER_TIMEOUT_MS",
+                    10_000,
+                )?),
+                body_timeout: Duration::from_millis(parsed(&var, "HTTP_BODY_TIMEOUT_MS", 10_000)?),
+                cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").map(|raw| {
+                    raw.split(',')
+                        .map(|origin| origin.trim().to_owned())
+                        .filter(|origin| !origin.is_empty())
+                        .collect()
+                }),
             },
             websocket: WebSocketConfig {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
@@ -209,6 +270,9 @@ impl Config {
 
     /// Refuses settings that are unsafe for the chosen environment; warns loudly about the dev secret.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
+            return Err(ConfigError::CorsUnsetInProduction);
+        }
         let weak = self.auth.jwt_secret == DEV_JWT_SECRET || self.auth.jwt_secret.len() < 32;
         match (weak, self.environment) {
             (true, Environment::Production) => Err(ConfigError::DevSecretInProduction),

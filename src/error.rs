@@ -40,6 +40,11 @@ pub enum AppError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
+    /// The request is larger or costlier than a configured limit allows; `code` names the
+    /// limit (`QUERY_TOO_COMPLEX`, `TOO_MANY_ALIASES`, `TIMEOUT`, …) so a client can tell
+    /// which one to stay under.
+    #[error("{message}")]
+    LimitExceeded { code: &'static str, message: String },
     /// A fault on our side; the detail goes to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,6 +69,7 @@ impl AppError {
             AppError::InvalidState(_) => "INVALID_STATE",
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::LimitExceeded { code, .. } => code,
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -74,6 +80,25 @@ impl AppError {
             AppError::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }
+    }
+}
+
+impl AppError {
+    /// A refusal by the limit that `code` names.
+    pub fn limit(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::LimitExceeded {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error as async-graphql carries it, with this error as its source so that
+    /// [`ErrorCodes`] gives it its code like any other.
+    pub fn into_server_error(self) -> ServerError {
+        let mut error =
+            async_graphql::Error::new_with_source(self).into_server_error(Default::default());
+        error.locations.clear();
+        error
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     scheduler_interval: std::time::Duration,
+    header_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -104,7 +105,9 @@ impl Application {
         let router = http::router(HttpState {
             app: state.clone(),
             schema,
+            http: Arc::new(config.http.clone()),
             websocket: Arc::new(config.websocket.clone()),
+            graphiql: config.graphql.graphiql,
         });
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
@@ -112,6 +115,7 @@ impl Application {
             router,
             state,
             scheduler_interval: config.reminders.scheduler_interval,
+            header_timeout: config.http.header_timeout,
         })
     }
 
@@ -128,13 +132,13 @@ impl Application {
     /// Serves, with the background scheduler and SQLite's checkpointer beside it, until ctrl-c
     /// (or, in tests, until the task is dropped, which stops all three).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+        let server = http::serve(self.listener, self.router, self.header_timeout, async {
             let _ = tokio::signal::ctrl_c().await;
         });
         let checkpoints =
             db::checkpoint::run(self.state.db.clone(), self.state.write_queue.clone());
         tokio::select! {
-            served = server => served,
+            () = server => Ok(()),
             () = checkpoints => Ok(()),
             () = jobs::run(self.state, self.scheduler_interval) => Ok(()),
         }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use async_graphql::{
     Context, InputObject, Object, Subscription,
     connection::Connection,
+    dataloader::DataLoader,
     futures_util::{Stream, StreamExt, stream},
 };
 use chrono::{DateTime, Utc};
@@ -15,14 +16,15 @@ use entity::{
 use uuid::Uuid;
 
 use super::{
-    recurrence::Recurrence,
+    loaders::{BookingLoader, SeriesLoader},
+    recurrence::{MAX_OCCURRENCES, Recurrence},
     service::{BookingAction, BookingCursor, BookingService, NewBooking},
 };
 use crate::{
     auth::viewer,
     bus::{Delivery, Event, Topic},
     error::AppError,
-    graphql::pagination::PageRequest,
+    graphql::pagination::{PageRequest, page_cost},
     state::AppState,
     users::User,
 };
@@ -34,6 +36,19 @@ pub struct Booking(Arc<booking::Model>);
 impl From<booking::Model> for Booking {
     fn from(model: booking::Model) -> Self {
         Booking(Arc::new(model))
+    }
+}
+
+impl Booking {
+    /// A booking the viewer is a party to, through the request's batched loader.
+    pub async fn load(ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
+        let viewer = viewer(ctx)?;
+        ctx.data_unchecked::<DataLoader<BookingLoader>>()
+            .load_one(id)
+            .await?
+            .filter(|booking| booking.is_party(viewer.id))
+            .map(Booking::from)
+            .ok_or(AppError::NotFound("booking"))
     }
 }
 
@@ -72,12 +87,18 @@ impl Booking {
         let Some(series_id) = self.0.series_id else {
             return Ok(None);
         };
-        let state = AppState::of(ctx);
-        let (series, occurrences) =
-            BookingService::series(&state.db, viewer(ctx)?, series_id).await?;
+        let viewer = viewer(ctx)?;
+        let series = ctx
+            .data_unchecked::<DataLoader<SeriesLoader>>()
+            .load_one(series_id)
+            .await?
+            .filter(|(series, _)| {
+                series.care_recipient_id == viewer.id || series.caregiver_id == viewer.id
+            })
+            .ok_or(AppError::NotFound("booking series"))?;
         Ok(Some(BookingSeries {
-            series,
-            occurrences,
+            series: series.0,
+            occurrences: series.1,
         }))
     }
 
@@ -93,7 +114,7 @@ impl Booking {
 /// A recurring booking: the rule and every occurrence, each a booking of its own.
 pub struct BookingSeries {
     series: booking_series::Model,
-    occurrences: Vec<booking::Model>,
+    occurrences: Arc<[booking::Model]>,
 }
 
 #[Object]
@@ -114,7 +135,8 @@ impl BookingSeries {
         self.series.until
     }
 
-    /// Every occurrence, by start time.
+    /// Every occurrence, by start time; counted at a series' longest for the query's cost.
+    #[graphql(complexity = "MAX_OCCURRENCES * child_complexity")]
     async fn occurrences(&self) -> Vec<Booking> {
         self.occurrences
             .iter()
@@ -151,6 +173,7 @@ pub struct BookingQuery;
 #[Object]
 impl BookingQuery {
     /// The viewer's bookings, as care recipient or caregiver, by start time.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn bookings(
         &self,
         ctx: &Context<'_>,

@@ -1,12 +1,14 @@
 //! Bookings: a care recipient books a caregiver for a time range, once or as a recurring series.
 
 mod graphql;
+mod loaders;
 mod notices;
 mod recurrence;
 mod reminders;
 mod service;
 
 pub use graphql::{Booking, BookingMutation, BookingQuery, BookingSubscription};
+pub use loaders::{BookingLoader, SeriesLoader};
 pub use recurrence::Recurrence;
 pub use reminders::ReminderService;
 pub use service::{BookingService, NewBooking};

@@ -1,6 +1,6 @@
 //! The booking lifecycle and its queries, over SeaORM.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{
@@ -398,25 +398,46 @@ impl BookingService {
             .await?)
     }
 
-    /// A series and its occurrences, if the viewer is a party to it.
-    pub async fn series(
+    /// Many series with their occurrences, by start time, in two queries whatever their
+    /// number: what a page of bookings that each name their series needs. Callers check
+    /// that the viewer is a party.
+    pub async fn series_many(
         conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        series_id: Uuid,
-    ) -> Result<(booking_series::Model, Vec<booking::Model>), AppError> {
-        let series = booking_series::Entity::find_by_id(series_id)
-            .one(conn)
+        series_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, (booking_series::Model, Vec<booking::Model>)>, AppError> {
+        let mut found: HashMap<_, _> = booking_series::Entity::find()
+            .filter(booking_series::Column::Id.is_in(series_ids.iter().copied()))
+            .all(conn)
             .await?
-            .filter(|series| {
-                series.care_recipient_id == viewer.id || series.caregiver_id == viewer.id
-            })
-            .ok_or(AppError::NotFound("booking series"))?;
+            .into_iter()
+            .map(|series| (series.id, (series, Vec::new())))
+            .collect();
         let occurrences = booking::Entity::find()
-            .filter(booking::Column::SeriesId.eq(series_id))
+            .filter(booking::Column::SeriesId.is_in(series_ids.iter().copied()))
             .order_by_asc(booking::Column::StartsAt)
             .all(conn)
             .await?;
-        Ok((series, occurrences))
+        for occurrence in occurrences {
+            let series = occurrence.series_id.and_then(|id| found.get_mut(&id));
+            if let Some((_, list)) = series {
+                list.push(occurrence);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Many bookings by id, in one query; callers check that the viewer is a party.
+    pub async fn find_many(
+        conn: &impl ConnectionTrait,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, booking::Model>, AppError> {
+        Ok(booking::Entity::find()
+            .filter(booking::Column::Id.is_in(ids.iter().copied()))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|booking| (booking.id, booking))
+            .collect())
     }
 
     /// The care recipients with a pending or accepted booking with `caregiver_id` still ahead:

@@ -16,10 +16,10 @@ use super::{
 };
 use crate::{
     auth::viewer,
-    bookings::{Booking, BookingService},
+    bookings::Booking,
     bus::Event,
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest, page_size},
+    graphql::pagination::{CursorKey, PageRequest, page_cost, page_size},
     state::AppState,
     users::User,
 };
@@ -139,10 +139,7 @@ impl ChatSession {
     }
 
     async fn booking(&self, ctx: &Context<'_>) -> Result<Booking, AppError> {
-        let booking =
-            BookingService::find_for(&AppState::of(ctx).db, viewer(ctx)?, self.0.booking_id)
-                .await?;
-        Ok(booking.into())
+        Booking::load(ctx, self.0.booking_id).await
     }
 
     async fn care_recipient(&self, ctx: &Context<'_>) -> Result<User, AppError> {
@@ -192,6 +189,7 @@ impl ChatSession {
     }
 
     /// Both members' receipt horizons.
+    #[graphql(complexity = "2 * child_complexity")]
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<ChatMember>, AppError> {
         let members = ChatService::members(&AppState::of(ctx).db, self.0.id).await?;
         let mut members: Vec<_> = members.into_values().map(ChatMember).collect();
@@ -201,6 +199,7 @@ impl ChatSession {
 
     /// Messages in chronological order. `first`/`after` pages forward from the oldest;
     /// `last`/`before` pages back from the newest (what a chat screen opens with).
+    #[graphql(complexity = "page_cost(first.or(last), child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -317,6 +316,7 @@ pub struct ChatQuery;
 #[Object]
 impl ChatQuery {
     /// The viewer's chats, most recently active first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn chat_sessions(
         &self,
         ctx: &Context<'_>,

@@ -1,13 +1,15 @@
 //! The schema, assembled from the domains, with its limits and error codes.
 
+mod limits;
 pub mod pagination;
 mod parsed_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
+use limits::QueryLimits;
 use parsed_queries::ParsedQueries;
 
 use crate::{
-    bookings::{BookingMutation, BookingQuery, BookingSubscription},
+    bookings::{BookingLoader, BookingMutation, BookingQuery, BookingSubscription, SeriesLoader},
     chat::{ChatMutation, ChatQuery, ChatSubscription},
     config::GraphqlConfig,
     error::ErrorCodes,
@@ -46,28 +48,32 @@ pub struct Subscription(
 /// The executable schema of caregraph.
 pub type CaregraphSchema = Schema<Query, Mutation, Subscription>;
 
-/// How many `@include`/`@skip`-style directives one field may carry.
-const MAX_DIRECTIVES: usize = 8;
-/// How deeply input values and fragments may nest.
+/// How deeply input values and fragments may nest, checked by the parser.
 const MAX_RECURSIVE_DEPTH: usize = 32;
 
-/// The schema serving requests, with the shared state and a batching user loader.
+/// The schema serving requests, with the shared state and the loaders that batch each
+/// page's per-row look-ups into one query.
 pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     let users = DataLoader::new(UserLoader(state.db.clone()), tokio::spawn);
-    Schema::build(
+    let bookings = DataLoader::new(BookingLoader(state.db.clone()), tokio::spawn);
+    let series = DataLoader::new(SeriesLoader(state.db.clone()), tokio::spawn);
+    let mut schema = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
     .data(state)
     .data(users)
+    .data(bookings)
+    .data(series)
     .extension(ErrorCodes)
+    .extension(QueryLimits::new(config))
     .extension(ParsedQueries::default())
-    .limit_depth(config.max_depth)
-    .limit_complexity(config.max_complexity)
-    .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
-    .limit_directives(MAX_DIRECTIVES)
-    .finish()
+    .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
+    if !config.introspection {
+        schema = schema.disable_introspection().disable_suggestions();
+    }
+    schema.finish()
 }
 
 /// The SDL of the schema, as `caregraph export-schema` writes it to `schema.graphql`.

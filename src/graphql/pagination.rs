@@ -32,6 +32,19 @@ pub fn page_size(requested: Option<i32>, field: &'static str) -> Result<u64, App
     }
 }
 
+/// What a page costs in the query-complexity count: its children once per row it can
+/// hold. A size out of range counts as the largest page; it is refused later anyway.
+pub fn page_cost(requested: Option<i32>, child_complexity: usize) -> usize {
+    let rows = match requested {
+        None => DEFAULT_PAGE_SIZE,
+        Some(size) => u64::try_from(size).map_or(MAX_PAGE_SIZE, |size| size.min(MAX_PAGE_SIZE)),
+    };
+    usize::try_from(rows)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(child_complexity)
+        .saturating_add(1)
+}
+
 /// A position in one list, encoded as an opaque cursor so clients cannot depend on its shape.
 pub trait CursorKey: Sized {
     /// The plain text of the position; `decode` must accept exactly what this produces.

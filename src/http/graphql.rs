@@ -3,30 +3,29 @@
 use std::str::FromStr;
 
 use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::{
+    body::Body,
     extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
-use super::{HttpState, ws};
+use super::{HttpState, rejection::HttpRejection, request, ws};
 
-/// Runs a query or mutation as the viewer named by the `Authorization` header.
+/// Runs a query or mutation as the viewer named by the `Authorization` header, once its
+/// body has been read within the configured bounds.
 pub async fn execute(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
+    body: Body,
+) -> Result<GraphQLResponse, HttpRejection> {
+    let request = request::read(&state.http, &headers, body).await?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let credentials = state.app.authenticator.from_header(authorization).await;
-    state
-        .schema
-        .execute(request.into_inner().data(credentials))
-        .await
-        .into()
+    Ok(state.schema.execute(request.data(credentials)).await.into())
 }
 
 /// GraphiQL for a browser; a graphql-ws session for a websocket upgrade on the same URL.
@@ -36,6 +35,9 @@ pub async fn graphiql_or_websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
+        if !state.graphiql {
+            return HttpRejection::GraphiqlDisabled.into_response();
+        }
         return Html(
             GraphiQLSource::build()
                 .endpoint("/graphql")
@@ -54,11 +56,7 @@ pub async fn graphiql_or_websocket(
             .ok()
             .map(|protocol| (name.to_owned(), protocol))
     }) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "offer the graphql-transport-ws or graphql-ws subprotocol",
-        )
-            .into_response();
+        return HttpRejection::NoSubprotocol.into_response();
     };
     // tungstenite's default 128 KiB read and write buffers per socket dominate the memory of
     // an idle connection; GraphQL messages are small, and the buffers grow when one is not.

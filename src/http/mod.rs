@@ -1,29 +1,46 @@
 //! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade), `/health`,
-//! and the provider webhooks.
+//! and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
 
 mod graphql;
+mod rejection;
+mod request;
+mod serve;
 mod ws;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
+    http::{HeaderValue, Method},
     routing::{get, post},
 };
-use tower_http::{cors::CorsLayer, trace::TraceLayer};
+use tower_http::{
+    cors::{AllowOrigin, Any, CorsLayer},
+    trace::TraceLayer,
+};
 
-use crate::{config::WebSocketConfig, graphql::CaregraphSchema, state::AppState};
+pub use serve::serve;
+
+use crate::{
+    config::{HttpConfig, WebSocketConfig},
+    graphql::CaregraphSchema,
+    state::AppState,
+};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
     pub schema: CaregraphSchema,
+    pub http: Arc<HttpConfig>,
     pub websocket: Arc<WebSocketConfig>,
+    /// Whether `GET /graphql` serves the explorer.
+    pub graphiql: bool,
 }
 
 /// The router of the whole service.
 pub fn router(state: HttpState) -> Router {
+    let cors = cors(state.http.cors_allowed_origins.as_deref());
     Router::new()
         .route(
             "/graphql",
@@ -34,8 +51,33 @@ pub fn router(state: HttpState) -> Router {
             "/webhooks/twilio/video",
             post(crate::video::webhook::twilio_status),
         )
-        // Tokens travel in the Authorization header, never in cookies, so any origin may call.
-        .layer(CorsLayer::permissive().max_age(Duration::from_secs(3600)))
+        .fallback(rejection::not_found)
+        .method_not_allowed_fallback(rejection::method_not_allowed)
+        .layer(cors)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Browsers may call from the configured origins; with none configured (development
+/// only: production refuses to start), from any. Tokens travel in the Authorization
+/// header, never in cookies, so no credentials are allowed.
+fn cors(origins: Option<&[String]>) -> CorsLayer {
+    let allow_origin = match origins {
+        None => AllowOrigin::any(),
+        Some(origins) if origins.iter().any(|origin| origin == "*") => AllowOrigin::any(),
+        Some(origins) => AllowOrigin::list(origins.iter().filter_map(|origin| {
+            match HeaderValue::from_str(origin) {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    tracing::warn!(%origin, "ignoring an origin that is no header value");
+                    None
+                }
+            }
+        })),
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(3600))
 }

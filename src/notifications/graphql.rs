@@ -27,7 +27,7 @@ use crate::{
         feed::{SequencedSource, resumable},
     },
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest},
+    graphql::pagination::{CursorKey, PageRequest, page_cost},
     state::AppState,
 };
 
@@ -122,6 +122,7 @@ pub struct NotificationQuery;
 #[Object]
 impl NotificationQuery {
     /// The viewer's notifications, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn notifications(
         &self,
         ctx: &Context<'_>,
@@ -149,6 +150,7 @@ impl NotificationQuery {
     }
 
     /// Every notification type × channel, with its effective value, defaults included.
+    #[graphql(complexity = "PreferenceService::count() * child_complexity")]
     async fn notification_preferences(
         &self,
         ctx: &Context<'_>,

@@ -28,6 +28,11 @@ pub struct Preference {
 pub struct PreferenceService;
 
 impl PreferenceService {
+    /// How many preferences a user has: one per type and channel.
+    pub fn count() -> usize {
+        NotificationType::iter().count() * Channel::iter().count()
+    }
+
     /// What a user gets when they never chose: everything in-app and by push, except the
     /// echo of their own profile edits and read receipts (the ticks already update live);
     /// by email only what changes their plans.

@@ -20,7 +20,7 @@ use super::service::{CaregiverCursor, ProfileChanges, Registration, UserService}
 use crate::{
     auth::{password, viewer},
     error::AppError,
-    graphql::pagination::PageRequest,
+    graphql::pagination::{PageRequest, page_cost},
     state::AppState,
 };
 
@@ -126,9 +126,10 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
+/// A loader's error, shared by every field that waited on the same batch, keeps its code.
 impl From<std::sync::Arc<AppError>> for AppError {
     fn from(err: std::sync::Arc<AppError>) -> Self {
-        AppError::Internal(err.to_string())
+        std::sync::Arc::unwrap_or_clone(err)
     }
 }
 
@@ -190,6 +191,7 @@ impl UserQuery {
     }
 
     /// Caregivers in the order they joined, optionally filtered by availability.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn caregivers(
         &self,
         ctx: &Context<'_>,

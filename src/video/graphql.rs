@@ -17,10 +17,10 @@ use super::{
 };
 use crate::{
     auth::viewer,
-    bookings::{Booking, BookingService},
+    bookings::Booking,
     bus::{Delivery, Event, Topic},
     error::AppError,
-    graphql::pagination::PageRequest,
+    graphql::pagination::{PageRequest, page_cost},
     state::AppState,
     users::User,
 };
@@ -39,9 +39,7 @@ impl VideoCall {
         let Some(booking_id) = self.0.booking_id else {
             return Ok(None);
         };
-        let booking =
-            BookingService::find_for(&AppState::of(ctx).db, viewer(ctx)?, booking_id).await?;
-        Ok(Some(booking.into()))
+        Booking::load(ctx, booking_id).await.map(Some)
     }
 
     async fn requester(&self, ctx: &Context<'_>) -> Result<User, AppError> {
@@ -123,6 +121,7 @@ pub struct VideoQuery;
 #[Object]
 impl VideoQuery {
     /// The viewer's video calls, on either side, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn video_calls(
         &self,
         ctx: &Context<'_>,

@@ -244,6 +244,7 @@ async fn production_refuses_the_development_secret() {
 
     let mut config = test_config().await;
     config.environment = Environment::Production;
+    config.http.cors_allowed_origins = Some(vec!["https://app.example.com".to_owned()]);
     assert!(Application::build(config).await.is_ok());
 }
 

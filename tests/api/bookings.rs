@@ -537,14 +537,14 @@ async fn query_depth_and_complexity_are_limited() {
         .graphql(Some(&p.recipient.token), deep, json!({}))
         .await;
     assert_eq!(
-        response["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        response["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
         "{response}"
     );
     assert!(
         response["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("deep"),
+            .contains("at most 12"),
         "{response}"
     );
 }

@@ -7,6 +7,7 @@ mod bookings;
 mod chat;
 mod fake_twilio;
 mod helpers;
+mod limits;
 mod notifications;
 mod schema;
 mod users;
