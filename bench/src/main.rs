@@ -9,7 +9,7 @@ mod setup;
 
 use std::{process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(about = "Load generator for a caregraph server on loopback")]
@@ -24,6 +24,32 @@ struct Cli {
     scenario: Scenario,
 }
 
+/// The well-behaved load of a fan-out: C connections, R messages per second, D seconds.
+#[derive(Args)]
+struct Load {
+    /// Connected users, each with three subscriptions.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// sendMessage per second, open loop.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+impl Load {
+    fn plan(&self, slow_percent: f64, stall: Duration) -> fanout::Plan {
+        fanout::Plan {
+            connections: self.connections,
+            rate: self.rate,
+            duration: Duration::from_secs(self.seconds),
+            slow_percent,
+            stall,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
     /// C connections, each subscribed to messageAdded, typing and unreadNotificationCount:
@@ -35,12 +61,8 @@ enum Scenario {
     /// With C connected, sendMessage at R per second (open loop) for D seconds: latency from
     /// the start of the send to the recipient's subscription receiving it.
     Fanout {
-        #[arg(long, default_value_t = 1000)]
-        connections: usize,
-        #[arg(long, default_value_t = 500)]
-        rate: u32,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        load: Load,
         /// Percent of connections that stop reading for `stall_seconds` (slow readers).
         #[arg(long, default_value_t = 0.0)]
         slow_percent: f64,
@@ -67,19 +89,11 @@ async fn main() -> ExitCode {
     let outcome = match cli.scenario {
         Scenario::Idle { connections } => fanout::idle(&server, connections).await,
         Scenario::Fanout {
-            connections,
-            rate,
-            seconds,
+            load,
             slow_percent,
             stall_seconds,
         } => {
-            let plan = fanout::Plan {
-                connections,
-                rate,
-                duration: Duration::from_secs(seconds),
-                slow_percent,
-                stall: Duration::from_secs(stall_seconds),
-            };
+            let plan = load.plan(slow_percent, Duration::from_secs(stall_seconds));
             fanout::fanout(&server, plan).await
         }
         Scenario::Write { clients, seconds } => {
