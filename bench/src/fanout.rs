@@ -167,6 +167,7 @@ pub struct Phase {
     pub reordered: u64,
     pub errors: u64,
     pub memory_at_end_of_sending: Option<u64>,
+    pub server_cpu: Option<Duration>,
     pub cpu_per_message: Option<String>,
 }
 
@@ -291,6 +292,7 @@ impl Audience {
         }
         let memory_at_end_of_sending = server.resident_bytes();
         tokio::time::sleep(DRAIN).await;
+        let server_cpu = cpu.server_spent(server);
         let cpu_per_message = cpu.per_message(server, offered);
         let stall_left = self.stall.saturating_sub(self.base.elapsed());
         if self.slow_sockets > 0 && !stall_left.is_zero() {
@@ -314,6 +316,7 @@ impl Audience {
             reordered: self.tally.reordered.swap(0, Ordering::Relaxed),
             errors: self.tally.errors.swap(0, Ordering::Relaxed) + failed.load(Ordering::Relaxed),
             memory_at_end_of_sending,
+            server_cpu,
             cpu_per_message,
         }
     }

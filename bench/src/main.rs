@@ -1,9 +1,11 @@
-//! caregraph-bench: how many connected users one instance holds, and how fast a message
-//! reaches its recipient. Speaks HTTP and graphql-transport-ws to a running server on
-//! loopback, checks every payload, and reports loss, duplicates and reordering.
+//! caregraph-bench: how many connected users one instance holds, how fast a message reaches
+//! its recipient, and how much a few hostile clients slow that down. Speaks HTTP and
+//! graphql-transport-ws to a running server on loopback, checks every payload, and reports
+//! loss, duplicates and reordering.
 
 mod api;
 mod fanout;
+mod hostile;
 mod report;
 mod setup;
 
@@ -33,7 +35,7 @@ struct Load {
     /// sendMessage per second, open loop.
     #[arg(long, default_value_t = 500)]
     rate: u32,
-    /// Seconds of sending.
+    /// Seconds of sending (per phase, for `hostile`).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
 }
@@ -69,6 +71,15 @@ enum Scenario {
         #[arg(long, default_value_t = 60)]
         stall_seconds: u64,
     },
+    /// The fan-out twice on the same sockets, alone and then beside H hostile users (costly
+    /// documents, subscription floods, password guessing): how much they slow the others.
+    Hostile {
+        #[command(flatten)]
+        load: Load,
+        /// Hostile users in the second phase.
+        #[arg(long, default_value_t = 8)]
+        hostile: usize,
+    },
     /// sendMessage at saturation from N concurrent clients, no subscribers.
     Write {
         #[arg(long, default_value_t = 64)]
@@ -95,6 +106,10 @@ async fn main() -> ExitCode {
         } => {
             let plan = load.plan(slow_percent, Duration::from_secs(stall_seconds));
             fanout::fanout(&server, plan).await
+        }
+        Scenario::Hostile { load, hostile } => {
+            let fanout = load.plan(0.0, Duration::ZERO);
+            hostile::hostile(&server, hostile::Plan { fanout, hostile }).await
         }
         Scenario::Write { clients, seconds } => {
             fanout::write(&server, clients, Duration::from_secs(seconds)).await

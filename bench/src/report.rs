@@ -9,6 +9,7 @@ use crate::api::{Server, own_cpu_time, postgres_cpu_time};
 pub struct Quantiles {
     pub p50: Duration,
     pub p90: Duration,
+    pub p95: Duration,
     pub p99: Duration,
     pub max: Duration,
     pub samples: usize,
@@ -25,6 +26,7 @@ impl Quantiles {
         Quantiles {
             p50: at(0.50),
             p90: at(0.90),
+            p95: at(0.95),
             p99: at(0.99),
             max: at(1.0),
             samples: samples.len(),
@@ -74,9 +76,14 @@ impl CpuMeter {
         }
     }
 
+    /// The server's CPU time since `start`.
+    pub fn server_spent(&self, server: &Server) -> Option<Duration> {
+        server.cpu_time()?.checked_sub(self.server?)
+    }
+
     /// CPU microseconds per message since `start`, for the server, the database and the tool.
     pub fn per_message(&self, server: &Server, messages: usize) -> Option<String> {
-        let server_spent = server.cpu_time()?.checked_sub(self.server?)?;
+        let server_spent = self.server_spent(server)?;
         let database_spent = postgres_cpu_time().saturating_sub(self.database);
         let tool_spent = own_cpu_time()?.checked_sub(self.tool?)?;
         let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;

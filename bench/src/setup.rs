@@ -28,6 +28,7 @@ pub struct Pair {
 pub struct Member {
     pub token: String,
     pub id: String,
+    pub email: String,
 }
 
 /// A care recipient and a caregiver with a booking and its chat.
@@ -117,6 +118,7 @@ async fn register(server: &Server, role: &str, tag: &str) -> Result<Member, Erro
     Ok(Member {
         token: text(&data["register"]["token"]),
         id: text(&data["register"]["user"]["id"]),
+        email,
     })
 }
 
