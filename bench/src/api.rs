@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -56,15 +56,22 @@ impl Server {
         Ok(response["data"].clone())
     }
 
-    /// A socket that completed `connection_init` with `token`.
-    pub async fn socket(&self, token: &str) -> Result<Socket, Error> {
+    /// A socket upgraded to graphql-transport-ws, before `connection_init`; a refused upgrade
+    /// keeps its HTTP status in the error.
+    pub async fn upgrade(&self) -> Result<Socket, tungstenite::Error> {
         let url = self.url.replacen("http", "ws", 1);
         let mut request = format!("{url}/graphql").into_client_request()?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("graphql-transport-ws"),
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(socket)
+    }
+
+    /// A socket that completed `connection_init` with `token`.
+    pub async fn socket(&self, token: &str) -> Result<Socket, Error> {
+        let mut socket = self.upgrade().await?;
         let init = json!({ "type": "connection_init", "payload": { "token": token } });
         socket.send(Message::Text(init.to_string().into())).await?;
         match socket.next().await {
@@ -75,8 +82,19 @@ impl Server {
 
     /// The server's resident memory in bytes, if its pid is known.
     pub fn resident_bytes(&self) -> Option<u64> {
+        self.memory_bytes("VmRSS:")
+    }
+
+    /// The most the server has ever held resident, in bytes: the kernel's record catches a
+    /// spike between two samples.
+    pub fn peak_resident_bytes(&self) -> Option<u64> {
+        self.memory_bytes("VmHWM:")
+    }
+
+    /// One kB figure of `/proc/<pid>/status`, in bytes.
+    fn memory_bytes(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let line = status.lines().find(|line| line.starts_with(field))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }

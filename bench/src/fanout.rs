@@ -27,6 +27,9 @@ const TYPING: &str = "subscription($id: UUID!) { typing(sessionId: $id) { typing
 const UNREAD: &str = "subscription { unreadNotificationCount }";
 const SEND: &str = "mutation($input: SendMessageInput!) { sendMessage(input: $input) { seq } }";
 
+/// How long a phase waits after its last send for the deliveries still on their way.
+pub const DRAIN: Duration = Duration::from_secs(3);
+
 /// A fan-out run.
 pub struct Plan {
     pub connections: usize,
@@ -62,7 +65,7 @@ async fn connect(
 ) -> Result<(Vec<Listener>, Duration), Error> {
     let started = Instant::now();
     let users: Vec<(usize, bool)> = (0..count)
-        .map(|index| (index / 2, index % 2 == 0))
+        .map(|index| (index / 2, index.is_multiple_of(2)))
         .collect();
     let connected: Vec<Result<Listener, Error>> = stream::iter(users)
         .map(|(pair, is_recipient)| async move {
@@ -135,140 +138,242 @@ pub async fn idle(server: &Server, connections: usize) -> Result<bool, Error> {
     Ok(true)
 }
 
-pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
-    println!(
-        "setup: {} pairs through the public API (not counted)",
-        pairs_for(plan.connections)
-    );
-    let pairs = setup::pairs(server, pairs_for(plan.connections)).await?;
-    let (listeners, took) = connect(server, &pairs, plan.connections).await?;
-    println!(
-        "connected {} sockets in {:.2} s",
-        listeners.len(),
-        took.as_secs_f64()
-    );
-    let base = Instant::now();
-    let capacity = plan.rate as usize * plan.duration.as_secs() as usize + plan.rate as usize + 16;
-    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..capacity).map(|_| AtomicU64::new(0)).collect());
-    let tally = Arc::new(Tally::default());
-    // Slow readers are whole pairs, so every message either goes to a reader that keeps up
-    // (and is measured) or to one that stalls (and is not).
-    let slow_every = if plan.slow_percent > 0.0 {
-        (100.0 / plan.slow_percent).round().max(1.0) as usize
-    } else {
-        0
-    };
-    let is_slow = move |pair: usize| slow_every > 0 && pair % slow_every == 0;
-    let mut readers = Vec::new();
-    let mut slow = 0;
-    for listener in listeners {
-        let stall = if is_slow(listener.pair) {
-            plan.stall
-        } else {
-            Duration::ZERO
-        };
-        slow += usize::from(!stall.is_zero());
-        readers.push(tokio::spawn(read(
-            listener,
-            base,
-            sent_at.clone(),
-            tally.clone(),
-            stall,
-        )));
-    }
-    let live_pairs = pairs_for(readers.len());
-    let memory_before = server.resident_bytes();
+/// The fan-out fixture while it runs: every user connected, a reader per socket, and where
+/// sends and deliveries are recorded. Phases run one after another on the same sockets, so
+/// that they differ only in what else happens meanwhile.
+pub struct Audience {
+    pairs: Vec<Pair>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    base: Instant,
+    sent_at: Arc<Vec<AtomicU64>>,
+    tally: Arc<Tally>,
+    /// Every how many pairs one stalls (0: none do).
+    slow_every: usize,
+    slow_sockets: usize,
+    stall: Duration,
+    /// The index of the next message sent: unique over the whole run.
+    next_message: usize,
+}
 
-    let cpu = CpuMeter::start(server);
-    let expected = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut senders = Vec::new();
-    let mut index = 0usize;
-    let deadline = Instant::now() + plan.duration;
-    while Instant::now() < deadline && index < capacity {
-        ticker.tick().await;
-        let pair_index = index % live_pairs;
-        let pair = &pairs[pair_index];
-        let from_recipient = (index / live_pairs) % 2 == 0;
-        let token = if from_recipient {
-            pair.recipient_token.clone()
-        } else {
-            pair.caregiver_token.clone()
-        };
-        let side = if from_recipient { 'r' } else { 'c' };
-        let measured = !is_slow(pair_index);
-        let session = pair.session_id.clone();
-        let (server, sent_at, expected, failed) = (
-            server.clone(),
-            sent_at.clone(),
-            expected.clone(),
-            failed.clone(),
+/// What one phase of sends measured: its deliveries to readers that keep up, and its cost.
+pub struct Phase {
+    pub offered: usize,
+    pub expected: u64,
+    /// Deliveries to every socket, the senders' own echoes included.
+    pub received: u64,
+    pub latencies: Vec<Duration>,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub errors: u64,
+    pub memory_at_end_of_sending: Option<u64>,
+    pub server_cpu: Option<Duration>,
+    pub cpu_per_message: Option<String>,
+}
+
+impl Phase {
+    /// Nothing lost, duplicated, reordered or refused.
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.duplicates == 0 && self.reordered == 0 && self.errors == 0
+    }
+}
+
+impl Audience {
+    /// Makes the pairs, connects `plan.connections` users and starts reading, with room for
+    /// `phases` phases of `plan`'s sends.
+    pub async fn connect(server: &Server, plan: &Plan, phases: usize) -> Result<Self, Error> {
+        println!(
+            "setup: {} pairs through the public API (not counted)",
+            pairs_for(plan.connections)
         );
-        let message = index;
-        senders.push(tokio::spawn(async move {
-            sent_at[message].store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            let input = json!({ "sessionId": session, "body": format!("b{message}:{side}"),
-                "clientMessageId": format!("c{message}-{}", uuid::Uuid::now_v7()) });
-            match server
-                .graphql(Some(&token), SEND, json!({ "input": input }))
-                .await
-            {
-                Ok(_) if measured => expected.fetch_add(1, Ordering::Relaxed),
-                Ok(_) => 0,
-                Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+        let pairs = setup::pairs(server, pairs_for(plan.connections)).await?;
+        let (listeners, took) = connect(server, &pairs, plan.connections).await?;
+        println!(
+            "connected {} sockets in {:.2} s",
+            listeners.len(),
+            took.as_secs_f64()
+        );
+        let per_phase =
+            plan.rate as usize * plan.duration.as_secs() as usize + plan.rate as usize + 16;
+        let sent_at: Arc<Vec<AtomicU64>> =
+            Arc::new((0..per_phase * phases).map(|_| AtomicU64::new(0)).collect());
+        // Slow readers are whole pairs, so every message either goes to a reader that keeps up
+        // (and is measured) or to one that stalls (and is not).
+        let slow_every = if plan.slow_percent > 0.0 {
+            (100.0 / plan.slow_percent).round().max(1.0) as usize
+        } else {
+            0
+        };
+        let mut audience = Audience {
+            pairs,
+            readers: Vec::new(),
+            base: Instant::now(),
+            sent_at,
+            tally: Arc::new(Tally::default()),
+            slow_every,
+            slow_sockets: 0,
+            stall: plan.stall,
+            next_message: 0,
+        };
+        for listener in listeners {
+            let stall = if audience.is_slow(listener.pair) {
+                plan.stall
+            } else {
+                Duration::ZERO
             };
-        }));
-        index += 1;
+            audience.slow_sockets += usize::from(!stall.is_zero());
+            let reader = read(
+                listener,
+                audience.base,
+                audience.sent_at.clone(),
+                audience.tally.clone(),
+                stall,
+            );
+            audience.readers.push(tokio::spawn(reader));
+        }
+        Ok(audience)
     }
-    let offered = index;
-    for sender in senders {
-        let _ = sender.await;
+
+    fn is_slow(&self, pair: usize) -> bool {
+        self.slow_every > 0 && pair.is_multiple_of(self.slow_every)
     }
-    let memory_during = server.resident_bytes();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let cpu_spent = cpu.per_message(server, offered);
-    let stall_left = plan.stall.saturating_sub(base.elapsed());
-    if slow > 0 && !stall_left.is_zero() {
-        tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
+
+    /// Sends at `plan.rate` for `plan.duration` (open loop), waits for the deliveries (and for
+    /// stalled readers to resume), and returns what this phase measured.
+    pub async fn run_phase(&mut self, server: &Server, plan: &Plan) -> Phase {
+        let live_pairs = pairs_for(self.readers.len());
+        let cpu = CpuMeter::start(server);
+        let expected = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut senders = Vec::new();
+        let first = self.next_message;
+        let deadline = Instant::now() + plan.duration;
+        while Instant::now() < deadline && self.next_message < self.sent_at.len() {
+            ticker.tick().await;
+            let index = self.next_message - first;
+            let pair_index = index % live_pairs;
+            let pair = &self.pairs[pair_index];
+            let from_recipient = (index / live_pairs).is_multiple_of(2);
+            let token = if from_recipient {
+                pair.recipient_token.clone()
+            } else {
+                pair.caregiver_token.clone()
+            };
+            let side = if from_recipient { 'r' } else { 'c' };
+            let measured = !self.is_slow(pair_index);
+            let session = pair.session_id.clone();
+            let (server, sent_at, expected, failed) = (
+                server.clone(),
+                self.sent_at.clone(),
+                expected.clone(),
+                failed.clone(),
+            );
+            let (message, base) = (self.next_message, self.base);
+            senders.push(tokio::spawn(async move {
+                sent_at[message].store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let input = json!({ "sessionId": session, "body": format!("b{message}:{side}"),
+                    "clientMessageId": format!("c{message}-{}", uuid::Uuid::now_v7()) });
+                match server
+                    .graphql(Some(&token), SEND, json!({ "input": input }))
+                    .await
+                {
+                    Ok(_) if measured => expected.fetch_add(1, Ordering::Relaxed),
+                    Ok(_) => 0,
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }));
+            self.next_message += 1;
+        }
+        let offered = self.next_message - first;
+        for sender in senders {
+            let _ = sender.await;
+        }
+        let memory_at_end_of_sending = server.resident_bytes();
+        tokio::time::sleep(DRAIN).await;
+        let server_cpu = cpu.server_spent(server);
+        let cpu_per_message = cpu.per_message(server, offered);
+        let stall_left = self.stall.saturating_sub(self.base.elapsed());
+        if self.slow_sockets > 0 && !stall_left.is_zero() {
+            tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
+        }
+        let expected = expected.load(Ordering::Relaxed);
+        let latencies = std::mem::take(
+            &mut *self
+                .tally
+                .latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        Phase {
+            offered,
+            expected,
+            received: self.tally.received.swap(0, Ordering::Relaxed),
+            lost: expected.saturating_sub(latencies.len() as u64),
+            latencies,
+            duplicates: self.tally.duplicates.swap(0, Ordering::Relaxed),
+            reordered: self.tally.reordered.swap(0, Ordering::Relaxed),
+            errors: self.tally.errors.swap(0, Ordering::Relaxed) + failed.load(Ordering::Relaxed),
+            memory_at_end_of_sending,
+            server_cpu,
+            cpu_per_message,
+        }
     }
-    for reader in &readers {
-        reader.abort();
+
+    /// Sockets connected and read.
+    pub fn sockets(&self) -> usize {
+        self.readers.len()
     }
-    let expected = expected.load(Ordering::Relaxed);
-    let received = tally.received.load(Ordering::Relaxed);
-    let latencies = std::mem::take(&mut *tally.latencies.lock().unwrap_or_else(|p| p.into_inner()));
-    let lost = expected.saturating_sub(latencies.len() as u64);
-    let duplicates = tally.duplicates.load(Ordering::Relaxed);
-    let reordered = tally.reordered.load(Ordering::Relaxed);
-    let errors = tally.errors.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+}
+
+impl Drop for Audience {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+    }
+}
+
+pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
+    let mut audience = Audience::connect(server, &plan, 1).await?;
+    let memory_before = server.resident_bytes();
+    let phase = audience.run_phase(server, &plan).await;
     println!(
         "fanout: {} sockets ({} stalled for {} s), {} msg/s offered for {} s ({} sent)",
-        readers.len(),
-        slow,
+        audience.sockets(),
+        audience.slow_sockets,
         plan.stall.as_secs(),
         plan.rate,
         plan.duration.as_secs(),
-        offered
+        phase.offered
     );
     println!(
-        "  measured deliveries {} of {expected} expected; all deliveries incl. echoes {received}",
-        latencies.len()
+        "  measured deliveries {} of {} expected; all deliveries incl. echoes {}",
+        phase.latencies.len(),
+        phase.expected,
+        phase.received
     );
-    println!("  send-to-receive latency: {}", percentiles(latencies));
-    println!("  lost {lost}, duplicated {duplicates}, reordered {reordered}, errors {errors}");
-    if let (Some(before), Some(during)) = (memory_before, memory_during) {
+    let clean = phase.clean();
+    println!(
+        "  send-to-receive latency: {}",
+        percentiles(phase.latencies)
+    );
+    println!(
+        "  lost {}, duplicated {}, reordered {}, errors {}",
+        phase.lost, phase.duplicates, phase.reordered, phase.errors
+    );
+    if let (Some(before), Some(during)) = (memory_before, phase.memory_at_end_of_sending) {
         println!(
             "  server resident memory: {:.1} MiB connected, {:.1} MiB at the end of sending",
             mib(before),
             mib(during)
         );
     }
-    if let Some(cpu_spent) = cpu_spent {
+    if let Some(cpu_spent) = phase.cpu_per_message {
         println!("  {cpu_spent} (sending and delivering)");
     }
-    Ok(lost == 0 && duplicates == 0 && reordered == 0 && errors == 0)
+    Ok(clean)
 }
 
 /// Reads one socket until aborted: checks every payload, records recipient latencies.

@@ -1,15 +1,17 @@
-//! caregraph-bench: how many connected users one instance holds, and how fast a message
-//! reaches its recipient. Speaks HTTP and graphql-transport-ws to a running server on
-//! loopback, checks every payload, and reports loss, duplicates and reordering.
+//! caregraph-bench: how many connected users one instance holds, how fast a message reaches
+//! its recipient, and how much a few hostile clients slow that down. Speaks HTTP and
+//! graphql-transport-ws to a running server on loopback, checks every payload, and reports
+//! loss, duplicates and reordering.
 
 mod api;
 mod fanout;
+mod hostile;
 mod report;
 mod setup;
 
 use std::{process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(about = "Load generator for a caregraph server on loopback")]
@@ -24,6 +26,32 @@ struct Cli {
     scenario: Scenario,
 }
 
+/// The well-behaved load of a fan-out: C connections, R messages per second, D seconds.
+#[derive(Args)]
+struct Load {
+    /// Connected users, each with three subscriptions.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// sendMessage per second, open loop.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Seconds of sending (per phase, for `hostile`).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+impl Load {
+    fn plan(&self, slow_percent: f64, stall: Duration) -> fanout::Plan {
+        fanout::Plan {
+            connections: self.connections,
+            rate: self.rate,
+            duration: Duration::from_secs(self.seconds),
+            slow_percent,
+            stall,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Scenario {
     /// C connections, each subscribed to messageAdded, typing and unreadNotificationCount:
@@ -35,17 +63,22 @@ enum Scenario {
     /// With C connected, sendMessage at R per second (open loop) for D seconds: latency from
     /// the start of the send to the recipient's subscription receiving it.
     Fanout {
-        #[arg(long, default_value_t = 1000)]
-        connections: usize,
-        #[arg(long, default_value_t = 500)]
-        rate: u32,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        load: Load,
         /// Percent of connections that stop reading for `stall_seconds` (slow readers).
         #[arg(long, default_value_t = 0.0)]
         slow_percent: f64,
         #[arg(long, default_value_t = 60)]
         stall_seconds: u64,
+    },
+    /// The fan-out twice on the same sockets, alone and then beside H hostile users (costly
+    /// documents, subscription floods, password guessing): how much they slow the others.
+    Hostile {
+        #[command(flatten)]
+        load: Load,
+        /// Hostile users in the second phase.
+        #[arg(long, default_value_t = 8)]
+        hostile: usize,
     },
     /// sendMessage at saturation from N concurrent clients, no subscribers.
     Write {
@@ -67,20 +100,16 @@ async fn main() -> ExitCode {
     let outcome = match cli.scenario {
         Scenario::Idle { connections } => fanout::idle(&server, connections).await,
         Scenario::Fanout {
-            connections,
-            rate,
-            seconds,
+            load,
             slow_percent,
             stall_seconds,
         } => {
-            let plan = fanout::Plan {
-                connections,
-                rate,
-                duration: Duration::from_secs(seconds),
-                slow_percent,
-                stall: Duration::from_secs(stall_seconds),
-            };
+            let plan = load.plan(slow_percent, Duration::from_secs(stall_seconds));
             fanout::fanout(&server, plan).await
+        }
+        Scenario::Hostile { load, hostile } => {
+            let fanout = load.plan(0.0, Duration::ZERO);
+            hostile::hostile(&server, hostile::Plan { fanout, hostile }).await
         }
         Scenario::Write { clients, seconds } => {
             fanout::write(&server, clients, Duration::from_secs(seconds)).await

@@ -4,24 +4,53 @@ use std::time::Duration;
 
 use crate::api::{Server, own_cpu_time, postgres_cpu_time};
 
+/// The quantiles of a set of latencies that the reports compare.
+#[derive(Clone, Copy, Default)]
+pub struct Quantiles {
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p95: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub samples: usize,
+}
+
+impl Quantiles {
+    /// Nearest-rank quantiles; all zero when there is no sample.
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+        Quantiles {
+            p50: at(0.50),
+            p90: at(0.90),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: at(1.0),
+            samples: samples.len(),
+        }
+    }
+}
+
 /// p50, p90, p99 and max of a set of latencies.
-pub fn percentiles(mut samples: Vec<Duration>) -> String {
-    if samples.is_empty() {
+pub fn percentiles(samples: Vec<Duration>) -> String {
+    let quantiles = Quantiles::of(samples);
+    if quantiles.samples == 0 {
         return "no samples".to_owned();
     }
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     format!(
         "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
-        ms(at(0.50)),
-        ms(at(0.90)),
-        ms(at(0.99)),
-        ms(at(1.0)),
-        samples.len()
+        ms(quantiles.p50),
+        ms(quantiles.p90),
+        ms(quantiles.p99),
+        ms(quantiles.max),
+        quantiles.samples
     )
 }
 
-fn ms(duration: Duration) -> f64 {
+pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
@@ -47,9 +76,14 @@ impl CpuMeter {
         }
     }
 
+    /// The server's CPU time since `start`.
+    pub fn server_spent(&self, server: &Server) -> Option<Duration> {
+        server.cpu_time()?.checked_sub(self.server?)
+    }
+
     /// CPU microseconds per message since `start`, for the server, the database and the tool.
     pub fn per_message(&self, server: &Server, messages: usize) -> Option<String> {
-        let server_spent = server.cpu_time()?.checked_sub(self.server?)?;
+        let server_spent = self.server_spent(server)?;
         let database_spent = postgres_cpu_time().saturating_sub(self.database);
         let tool_spent = own_cpu_time()?.checked_sub(self.tool?)?;
         let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;

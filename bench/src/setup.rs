@@ -1,10 +1,16 @@
 //! The fixture, made through the public API: users in pairs, each pair with an accepted
 //! booking, an enabled chat and an opening message. Not counted in any figure.
 
+use std::time::{Duration, Instant};
+
 use futures_util::{StreamExt, stream};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::{Error, Server};
+
+/// How long setup keeps retrying a call the server refuses with `RATE_LIMITED` (sign-up
+/// limits apply to the fixture as to anyone): the fixture is slower, not broken.
+const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(120);
 
 /// One care recipient and one caregiver who can chat.
 #[derive(Clone, Debug)]
@@ -15,6 +21,21 @@ pub struct Pair {
     pub opening_cursor: String,
     pub recipient_token: String,
     pub caregiver_token: String,
+}
+
+/// A registered user and how to act as them.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub token: String,
+    pub id: String,
+    pub email: String,
+}
+
+/// A care recipient and a caregiver with a booking and its chat.
+pub struct Chat {
+    pub recipient: Member,
+    pub caregiver: Member,
+    pub session_id: String,
 }
 
 /// Creates `count` pairs, a few at a time.
@@ -29,71 +50,99 @@ pub async fn pairs(server: &Server, count: usize) -> Result<Vec<Pair>, Error> {
 }
 
 async fn pair(server: &Server, tag: String) -> Result<Pair, Error> {
-    let register =
-        "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }";
-    let mut users = Vec::new();
-    for role in ["CARE_RECIPIENT", "CAREGIVER"] {
-        let input = json!({ "email": format!("{}-{tag}@bench.example.com", role.to_lowercase()),
-            "password": "bench password", "displayName": format!("{role} {tag}"), "role": role });
-        let data = server
-            .graphql(None, register, json!({ "input": input }))
-            .await?;
-        users.push((
-            data["register"]["token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            data["register"]["user"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ));
-    }
-    let (recipient_token, _) = users[0].clone();
-    let (caregiver_token, caregiver_id) = users[1].clone();
-    let starts = chrono::Utc::now() + chrono::Duration::days(1);
-    let booking = server
-        .graphql(
-            Some(&recipient_token),
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-            json!({ "input": { "caregiverId": caregiver_id, "startsAt": starts.to_rfc3339(),
-                "endsAt": (starts + chrono::Duration::hours(1)).to_rfc3339() } }),
-        )
-        .await?;
-    let booking_id = booking["createBooking"]["id"].clone();
-    server
-        .graphql(
-            Some(&caregiver_token),
-            "mutation($id: UUID!) { acceptBooking(id: $id) { id } }",
-            json!({ "id": booking_id }),
-        )
-        .await?;
-    let chat = server
-        .graphql(
-            Some(&recipient_token),
-            "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
-            json!({ "id": booking_id }),
-        )
-        .await?;
-    let session_id = chat["enableChat"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let opening = server
-        .graphql(
-            Some(&recipient_token),
-            "mutation($input: SendMessageInput!) { sendMessage(input: $input) { cursor } }",
-            json!({ "input": { "sessionId": session_id, "body": "opening",
-                "clientMessageId": format!("opening-{tag}") } }),
-        )
-        .await?;
+    let chat = chat(server, &tag, Value::Null).await?;
+    let opening = call(
+        server,
+        Some(&chat.recipient.token),
+        "mutation($input: SendMessageInput!) { sendMessage(input: $input) { cursor } }",
+        json!({ "input": { "sessionId": chat.session_id, "body": "opening",
+            "clientMessageId": format!("opening-{tag}") } }),
+    )
+    .await?;
     Ok(Pair {
-        session_id,
-        opening_cursor: opening["sendMessage"]["cursor"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        recipient_token,
-        caregiver_token,
+        session_id: chat.session_id,
+        opening_cursor: text(&opening["sendMessage"]["cursor"]),
+        recipient_token: chat.recipient.token,
+        caregiver_token: chat.caregiver.token,
     })
+}
+
+/// Registers a care recipient and a caregiver tagged `tag`, books them (as a series when
+/// `recurrence` is not null), accepts the first booking and enables its chat.
+pub async fn chat(server: &Server, tag: &str, recurrence: Value) -> Result<Chat, Error> {
+    let recipient = register(server, "CARE_RECIPIENT", tag).await?;
+    let caregiver = register(server, "CAREGIVER", tag).await?;
+    let starts = chrono::Utc::now() + chrono::Duration::days(1);
+    let booking = call(
+        server,
+        Some(&recipient.token),
+        "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
+        json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts.to_rfc3339(),
+            "endsAt": (starts + chrono::Duration::hours(1)).to_rfc3339(),
+            "recurrence": recurrence } }),
+    )
+    .await?;
+    let booking_id = booking["createBooking"]["id"].clone();
+    call(
+        server,
+        Some(&caregiver.token),
+        "mutation($id: UUID!) { acceptBooking(id: $id) { id } }",
+        json!({ "id": booking_id }),
+    )
+    .await?;
+    let chat = call(
+        server,
+        Some(&recipient.token),
+        "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
+        json!({ "id": booking_id }),
+    )
+    .await?;
+    Ok(Chat {
+        session_id: text(&chat["enableChat"]["id"]),
+        recipient,
+        caregiver,
+    })
+}
+
+async fn register(server: &Server, role: &str, tag: &str) -> Result<Member, Error> {
+    let email = format!("{}-{tag}@bench.example.com", role.to_lowercase());
+    let input = json!({ "email": email, "password": "bench password",
+        "displayName": format!("{role} {tag}"), "role": role });
+    let data = call(
+        server,
+        None,
+        "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }",
+        json!({ "input": input }),
+    )
+    .await?;
+    Ok(Member {
+        token: text(&data["register"]["token"]),
+        id: text(&data["register"]["user"]["id"]),
+        email,
+    })
+}
+
+/// Runs one setup operation, waiting out `RATE_LIMITED` refusals for a while.
+async fn call(
+    server: &Server,
+    token: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> Result<Value, Error> {
+    let started = Instant::now();
+    loop {
+        match server.graphql(token, query, variables.clone()).await {
+            Err(err)
+                if err.to_string().contains("\"RATE_LIMITED\"")
+                    && started.elapsed() < RATE_LIMIT_PATIENCE =>
+            {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
 }
