@@ -35,6 +35,7 @@ pub struct Config {
     pub database_url: String,
     /// `CAREGRAPH_ENV`: `development` (default) or `production`.
     pub environment: Environment,
+    pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub graphql: GraphqlConfig,
     pub websocket: WebSocketConfig,
@@ -106,6 +107,24 @@ pub struct AuthConfig {
     pub supabase_jwt_secret: Option<String>,
 }
 
+/// How long the service waits for the database before telling the client to retry.
+///
+/// Together they bound a request's wait for an absent database to about two acquisitions
+/// (the user lookup, then the resolver's), so a client hears `SERVICE_UNAVAILABLE` within 3 s.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 1000): the longest wait for a pooled connection,
+    /// including opening a new one and pinging an idle one; also bounds a writer's wait for
+    /// its turn in SQLite's write queue.
+    pub acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS` (default 2000; 0 disables): PostgreSQL cancels a
+    /// statement that runs longer. Migrations run under it too.
+    pub statement_timeout: Duration,
+    /// `SQLITE_BUSY_TIMEOUT_MS` (default 2000): how long a write waits for SQLite's write lock
+    /// held by another process before it is refused.
+    pub sqlite_busy_timeout: Duration,
+}
+
 /// Limits that keep one query from occupying the server.
 #[derive(Debug, Clone)]
 pub struct GraphqlConfig {
@@ -151,6 +170,11 @@ impl Config {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
             environment,
+            database: DatabaseConfig {
+                acquire_timeout: millis(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", 1000)?,
+                statement_timeout: millis(&var, "DATABASE_STATEMENT_TIMEOUT_MS", 2000)?,
+                sqlite_busy_timeout: millis(&var, "SQLITE_BUSY_TIMEOUT_MS", 2000)?,
+            },
             auth: AuthConfig {
                 jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
                 issuer: var("JWT_ISSUER").unwrap_or_else(|| "caregraph".to_owned()),
@@ -237,6 +261,14 @@ fn offsets(raw: Option<&str>) -> Result<Vec<i32>, ConfigError> {
             }),
         })
         .collect()
+}
+
+fn millis(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parsed(var, name, default).map(Duration::from_millis)
 }
 
 fn parsed<T: std::str::FromStr>(

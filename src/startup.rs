@@ -77,13 +77,14 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         config.check()?;
-        let db = db::connect(&config.database_url).await?;
+        let db = db::connect(&config.database_url, &config.database).await?;
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let tokens = Arc::new(TokenService::new(&config.auth));
-        let write_queue = db::WriteQueue::for_url(&config.database_url);
+        let write_queue =
+            db::WriteQueue::for_url(&config.database_url, config.database.acquire_timeout);
         let sends = SendQueue::start(Writer {
-            db: db::writer_connection(&config.database_url, &db).await?,
+            db: db::writer_connection(&config.database_url, &config.database, &db).await?,
             bus: bus.clone(),
             write_queue: write_queue.clone(),
             clock: clock.clone(),

@@ -7,7 +7,7 @@ use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{Html, IntoResponse, Json, Response},
 };
 
 use super::{HttpState, ws};
@@ -69,13 +69,20 @@ pub async fn graphiql_or_websocket(
         .on_upgrade(move |socket| ws::serve(socket, protocol, state))
 }
 
-/// Liveness and database reachability, for load balancers.
+/// Liveness and database reachability, for load balancers: 503 within [`HEALTH_DEADLINE`]
+/// when the database does not answer, so a balancer never waits on a hung check.
 pub async fn health(State(state): State<HttpState>) -> Response {
-    match state.app.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
-        }
+    let unavailable = |reason: String| {
+        tracing::error!(%reason, "health check: database unreachable");
+        let body = serde_json::json!({ "status": "unavailable", "database": "unreachable" });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    match tokio::time::timeout(HEALTH_DEADLINE, state.app.db.ping()).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Ok(Err(err)) => unavailable(err.to_string()),
+        Err(_) => unavailable(format!("no answer within {HEALTH_DEADLINE:?}")),
     }
 }
+
+/// How long `/health` waits for the database; the pool's own acquire timeout is usually shorter.
+const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -126,9 +126,11 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
+/// A loader's error is shared by every key it was loading; each resolver gets its own copy,
+/// with its code kept (an unavailable database stays retryable).
 impl From<std::sync::Arc<AppError>> for AppError {
     fn from(err: std::sync::Arc<AppError>) -> Self {
-        AppError::Internal(err.to_string())
+        std::sync::Arc::unwrap_or_clone(err)
     }
 }
 

@@ -8,6 +8,7 @@ mod chat;
 mod fake_twilio;
 mod helpers;
 mod notifications;
+mod outage;
 mod schema;
 mod users;
 mod video;
