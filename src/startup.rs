@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, TokenService},
+    auth::{Authenticator, SignInLimits, TokenService},
     bus::{EventBus, InProcessBus},
     chat::{SendQueue, TypingGate, Writer},
     clock::{Clock, SystemClock},
@@ -91,6 +91,7 @@ impl Application {
         });
         let state = AppState {
             authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
+            sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
             db,
             bus,
             clock,
@@ -129,7 +130,11 @@ impl Application {
     /// Serves, with the background scheduler and SQLite's checkpointer beside it, until ctrl-c
     /// (or, in tests, until the task is dropped, which stops all three).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async {
+        // Sign-in limits count per client address, which handlers read from ConnectInfo.
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, router).with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         });
         let checkpoints =

@@ -1,20 +1,22 @@
 //! `POST /graphql`, GraphiQL on `GET /graphql`, and `/health`.
 
-use std::str::FromStr;
+use std::{net::SocketAddr, str::FromStr};
 
 use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
-    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Json, Response},
 };
 
 use super::{HttpState, ws};
 
-/// Runs a query or mutation as the viewer named by the `Authorization` header.
+/// Runs a query or mutation as the viewer named by the `Authorization` header, telling
+/// resolvers the client's address (sign-in limits count by it).
 pub async fn execute(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
@@ -22,9 +24,10 @@ pub async fn execute(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let credentials = state.app.authenticator.from_header(authorization).await;
+    let client = state.app.sign_in.client_addr(peer, &headers);
     state
         .schema
-        .execute(request.into_inner().data(credentials))
+        .execute(request.into_inner().data(credentials).data(client))
         .await
         .into()
 }
