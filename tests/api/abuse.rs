@@ -177,3 +177,22 @@ async fn tokens_used_before_their_time_are_refused() {
     app.clock.advance(chrono::Duration::seconds(600));
     data(app.graphql(Some(&early), me, json!({})).await);
 }
+
+#[tokio::test]
+async fn limits_that_cannot_work_refuse_to_start() {
+    for (name, value) in [
+        ("LOGIN_ACCOUNT_BURST", "0"),
+        ("REGISTER_ADDRESS_PERIOD_MS", "0"),
+    ] {
+        let config = Config::from_lookup(|var| (var == name).then(|| value.to_owned()));
+        assert!(config.is_err(), "{name}={value} must be refused");
+    }
+    let mut config = test_config().await;
+    config.sign_in.client_ip_header = Some("not a header".to_owned());
+    assert!(
+        caregraph::startup::Application::build(config)
+            .await
+            .is_err(),
+        "an invalid CLIENT_IP_HEADER must be refused"
+    );
+}
