@@ -150,7 +150,9 @@ pub struct SignInConfig {
 /// A burst of `burst` attempts, then one more each `period`.
 #[derive(Debug, Clone, Copy)]
 pub struct RateConfig {
+    /// Attempts allowed at once from rest; a legitimate user's retries fit in it.
     pub burst: u32,
+    /// Time for one spent attempt to come back; the steady rate once the burst is spent.
     pub period: Duration,
 }
 

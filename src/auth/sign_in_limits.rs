@@ -1,5 +1,6 @@
-//! Rate limits on `login` and `register`, per account and per client address, so that
-//! guessing a password takes years and one client cannot flood sign-ins or sign-ups.
+//! Rate limits on `login` and `register`, per account and per client address, so that a
+//! guesser gets a few tries a minute on an account and one client cannot flood sign-ins or
+//! sign-ups (each of which costs an Argon2 hash).
 //!
 //! Every attempt on an email counts, right or wrong: the server cannot tell a guesser's
 //! right password from the owner's without checking it, which is what the limit withholds.
