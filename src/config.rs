@@ -39,7 +39,9 @@ pub struct Config {
     pub database_url: String,
     /// `CAREGRAPH_ENV`: `development` (default) or `production`.
     pub environment: Environment,
+    pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub sign_in: SignInConfig,
     pub graphql: GraphqlConfig,
     pub http: HttpConfig,
     pub websocket: WebSocketConfig,
@@ -109,6 +111,54 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// `SUPABASE_JWT_SECRET`: when set, Supabase Auth access tokens are accepted too.
     pub supabase_jwt_secret: Option<String>,
+}
+
+/// How long the service waits for the database before telling the client to retry.
+///
+/// Together they bound a request's wait for an absent database to about two acquisitions
+/// (the user lookup, then the resolver's), so a client hears `SERVICE_UNAVAILABLE` within 3 s.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 1000): the longest wait for a pooled connection,
+    /// including opening a new one and pinging an idle one; also bounds a writer's wait for
+    /// its turn in SQLite's write queue.
+    pub acquire_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS` (default 2000; 0 disables): PostgreSQL cancels a
+    /// statement that runs longer. Migrations run under it too.
+    pub statement_timeout: Duration,
+    /// `SQLITE_BUSY_TIMEOUT_MS` (default 2000): how long a write waits for SQLite's write lock
+    /// held by another process before it is refused.
+    pub sqlite_busy_timeout: Duration,
+}
+
+/// Rate limits on `login` and `register`, so guessing passwords and mass sign-ups stay slow.
+///
+/// Each limit lets a burst through, then one attempt per period; a refused caller learns
+/// when to retry.
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    /// `LOGIN_ACCOUNT_BURST` (default 5) and `LOGIN_ACCOUNT_PERIOD_MS` (default 20000):
+    /// sign-in attempts on one email, from anywhere.
+    pub per_account: RateConfig,
+    /// `LOGIN_ADDRESS_BURST` (default 20) and `LOGIN_ADDRESS_PERIOD_MS` (default 3000):
+    /// sign-in attempts from one client address, on any email.
+    pub per_address: RateConfig,
+    /// `REGISTER_ADDRESS_BURST` (default 5) and `REGISTER_ADDRESS_PERIOD_MS` (default 60000):
+    /// registrations from one client address.
+    pub registrations_per_address: RateConfig,
+    /// `CLIENT_IP_HEADER` (unset by default): behind a trusted proxy, the header whose
+    /// rightmost entry is the client's address (e.g. `X-Forwarded-For`). Unset, the peer
+    /// address of the connection is used, since any client can write such a header.
+    pub client_ip_header: Option<String>,
+}
+
+/// A burst of `burst` attempts, then one more each `period`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateConfig {
+    /// Attempts allowed at once from rest; a legitimate user's retries fit in it.
+    pub burst: u32,
+    /// Time for one spent attempt to come back; the steady rate once the burst is spent.
+    pub period: Duration,
 }
 
 /// Limits that keep one query from occupying the server, and what the schema shows of itself.
@@ -190,6 +240,29 @@ impl Config {
             database_url: var("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
             environment,
+            database: DatabaseConfig {
+                acquire_timeout: millis(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", 1000)?,
+                statement_timeout: millis(&var, "DATABASE_STATEMENT_TIMEOUT_MS", 2000)?,
+                sqlite_busy_timeout: millis(&var, "SQLITE_BUSY_TIMEOUT_MS", 2000)?,
+            },
+            sign_in: SignInConfig {
+                per_account: rate(
+                    &var,
+                    ("LOGIN_ACCOUNT_BURST", 5),
+                    ("LOGIN_ACCOUNT_PERIOD_MS", 20_000),
+                )?,
+                per_address: rate(
+                    &var,
+                    ("LOGIN_ADDRESS_BURST", 20),
+                    ("LOGIN_ADDRESS_PERIOD_MS", 3000),
+                )?,
+                registrations_per_address: rate(
+                    &var,
+                    ("REGISTER_ADDRESS_BURST", 5),
+                    ("REGISTER_ADDRESS_PERIOD_MS", 60_000),
+                )?,
+                client_ip_header: var("CLIENT_IP_HEADER"),
+            },
             auth: AuthConfig {
                 jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
                 issuer: var("JWT_ISSUER").unwrap_or_else(|| "caregraph".to_owned()),
@@ -301,6 +374,33 @@ fn offsets(raw: Option<&str>) -> Result<Vec<i32>, ConfigError> {
             }),
         })
         .collect()
+}
+
+fn millis(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parsed(var, name, default).map(Duration::from_millis)
+}
+
+/// A rate from its burst and period variables; both must be positive.
+fn rate(
+    var: &impl Fn(&str) -> Option<String>,
+    (burst_name, burst): (&'static str, u32),
+    (period_name, period_ms): (&'static str, u64),
+) -> Result<RateConfig, ConfigError> {
+    let config = RateConfig {
+        burst: parsed(var, burst_name, burst)?,
+        period: millis(var, period_name, period_ms)?,
+    };
+    if config.burst == 0 || config.period.is_zero() {
+        return Err(ConfigError::Invalid {
+            name: burst_name,
+            reason: format!("{burst_name} and {period_name} must both be positive"),
+        });
+    }
+    Ok(config)
 }
 
 fn parsed<T: std::str::FromStr>(

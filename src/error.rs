@@ -11,7 +11,10 @@ use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe},
     futures_util::stream::{BoxStream, StreamExt},
 };
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{
+    DbErr, RuntimeErr, SqlErr,
+    sqlx::{self, postgres::PgDatabaseError, sqlite::SqliteError},
+};
 
 /// Everything that can go wrong in a request, by what the client should do about it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,9 +40,16 @@ pub enum AppError {
     /// The action collides with something that already exists.
     #[error("{0}")]
     Conflict(String),
-    /// Too many attempts; try again later.
-    #[error("{0}")]
-    RateLimited(String),
+    /// Too many attempts; try again later, after `retry_after_seconds` when it is known.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_seconds: Option<u64>,
+    },
+    /// The database did not answer in time or refused for now: the same request may succeed
+    /// if retried shortly. The detail goes to the log.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     /// The request is larger or costlier than a configured limit allows; `code` names the
     /// limit (`QUERY_TOO_COMPLEX`, `TOO_MANY_ALIASES`, `TIMEOUT`, …) so a client can tell
     /// which one to stay under.
@@ -68,7 +78,8 @@ impl AppError {
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::InvalidState(_) => "INVALID_STATE",
             AppError::Conflict(_) => "CONFLICT",
-            AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::LimitExceeded { code, .. } => code,
             AppError::Internal(_) => "INTERNAL",
         }
@@ -78,6 +89,9 @@ impl AppError {
     fn public_message(&self) -> String {
         match self {
             AppError::Internal(_) => "internal error".to_owned(),
+            AppError::Unavailable(_) => {
+                "the service is briefly unavailable; try again in a few seconds".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -104,6 +118,9 @@ impl AppError {
 
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        if database_unavailable(&err) {
+            return AppError::Unavailable(err.to_string());
+        }
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => {
                 AppError::Conflict("that already exists".to_owned())
@@ -112,6 +129,51 @@ impl From<DbErr> for AppError {
         }
     }
 }
+
+/// Whether `err` says the database is absent, slow or busy rather than that the request is
+/// wrong: the same request may succeed once the database answers again. Any failure to
+/// get a connection counts (a peer that hangs up mid-handshake is a protocol error), except
+/// a configuration that can never work.
+fn database_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(err)) => {
+            !matches!(err.as_ref(), sqlx::Error::Configuration(_))
+        }
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            match err.as_ref() {
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(err) => err
+                    .code()
+                    .is_some_and(|code| unavailable_code(&code, err.as_ref())),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL: statement timeout (57014), shutdowns (57P01 to 57P03), too many connections
+/// (53300) and connection exceptions (class 08). SQLite: busy and locked, whatever the
+/// extended code.
+fn unavailable_code(code: &str, err: &dyn sqlx::error::DatabaseError) -> bool {
+    if err.try_downcast_ref::<PgDatabaseError>().is_some() {
+        matches!(code, "57014" | "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+    } else if err.try_downcast_ref::<SqliteError>().is_some() {
+        code.parse::<i32>()
+            .is_ok_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+    } else {
+        false
+    }
+}
+
+/// SQLite's primary result codes for "another connection holds the lock".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
 
 /// The schema extension that gives every error its `extensions.code`.
 pub struct ErrorCodes;
@@ -146,21 +208,42 @@ fn with_codes(mut response: Response) -> Response {
 }
 
 fn coded(error: &mut ServerError) {
-    let (code, field, message) = match error.source::<AppError>() {
+    let (code, field, hints, message) = match error.source::<AppError>() {
         Some(app_error) => {
             if let AppError::Internal(detail) = app_error {
                 tracing::error!(%detail, "request failed");
+            }
+            if let AppError::Unavailable(detail) = app_error {
+                tracing::warn!(%detail, "request refused: database unavailable");
             }
             let field = match app_error {
                 AppError::BadUserInput { field, .. } => *field,
                 _ => None,
             };
-            (app_error.code(), field, Some(app_error.public_message()))
+            let hints = match app_error {
+                AppError::RateLimited {
+                    retry_after_seconds: Some(seconds),
+                    ..
+                } => vec![
+                    ("retryable", Value::from(true)),
+                    ("retryAfterSeconds", Value::from(*seconds)),
+                ],
+                AppError::RateLimited { .. } | AppError::Unavailable(_) => {
+                    vec![("retryable", Value::from(true))]
+                }
+                _ => Vec::new(),
+            };
+            (
+                app_error.code(),
+                field,
+                hints,
+                Some(app_error.public_message()),
+            )
         }
         None => match error.extensions.as_ref().and_then(|ext| ext.get("code")) {
             Some(_) => return,
             // Parse, validation, limit and input-coercion errors: the client sent something wrong.
-            None => ("BAD_USER_INPUT", None, None),
+            None => ("BAD_USER_INPUT", None, Vec::new(), None),
         },
     };
     if let Some(message) = message {
@@ -170,5 +253,8 @@ fn coded(error: &mut ServerError) {
     extensions.set("code", Value::from(code));
     if let Some(field) = field {
         extensions.set("field", Value::from(field));
+    }
+    for (name, value) in hints {
+        extensions.set(name, value);
     }
 }

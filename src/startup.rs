@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, TokenService},
+    auth::{Authenticator, SignInLimits, TokenService},
     bus::{EventBus, InProcessBus},
     chat::{SendQueue, TypingGate, Writer},
     clock::{Clock, SystemClock},
@@ -78,19 +78,21 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         config.check()?;
-        let db = db::connect(&config.database_url).await?;
+        let db = db::connect(&config.database_url, &config.database).await?;
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let tokens = Arc::new(TokenService::new(&config.auth));
-        let write_queue = db::WriteQueue::for_url(&config.database_url);
+        let write_queue =
+            db::WriteQueue::for_url(&config.database_url, config.database.acquire_timeout);
         let sends = SendQueue::start(Writer {
-            db: db::writer_connection(&config.database_url, &db).await?,
+            db: db::writer_connection(&config.database_url, &config.database, &db).await?,
             bus: bus.clone(),
             write_queue: write_queue.clone(),
             clock: clock.clone(),
         });
         let state = AppState {
             authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
+            sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
             db,
             bus,
             clock,

@@ -6,7 +6,7 @@ use async_graphql::Context;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{Authenticator, TokenService},
+    auth::{Authenticator, SignInLimits, TokenService},
     bus::EventBus,
     chat::{SendQueue, TypingGate},
     clock::Clock,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: Arc<TokenService>,
     pub authenticator: Authenticator,
+    /// Rate limits on `login` and `register`.
+    pub sign_in: Arc<SignInLimits>,
     pub reminders: Arc<ReminderConfig>,
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,

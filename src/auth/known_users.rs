@@ -2,22 +2,23 @@
 //! read the users table again: accounts are never deleted and roles never change, so
 //! the only thing a hit could miss is an account created on first sight, which is not a
 //! hit. Entries still expire, so that a future account deletion is seen within the TTL.
+//! An expired entry is still the best answer while the database cannot be asked: a
+//! signed-in user stays signed in through an outage instead of being told to sign in again.
 
-use std::time::{Duration, Instant};
-
+use chrono::{DateTime, Duration, Utc};
 use entity::enums::Role;
 use uuid::Uuid;
 
 use crate::capped_map::CappedMap;
 
 /// How long a found user is trusted without reading it again.
-const TTL: Duration = Duration::from_secs(60);
+const TTL: Duration = Duration::seconds(60);
 /// Past this many entries the cache starts over, so memory stays bounded.
 const MAX_ENTRIES: usize = 100_000;
 
-/// A bounded, expiring map from user id to role.
+/// A bounded, expiring map from user id to role, timed by the service clock.
 pub struct KnownUsers {
-    entries: CappedMap<Uuid, (Role, Instant)>,
+    entries: CappedMap<Uuid, (Role, DateTime<Utc>)>,
 }
 
 impl Default for KnownUsers {
@@ -29,16 +30,21 @@ impl Default for KnownUsers {
 }
 
 impl KnownUsers {
-    /// The role of a user found less than [`TTL`] ago.
-    pub fn role(&self, user_id: Uuid) -> Option<Role> {
+    /// The role of a user found less than [`TTL`] before `now`.
+    pub fn role(&self, user_id: Uuid, now: DateTime<Utc>) -> Option<Role> {
         self.entries
             .get(&user_id)
-            .filter(|(_, found_at)| found_at.elapsed() < TTL)
+            .filter(|(_, found_at)| now - *found_at < TTL)
             .map(|(role, _)| role)
     }
 
+    /// The role of a user found at any time, for when the database cannot be asked.
+    pub fn stale_role(&self, user_id: Uuid) -> Option<Role> {
+        self.entries.get(&user_id).map(|(role, _)| role)
+    }
+
     /// Remembers a user just read from the database.
-    pub fn remember(&self, user_id: Uuid, role: Role) {
-        self.entries.insert(user_id, (role, Instant::now()));
+    pub fn remember(&self, user_id: Uuid, role: Role, now: DateTime<Utc>) {
+        self.entries.insert(user_id, (role, now));
     }
 }

@@ -6,8 +6,10 @@
 
 mod known_users;
 pub mod password;
+mod sign_in_limits;
 mod token;
 mod viewer;
 
+pub use sign_in_limits::{ClientAddr, SignInLimits};
 pub use token::{TokenService, VerifiedToken};
 pub use viewer::{Authenticator, Credentials, Viewer, viewer};

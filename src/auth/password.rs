@@ -5,13 +5,23 @@ use argon2::{
     password_hash::{SaltString, rand_core::OsRng},
 };
 
+use std::{num::NonZeroUsize, sync::LazyLock};
+
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 
-/// Argon2 takes 19 MiB per hash: at most this many at once keeps a burst of sign-ups from
-/// growing the heap by hundreds of megabytes (and from starving the other work).
-static HASHING: Semaphore = Semaphore::const_new(2);
+/// Hashes run on the blocking pool, one per core at most, so that a burst of sign-ins waits
+/// its turn instead of taking every core from the requests on the async threads. Argon2 takes
+/// 19 MiB per hash, so the count is also capped, keeping a burst from growing the heap by
+/// hundreds of megabytes on a large machine.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, NonZeroUsize::get);
+    Semaphore::new(cores.min(MAX_CONCURRENT_HASHES))
+});
+
+/// At most this many hashes at once (152 MiB of Argon2 memory), whatever the core count.
+const MAX_CONCURRENT_HASHES: usize = 8;
 
 async fn with_permit<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,

@@ -38,6 +38,9 @@ struct Claims {
     sub: Option<String>,
     exp: i64,
     iat: i64,
+    /// Not before: absent on the tokens this service issues, honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     iss: String,
     aud: String,
 }
@@ -47,6 +50,10 @@ struct SupabaseClaims {
     #[serde(default)]
     sub: Option<String>,
     exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
     role: Option<String>,
     email: Option<String>,
     #[serde(default)]
@@ -105,6 +112,7 @@ impl TokenService {
             sub: Some(user_id.to_string()),
             exp: expires_at.timestamp(),
             iat: now.timestamp(),
+            nbf: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
@@ -117,7 +125,10 @@ impl TokenService {
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<VerifiedToken, AppError> {
         let own = decode::<Claims>(token, &self.decoding, &self.validation);
         let (sub, exp, issuer) = match (own, &self.supabase) {
-            (Ok(data), _) => (data.claims.sub, data.claims.exp, TokenIssuer::Caregraph),
+            (Ok(data), _) => {
+                not_early(Some(data.claims.iat), data.claims.nbf, now)?;
+                (data.claims.sub, data.claims.exp, TokenIssuer::Caregraph)
+            }
             // The signature is checked before any claim, so only a token signed with
             // another key can be a Supabase token.
             (Err(own_err), Some((key, validation)))
@@ -130,6 +141,7 @@ impl TokenService {
                         "token rejected: Supabase token is not for a signed-in user".to_owned(),
                     ));
                 }
+                not_early(data.claims.iat, data.claims.nbf, now)?;
                 let issuer = TokenIssuer::Supabase {
                     email: data.claims.email,
                     metadata: data.claims.user_metadata,
@@ -159,6 +171,27 @@ impl TokenService {
             issuer,
         })
     }
+}
+
+/// How far ahead of the service clock an issuer's clock may run: a token minted by a
+/// Supabase instance whose clock is a few seconds fast is still usable at once.
+const CLOCK_SKEW_SECONDS: i64 = 60;
+
+/// Refuses a token used before its `nbf`, or issued (`iat`) later than now, beyond the skew.
+/// The library checks neither against the service clock.
+fn not_early(iat: Option<i64>, nbf: Option<i64>, now: DateTime<Utc>) -> Result<(), AppError> {
+    let latest = now.timestamp().saturating_add(CLOCK_SKEW_SECONDS);
+    if nbf.is_some_and(|nbf| nbf > latest) {
+        return Err(AppError::Unauthenticated(
+            "token rejected: not valid yet (nbf is in the future)".to_owned(),
+        ));
+    }
+    if iat.is_some_and(|iat| iat > latest) {
+        return Err(AppError::Unauthenticated(
+            "token rejected: issued in the future (iat)".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn rejection(err: &jsonwebtoken::errors::Error) -> AppError {

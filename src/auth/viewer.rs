@@ -31,6 +31,10 @@ pub enum Credentials {
     Authenticated(Viewer),
     /// A token was sent and refused; the reason is returned by every resolver that needs a viewer.
     Rejected(String),
+    /// A token was sent but could not be checked, because the database did not answer: every
+    /// resolver that needs a viewer returns this error, which tells the client to retry
+    /// rather than to sign in again.
+    Unverified(AppError),
 }
 
 /// The viewer of the current request, or `UNAUTHENTICATED`.
@@ -38,6 +42,7 @@ pub fn viewer<'a>(ctx: &Context<'a>) -> Result<&'a Viewer, AppError> {
     match ctx.data_opt::<Credentials>() {
         Some(Credentials::Authenticated(viewer)) => Ok(viewer),
         Some(Credentials::Rejected(reason)) => Err(AppError::Unauthenticated(reason.clone())),
+        Some(Credentials::Unverified(err)) => Err(err.clone()),
         _ => Err(AppError::Unauthenticated(
             "sign in first: send the header Authorization: Bearer <token>".to_owned(),
         )),
@@ -63,18 +68,32 @@ impl Authenticator {
         }
     }
 
-    /// Verifies a token and loads its user; every failure is `UNAUTHENTICATED`.
+    /// Verifies a token and loads its user. A refused token is `UNAUTHENTICATED`; a database
+    /// that does not answer is `SERVICE_UNAVAILABLE`, unless the user was found before.
     pub async fn authenticate(&self, token: &str) -> Result<Viewer, AppError> {
         let now = self.clock.now();
         let verified = self.tokens.verify(token, now)?;
-        if let Some(role) = self.known.role(verified.user_id) {
-            return Ok(Viewer {
-                id: verified.user_id,
-                role,
-                expires_at: verified.expires_at,
-            });
+        let viewer = |role| Viewer {
+            id: verified.user_id,
+            role,
+            expires_at: verified.expires_at,
+        };
+        if let Some(role) = self.known.role(verified.user_id, now) {
+            return Ok(viewer(role));
         }
-        let user = match UserService::find(&self.db, verified.user_id).await? {
+        let found = match UserService::find(&self.db, verified.user_id).await {
+            Ok(found) => found,
+            Err(err) => {
+                return match self.known.stale_role(verified.user_id) {
+                    Some(role) => {
+                        tracing::warn!(error = %err, "user lookup failed: trusting the last one");
+                        Ok(viewer(role))
+                    }
+                    None => Err(err),
+                };
+            }
+        };
+        let user = match found {
             Some(user) => user,
             None => match verified.issuer {
                 TokenIssuer::Supabase { email, metadata } => {
@@ -94,12 +113,8 @@ impl Authenticator {
                 }
             },
         };
-        self.known.remember(user.id, user.role);
-        Ok(Viewer {
-            id: user.id,
-            role: user.role,
-            expires_at: verified.expires_at,
-        })
+        self.known.remember(user.id, user.role, now);
+        Ok(viewer(user.role))
     }
 
     /// Credentials from an HTTP `Authorization` header value, if any.
@@ -138,10 +153,10 @@ impl Authenticator {
         match self.authenticate(token).await {
             Ok(viewer) => Credentials::Authenticated(viewer),
             Err(AppError::Unauthenticated(reason)) => Credentials::Rejected(reason),
-            Err(other) => {
-                tracing::error!(error = %other, "authentication failed");
-                Credentials::Rejected("token rejected: authentication is unavailable".to_owned())
+            Err(err @ (AppError::Unavailable(_) | AppError::Internal(_))) => {
+                Credentials::Unverified(err)
             }
+            Err(other) => Credentials::Rejected(format!("token rejected: {other}")),
         }
     }
 }

@@ -67,10 +67,13 @@ impl TypingGate {
         }
         member.calls += 1;
         if member.calls > CALLS_PER_WINDOW {
-            return Err(AppError::RateLimited(format!(
-                "at most {CALLS_PER_WINDOW} setTyping calls per {} seconds",
-                WINDOW.as_secs()
-            )));
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "at most {CALLS_PER_WINDOW} setTyping calls per {} seconds",
+                    WINDOW.as_secs()
+                ),
+                retry_after_seconds: None,
+            });
         }
         let publish = match member.published {
             Some((last, at)) => {

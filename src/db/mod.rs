@@ -21,13 +21,16 @@ use sea_orm::{
 
 use crate::{
     bus::{Event, EventBus},
+    config::DatabaseConfig,
     error::AppError,
 };
 
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, so
 /// readers never block the writer and concurrent writers queue instead of failing.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
-    connect_pool(url, 8).await
+/// Every wait for the database is bounded by `limits`, so an absent or locked database
+/// becomes a prompt `SERVICE_UNAVAILABLE` instead of a hang.
+pub async fn connect(url: &str, limits: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, limits, 8).await
 }
 
 /// The connection the message writer, which writes one batch at a time, works on. On SQLite
@@ -39,30 +42,43 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 /// generic plans made on small tables.
 pub async fn writer_connection(
     url: &str,
+    limits: &DatabaseConfig,
     pool: &DatabaseConnection,
 ) -> Result<DatabaseConnection, DbErr> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if url.starts_with("sqlite:") && !in_memory {
-        connect_pool(url, 1).await
+        connect_pool(url, limits, 1).await
     } else {
         Ok(pool.clone())
     }
 }
 
 /// A pool of at most `sqlite_connections` on SQLite, 32 on PostgreSQL.
-async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConnection, DbErr> {
+///
+/// sqlx bounds the whole acquisition by `acquire_timeout`: waiting for a free connection,
+/// opening a new one (sea-orm's `connect_timeout` sets the same sqlx field, so it is left
+/// alone) and pinging an idle one before handing it out, so a connection whose peer went
+/// silent is dropped at the deadline instead of hanging the request.
+async fn connect_pool(
+    url: &str,
+    limits: &DatabaseConfig,
+    sqlite_connections: u32,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
-    options.sqlx_logging(false);
+    options
+        .sqlx_logging(false)
+        .acquire_timeout(limits.acquire_timeout);
     if url.starts_with("sqlite:") {
+        let busy_timeout = limits.sqlite_busy_timeout;
         options
             .max_connections(sqlite_connections)
             .min_connections(1)
-            .map_sqlx_sqlite_opts(|sqlite| {
+            .map_sqlx_sqlite_opts(move |sqlite| {
                 sqlite
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(busy_timeout)
                     .foreign_keys(true)
                     // The backstop behind `checkpoint::run`, which keeps the WAL far smaller.
                     .pragma("wal_autocheckpoint", "50000")
@@ -75,6 +91,7 @@ async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConn
         let port = url
             .parse::<PgConnectOptions>()
             .map_or(5432, |options| options.get_port());
+        let statement_timeout = limits.statement_timeout.as_millis().to_string();
         options
             .max_connections(32)
             .min_connections(1)
@@ -82,8 +99,12 @@ async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConn
             // generic plan is made once per connection and kept until the table is next
             // analyzed; made while a table was small, it scanned the whole of it for every
             // lookup by id, and for every batch (`batch_shape`) as it grew.
-            .map_sqlx_postgres_opts(|postgres| {
-                postgres.options([("plan_cache_mode", "force_custom_plan")])
+            // A statement that outlives `statement_timeout` is cancelled by the server.
+            .map_sqlx_postgres_opts(move |postgres| {
+                postgres.options([
+                    ("plan_cache_mode", "force_custom_plan"),
+                    ("statement_timeout", statement_timeout.as_str()),
+                ])
             })
             .map_sqlx_postgres_pool_opts(move |pool| {
                 pool.after_connect(move |_, _| {
@@ -102,24 +123,31 @@ async fn connect_pool(url: &str, sqlite_connections: u32) -> Result<DatabaseConn
 /// Queues this process's writers before SQLite's single write lock. Contending for the lock
 /// inside SQLite means its busy handler sleeping in steps of up to 100 ms; a FIFO queue here
 /// hands the lock from one transaction to the next with no sleep. PostgreSQL needs none.
-#[derive(Clone, Default)]
-pub struct WriteQueue(Option<Arc<tokio::sync::Mutex<()>>>);
+#[derive(Clone)]
+pub struct WriteQueue {
+    queue: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// How long a unit of work waits for its turn before the database counts as busy.
+    patience: Duration,
+}
 
 impl WriteQueue {
     /// Waits for this writer's turn; `None` where there is no queue.
     pub async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.0 {
+        match &self.queue {
             Some(queue) => Some(queue.clone().lock_owned().await),
             None => None,
         }
     }
 
-    /// A queue for SQLite URLs, none for servers with row-level locking.
-    pub fn for_url(url: &str) -> Self {
-        Self(
-            url.starts_with("sqlite:")
+    /// A queue for SQLite URLs, none for servers with row-level locking; a writer waits at
+    /// most `patience` for its turn.
+    pub fn for_url(url: &str, patience: Duration) -> Self {
+        Self {
+            queue: url
+                .starts_with("sqlite:")
                 .then(|| Arc::new(tokio::sync::Mutex::new(()))),
-        )
+            patience,
+        }
     }
 }
 
@@ -140,7 +168,9 @@ impl UnitOfWork {
         bus: Arc<dyn EventBus>,
         queue: &WriteQueue,
     ) -> Result<Self, AppError> {
-        let turn = queue.turn().await;
+        let turn = tokio::time::timeout(queue.patience, queue.turn())
+            .await
+            .map_err(|_| AppError::Unavailable("waited too long for the write queue".to_owned()))?;
         let txn = db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

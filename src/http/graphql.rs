@@ -1,22 +1,24 @@
 //! `POST /graphql`, GraphiQL on `GET /graphql`, and `/health`.
 
-use std::str::FromStr;
+use std::{net::SocketAddr, str::FromStr};
 
 use async_graphql::http::{GraphiQLSource, WebSocketProtocols};
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     body::Body,
-    extract::{State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
+    extract::{ConnectInfo, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection},
     http::{HeaderMap, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{Html, IntoResponse, Json, Response},
 };
 
 use super::{HttpState, rejection::HttpRejection, request, ws};
 
 /// Runs a query or mutation as the viewer named by the `Authorization` header, once its
-/// body has been read within the configured bounds.
+/// body has been read within the configured bounds, telling resolvers the client's address
+/// (sign-in limits count by it).
 pub async fn execute(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<GraphQLResponse, HttpRejection> {
@@ -25,7 +27,12 @@ pub async fn execute(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let credentials = state.app.authenticator.from_header(authorization).await;
-    Ok(state.schema.execute(request.data(credentials)).await.into())
+    let client = state.app.sign_in.client_addr(peer, &headers);
+    Ok(state
+        .schema
+        .execute(request.data(credentials).data(client))
+        .await
+        .into())
 }
 
 /// GraphiQL for a browser; a graphql-ws session for a websocket upgrade on the same URL.
@@ -67,13 +74,20 @@ pub async fn graphiql_or_websocket(
         .on_upgrade(move |socket| ws::serve(socket, protocol, state))
 }
 
-/// Liveness and database reachability, for load balancers.
+/// Liveness and database reachability, for load balancers: 503 within [`HEALTH_DEADLINE`]
+/// when the database does not answer, so a balancer never waits on a hung check.
 pub async fn health(State(state): State<HttpState>) -> Response {
-    match state.app.db.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
-        Err(err) => {
-            tracing::error!(error = %err, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
-        }
+    let unavailable = |reason: String| {
+        tracing::error!(%reason, "health check: database unreachable");
+        let body = serde_json::json!({ "status": "unavailable", "database": "unreachable" });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    match tokio::time::timeout(HEALTH_DEADLINE, state.app.db.ping()).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Ok(Err(err)) => unavailable(err.to_string()),
+        Err(_) => unavailable(format!("no answer within {HEALTH_DEADLINE:?}")),
     }
 }
+
+/// How long `/health` waits for the database; the pool's own acquire timeout is usually shorter.
+const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -12,7 +12,7 @@ use async_graphql::{
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 
 use super::HttpState;
-use crate::auth::Credentials;
+use crate::{auth::Credentials, error::AppError};
 
 /// Close codes of the graphql-ws protocol that this server sends itself.
 mod close {
@@ -62,6 +62,11 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
     let payload = init.get("payload").cloned().unwrap_or_default();
     let viewer = match state.app.authenticator.from_connection_init(&payload).await {
         Ok(viewer) => viewer,
+        Err(AppError::Unavailable(detail)) => {
+            tracing::warn!(%detail, "graphql-ws connection_init: database unavailable");
+            let reason = "Try again later: the service is briefly unavailable";
+            return close_with(&mut sink, close::TRY_AGAIN_LATER, reason).await;
+        }
         Err(err) => {
             return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {err}")).await;
         }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::service::{CaregiverCursor, ProfileChanges, Registration, UserService};
 use crate::{
-    auth::{password, viewer},
+    auth::{ClientAddr, password, viewer},
     error::AppError,
     graphql::pagination::{PageRequest, page_cost},
     state::AppState,
@@ -126,7 +126,8 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
-/// A loader's error, shared by every field that waited on the same batch, keeps its code.
+/// A loader's error is shared by every key it was loading; each resolver gets its own copy,
+/// with its code kept (an unavailable database stays retryable).
 impl From<std::sync::Arc<AppError>> for AppError {
     fn from(err: std::sync::Arc<AppError>) -> Self {
         std::sync::Arc::unwrap_or_clone(err)
@@ -221,7 +222,8 @@ pub struct UserMutation;
 
 #[Object]
 impl UserMutation {
-    /// Creates an account and signs it in.
+    /// Creates an account and signs it in. Limited per client address and per email
+    /// (`RATE_LIMITED` with `extensions.retryAfterSeconds`).
     async fn register(
         &self,
         ctx: &Context<'_>,
@@ -236,6 +238,9 @@ impl UserMutation {
             timezone: input.timezone,
         }
         .validated()?;
+        state
+            .sign_in
+            .register(&registration.email, ctx.data_opt::<ClientAddr>().copied())?;
         let password_hash = password::hash(registration.password.clone()).await?;
         let now = state.clock.now();
         let mut uow = state.unit_of_work().await?;
@@ -245,9 +250,13 @@ impl UserMutation {
         signed_in(ctx, user.id).await
     }
 
-    /// Signs in with email and password.
+    /// Signs in with email and password. Limited per client address and per email
+    /// (`RATE_LIMITED` with `extensions.retryAfterSeconds`).
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, AppError> {
         let state = AppState::of(ctx);
+        state
+            .sign_in
+            .login(&input.email, ctx.data_opt::<ClientAddr>().copied())?;
         let user = UserService::login(&state.db, &input.email, input.password).await?;
         signed_in(ctx, user.id).await
     }

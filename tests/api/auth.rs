@@ -12,7 +12,8 @@ use crate::helpers::{
 
 const ME: &str = "{ me { id email displayName role timezone } }";
 
-fn sign(claims: &Value, secret: &str) -> String {
+/// A token with `claims`, signed with `secret`: how tests forge tokens of every kind.
+pub fn sign(claims: &Value, secret: &str) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         claims,

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use caregraph::{
     clock::ManualClock,
-    config::{Config, DEV_JWT_SECRET},
+    config::{Config, DEV_JWT_SECRET, RateConfig},
     startup::Application,
 };
 use chrono::{SubsecRound, Utc};
@@ -49,6 +49,14 @@ pub async fn test_config() -> Config {
     config.websocket.init_timeout = Duration::from_millis(500);
     // Tests move the clock by days; their tokens must outlive that.
     config.auth.token_ttl = Duration::from_secs(365 * 86_400);
+    // Every test signs its users up and in from 127.0.0.1; the abuse tests set their own limits.
+    let generous = RateConfig {
+        burst: 100_000,
+        period: Duration::from_millis(1),
+    };
+    config.sign_in.per_account = generous;
+    config.sign_in.per_address = generous;
+    config.sign_in.registrations_per_address = generous;
     assert_ne!(config.auth.jwt_secret, DEV_JWT_SECRET);
     config
 }

@@ -2,6 +2,7 @@
 //! database (SQLite by default; PostgreSQL when TEST_DATABASE_URL is set), and
 //! talks to it over HTTP and graphql-ws as a client would.
 
+mod abuse;
 mod auth;
 mod bookings;
 mod chat;
@@ -9,6 +10,7 @@ mod fake_twilio;
 mod helpers;
 mod limits;
 mod notifications;
+mod outage;
 mod schema;
 mod users;
 mod video;
