@@ -40,6 +40,9 @@ pub enum AppError {
     /// Too many attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
+    /// One socket holds as many live subscriptions as it may: complete one first.
+    #[error("at most {limit} subscriptions may be live on one socket")]
+    TooManySubscriptions { limit: usize },
     /// A fault on our side; the detail goes to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,8 +67,18 @@ impl AppError {
             AppError::InvalidState(_) => "INVALID_STATE",
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited(_) => "RATE_LIMITED",
+            AppError::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS",
             AppError::Internal(_) => "INTERNAL",
         }
+    }
+
+    /// The error as a GraphQL error object, for refusals made outside a resolver (a websocket
+    /// `error` message), shaped like those the schema returns.
+    pub fn to_graphql_error(&self) -> serde_json::Value {
+        serde_json::json!({
+            "message": self.public_message(),
+            "extensions": { "code": self.code() },
+        })
     }
 
     /// The message a client may see: internal details are replaced by a generic sentence.
