@@ -105,6 +105,7 @@ impl Application {
             app: state.clone(),
             schema,
             websocket: Arc::new(config.websocket.clone()),
+            sockets: Arc::default(),
         });
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {

@@ -62,10 +62,13 @@ pub async fn graphiql_or_websocket(
     };
     // tungstenite's default 128 KiB read and write buffers per socket dominate the memory of
     // an idle connection; GraphQL messages are small, and the buffers grow when one is not.
+    // The size limits hold from the first frame's header, before anything is buffered or parsed.
     upgrade
         .protocols([name])
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
+        .max_message_size(state.websocket.max_message_bytes)
+        .max_frame_size(state.websocket.max_message_bytes)
         .on_upgrade(move |socket| ws::serve(socket, protocol, state))
 }
 

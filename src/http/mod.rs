@@ -12,6 +12,7 @@ use axum::{
 };
 use tower_http::{cors::CorsLayer, trace::TraceLayer};
 
+pub use self::ws::OpenSockets;
 use crate::{config::WebSocketConfig, graphql::CaregraphSchema, state::AppState};
 
 /// What the handlers share.
@@ -20,6 +21,8 @@ pub struct HttpState {
     pub app: AppState,
     pub schema: CaregraphSchema,
     pub websocket: Arc<WebSocketConfig>,
+    /// Sockets per user on this instance, for `WS_MAX_SOCKETS_PER_USER`.
+    pub sockets: Arc<OpenSockets>,
 }
 
 /// The router of the whole service.
