@@ -143,8 +143,13 @@ impl Gate {
         serde_json::json!({ "id": id, "type": "error", "payload": payload }).to_string()
     }
 
-    fn close(&mut self, code: u16, reason: String) -> Admission {
+    /// Drops everything the client sends from now on: the socket is closing.
+    pub fn condemn(&mut self) {
         self.condemned = true;
+    }
+
+    fn close(&mut self, code: u16, reason: String) -> Admission {
+        self.condemn();
         Admission::Answer(Answer::Close(code, reason))
     }
 }

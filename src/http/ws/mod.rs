@@ -136,7 +136,7 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
     let mut keepalive = KeepAlive::new(protocol, state.websocket.keepalive);
     let expiry = tokio::time::sleep(until_expiry);
     tokio::pin!(expiry);
-    loop {
+    let (code, reason) = loop {
         tokio::select! {
             outgoing = session.next() => match outgoing {
                 Some(WsMessage::Text(text)) => {
@@ -145,18 +145,12 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
                         return;
                     }
                 }
-                Some(WsMessage::Close(code, reason)) => {
-                    return close_with(&mut sink, code, &reason).await;
-                }
+                Some(WsMessage::Close(code, reason)) => break (code, reason),
                 // A read error ends the protocol's input just after the gate said how to close.
-                None => {
-                    while let Ok(reply) = answers.try_recv() {
-                        if let Answer::Close(code, reason) = reply {
-                            return close_with(&mut sink, code, &reason).await;
-                        }
-                    }
-                    return;
-                }
+                None => match pending_close(&mut answers) {
+                    Some(close) => break close,
+                    None => return,
+                },
             },
             Some(reply) = answers.recv() => match reply {
                 Answer::Refuse(text) => {
@@ -164,7 +158,7 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
                         return;
                     }
                 }
-                Answer::Close(code, reason) => return close_with(&mut sink, code, &reason).await,
+                Answer::Close(code, reason) => break (code, reason),
             },
             () = keepalive.tick() => {
                 let heard = lock(&gate).take_heard();
@@ -174,16 +168,33 @@ pub async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: HttpS
                             return;
                         }
                     }
-                    Beat::Gone => {
-                        return close_with(&mut sink, close::TIMEOUT, "Timeout: pings unanswered").await;
-                    }
+                    Beat::Gone => break (close::TIMEOUT, "Timeout: pings unanswered".to_owned()),
                 }
             }
-            () = &mut expiry => {
-                return close_with(&mut sink, close::FORBIDDEN, "Forbidden: token expired").await;
-            }
+            () = &mut expiry => break (close::FORBIDDEN, "Forbidden: token expired".to_owned()),
+        }
+    };
+    lock(&gate).condemn();
+    close_with(&mut sink, code, &reason).await;
+    linger(&mut session).await;
+}
+
+/// The close the gate decided, if any, among the answers not yet sent.
+fn pending_close(answers: &mut mpsc::UnboundedReceiver<Answer>) -> Option<(u16, String)> {
+    while let Ok(reply) = answers.try_recv() {
+        if let Answer::Close(code, reason) = reply {
+            return Some((code, reason));
         }
     }
+    None
+}
+
+/// Reads on after the close frame, until the client's own close ends the socket: a socket
+/// dropped with unread data is reset, and a client can lose the close frame, and its code, to
+/// the reset. The condemned gate drops what arrives meanwhile.
+async fn linger<S: Stream + Unpin>(session: &mut S) {
+    let drained = async { while session.next().await.is_some() {} };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, drained).await;
 }
 
 /// The first text or binary message, past any control frames.
