@@ -3,10 +3,14 @@
 //! Every setting has a default that runs on a fresh machine; tests build a
 //! [`Config`] by hand instead of touching the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroU64, time::Duration};
 
 /// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "caregraph-dev-secret-do-not-use-in-production";
+
+/// 12 s between server pings: under the 30 to 60 s idle timeouts of common proxies. Never
+/// zero, which would ping in a busy loop.
+const DEFAULT_KEEPALIVE_MS: NonZeroU64 = NonZeroU64::new(12_000).unwrap();
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +212,23 @@ pub struct HttpConfig {
 pub struct WebSocketConfig {
     /// `WS_INIT_TIMEOUT_MS` (default 5000): a socket silent this long after the upgrade is closed with 4408.
     pub init_timeout: Duration,
+    /// `WS_MAX_MESSAGE_BYTES` (default 65536): the largest message or frame read from a client,
+    /// from the first one on; a larger one closes the socket with 1009 before it is buffered.
+    pub max_message_bytes: usize,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_SOCKET` (default 100): live operations on one socket; one more
+    /// is refused with `TOO_MANY_SUBSCRIPTIONS` and the socket stays open.
+    pub max_subscriptions_per_socket: usize,
+    /// `WS_MAX_SOCKETS_PER_USER` (default 20): sockets one user may hold on this instance; one
+    /// more is closed with 1013 after `connection_init`, so clients retry with backoff.
+    pub max_sockets_per_user: usize,
+    /// `WS_MESSAGES_PER_SECOND` (default 20): the sustained rate of client messages on one socket.
+    pub messages_per_second: u32,
+    /// `WS_MESSAGE_BURST` (default 200): client messages one socket may send at once, above the
+    /// sustained rate; past it the socket is closed with 1008.
+    pub message_burst: u32,
+    /// `WS_KEEPALIVE_MS` (default 12000): how often the server pings (`ping` or `ka`), shorter than
+    /// the idle timeouts of common proxies (30 to 60 s).
+    pub keepalive: Duration,
 }
 
 impl Config {
@@ -298,6 +319,14 @@ impl Config {
             },
             websocket: WebSocketConfig {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
+                max_message_bytes: parsed(&var, "WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
+                max_subscriptions_per_socket: parsed(&var, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
+                max_sockets_per_user: parsed(&var, "WS_MAX_SOCKETS_PER_USER", 20)?,
+                messages_per_second: parsed(&var, "WS_MESSAGES_PER_SECOND", 20)?,
+                message_burst: parsed(&var, "WS_MESSAGE_BURST", 200)?,
+                keepalive: Duration::from_millis(
+                    parsed(&var, "WS_KEEPALIVE_MS", DEFAULT_KEEPALIVE_MS)?.get(),
+                ),
             },
             bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 64)?,
             typing_ttl: Duration::from_millis(parsed(&var, "TYPING_TTL_MS", 5000)?),

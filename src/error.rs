@@ -85,6 +85,15 @@ impl AppError {
         }
     }
 
+    /// The error as a GraphQL error object, for refusals made outside a resolver (a websocket
+    /// `error` message), shaped like those the schema returns.
+    pub fn to_graphql_error(&self) -> serde_json::Value {
+        serde_json::json!({
+            "message": self.public_message(),
+            "extensions": { "code": self.code() },
+        })
+    }
+
     /// The message a client may see: internal details are replaced by a generic sentence.
     fn public_message(&self) -> String {
         match self {

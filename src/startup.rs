@@ -110,6 +110,7 @@ impl Application {
             http: Arc::new(config.http.clone()),
             websocket: Arc::new(config.websocket.clone()),
             graphiql: config.graphql.graphiql,
+            sockets: Arc::default(),
         });
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {

@@ -38,6 +38,7 @@ pub async fn execute(
 /// GraphiQL for a browser; a graphql-ws session for a websocket upgrade on the same URL.
 pub async fn graphiql_or_websocket(
     State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -67,11 +68,17 @@ pub async fn graphiql_or_websocket(
     };
     // tungstenite's default 128 KiB read and write buffers per socket dominate the memory of
     // an idle connection; GraphQL messages are small, and the buffers grow when one is not.
+    // The size limits hold from the first frame's header, before anything is buffered or parsed.
     upgrade
         .protocols([name])
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| ws::serve(socket, protocol, state))
+        .max_message_size(state.websocket.max_message_bytes)
+        .max_frame_size(state.websocket.max_message_bytes)
+        .on_upgrade(move |socket| {
+            let client = state.app.sign_in.client_addr(peer, &headers);
+            ws::serve(socket, protocol, state, client)
+        })
 }
 
 /// Liveness and database reachability, for load balancers: 503 within [`HEALTH_DEADLINE`]

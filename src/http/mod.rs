@@ -21,6 +21,7 @@ use tower_http::{
 
 pub use serve::serve;
 
+pub use self::ws::OpenSockets;
 use crate::{
     config::{HttpConfig, WebSocketConfig},
     graphql::CaregraphSchema,
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub websocket: Arc<WebSocketConfig>,
     /// Whether `GET /graphql` serves the explorer.
     pub graphiql: bool,
+    /// Sockets per user on this instance, for `WS_MAX_SOCKETS_PER_USER`.
+    pub sockets: Arc<OpenSockets>,
 }
 
 /// The router of the whole service.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TestApp, TestUser, WsClient, node_fields, test_config};
+use crate::helpers::{
+    Protocol, TestApp, TestUser, WsClient, node_fields, open_booking, test_config,
+};
 
 const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
 const SEND: &str = "mutation($input: SendMessageInput!) {
@@ -52,18 +54,6 @@ async fn chat_on(app: TestApp) -> Chat {
         booking,
         session,
     }
-}
-
-async fn open_booking(app: &TestApp, recipient: &TestUser, caregiver: &TestUser) -> String {
-    let (starts, ends) = app.clock_after_hours(48);
-    let created = app
-        .ok(
-            recipient,
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
-        )
-        .await;
-    created["createBooking"]["id"].as_str().unwrap().to_owned()
 }
 
 impl Chat {

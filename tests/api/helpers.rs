@@ -210,6 +210,19 @@ impl TestApp {
     }
 }
 
+/// Books `caregiver` for `recipient` two days ahead; returns the pending booking's id.
+pub async fn open_booking(app: &TestApp, recipient: &TestUser, caregiver: &TestUser) -> String {
+    let (starts, ends) = app.clock_after_hours(48);
+    let created = app
+        .ok(
+            recipient,
+            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
+            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
+        )
+        .await;
+    created["createBooking"]["id"].as_str().unwrap().to_owned()
+}
+
 /// The `data` of a response that must have no errors.
 pub fn data(response: Value) -> Value {
     assert!(
@@ -285,8 +298,28 @@ impl WsClient {
             .expect("the server said nothing for five seconds")
     }
 
-    /// The next message or close, or None if nothing came within `wait`.
+    /// The next message or close, or None if nothing came within `wait`. Keep-alives are
+    /// passed over and pings answered, as graphql-ws clients do.
     pub async fn next_event_within(&mut self, wait: Duration) -> Option<WsEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let event = self
+                .next_raw_event_within(deadline - tokio::time::Instant::now())
+                .await?;
+            match &event {
+                WsEvent::Message(message) if message["type"] == "ka" => continue,
+                WsEvent::Message(message) if message["type"] == "ping" => {
+                    // The server may close meanwhile; the close is read next.
+                    let pong = json!({ "type": "pong" }).to_string();
+                    let _ = self.stream.send(Message::Text(pong.into())).await;
+                }
+                _ => return Some(event),
+            }
+        }
+    }
+
+    /// The next message or close as it came, keep-alives included, answering nothing.
+    pub async fn next_raw_event_within(&mut self, wait: Duration) -> Option<WsEvent> {
         loop {
             let frame = match tokio::time::timeout(wait, self.stream.next()).await {
                 Err(_) => return None,
@@ -295,9 +328,6 @@ impl WsClient {
             match frame {
                 Some(Ok(Message::Text(text))) => {
                     let message: Value = serde_json::from_str(&text).expect("JSON message");
-                    if message["type"] == "ka" {
-                        continue;
-                    }
                     return Some(WsEvent::Message(message));
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -310,6 +340,12 @@ impl WsClient {
                 Some(Err(_)) | None => return Some(WsEvent::Closed(1006, "dropped".to_owned())),
             }
         }
+    }
+
+    /// Sends a text frame as given, even one the server refuses to read to its end.
+    pub async fn send_text(&mut self, text: String) {
+        // The server may close before the whole frame is written; the close is read next.
+        let _ = self.stream.send(Message::Text(text.into())).await;
     }
 
     /// Sends `connection_init` and expects the acknowledgement.
@@ -328,6 +364,15 @@ impl WsClient {
             WsEvent::Closed(code, reason) => (code, reason),
             other => panic!("expected the socket to close, got {other:?}"),
         }
+    }
+
+    /// Ends subscription `id` from the client's side.
+    pub async fn complete(&mut self, id: &str) {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "complete",
+            Protocol::LegacyWs => "stop",
+        };
+        self.send(json!({ "id": id, "type": kind })).await;
     }
 
     /// Starts a subscription under `id`.

@@ -1,12 +1,16 @@
-//! graphql-ws: authentication in connection_init, close codes, and bookingUpdated reaching
-//! exactly the two parties, on both subprotocols.
+//! graphql-ws: authentication in connection_init, close codes, bookingUpdated reaching
+//! exactly the two parties, and the limits on what one socket or user may hold, on both
+//! subprotocols.
 
 use std::time::Duration;
 
+use caregraph::config::WebSocketConfig;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TEST_JWT_SECRET, TestApp, WsEvent};
+use crate::helpers::{
+    Protocol, TEST_JWT_SECRET, TestApp, TestUser, WsClient, WsEvent, open_booking, test_config,
+};
 
 const BOOKING_UPDATED: &str =
     "subscription { bookingUpdated { id status caregiver { displayName } } }";
@@ -162,4 +166,313 @@ async fn the_socket_closes_when_its_token_expires() {
             other => panic!("expected a close at expiry, got {other:?}"),
         }
     }
+}
+
+/// A server whose websocket settings `tune` changed from the test defaults.
+async fn spawn_with_websocket(tune: impl FnOnce(&mut WebSocketConfig)) -> TestApp {
+    let mut config = test_config().await;
+    tune(&mut config.websocket);
+    TestApp::spawn_with(config).await
+}
+
+/// Proves the server still serves `user`: over HTTP, and on a new socket.
+async fn still_serves(app: &TestApp, protocol: Protocol, user: &TestUser) {
+    let me = app.ok(user, "{ me { id } }", json!({})).await;
+    assert_eq!(me["me"]["id"], user.id.as_str());
+    app.ws_as(protocol, user).await;
+}
+
+/// Before `connection_init` (the first message) and after it, at the limit's edge and far
+/// past it: the socket closes with 1009 and the server serves everyone else as before.
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009() {
+    let app = TestApp::spawn().await;
+    let user = app.register("CARE_RECIPIENT", "Abe").await;
+    for protocol in Protocol::BOTH {
+        for (initialised, size) in [(false, 65 * 1024), (false, 8 << 20), (true, 65 * 1024)] {
+            let padding = " ".repeat(size);
+            let mut ws = if initialised {
+                let mut ws = app.ws_as(protocol, &user).await;
+                ws.subscribe("b", &format!("{BOOKING_UPDATED}{padding}"), json!({}))
+                    .await;
+                ws
+            } else {
+                let mut ws = app.ws(protocol).await;
+                let init = json!({ "type": "connection_init", "payload": { "token": padding } });
+                ws.send_text(init.to_string()).await;
+                ws
+            };
+            let (code, reason) = ws.expect_close().await;
+            assert_eq!(code, 1009, "{protocol:?} {initialised} {size}: {reason}");
+            still_serves(&app, protocol, &user).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_at_the_limit_is_read() {
+    let app = spawn_with_websocket(|ws| ws.max_message_bytes = 2048).await;
+    let recipient = app.register("CARE_RECIPIENT", "Cai").await;
+    let caregiver = app.register("CAREGIVER", "Dee").await;
+    let mut ws = app.ws_as(Protocol::TransportWs, &caregiver).await;
+    let message = |padding: usize| {
+        json!({ "id": "b", "type": "subscribe",
+            "payload": { "query": format!("{BOOKING_UPDATED}{}", " ".repeat(padding)) } })
+        .to_string()
+    };
+    let exact = message(2048 - message(0).len());
+    assert_eq!(exact.len(), 2048);
+    ws.send_text(exact).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open_booking(&app, &recipient, &caregiver).await;
+    assert_eq!(
+        ws.next_data("b").await["bookingUpdated"]["status"],
+        "PENDING"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_subscription_id_closes_with_4409() {
+    let app = TestApp::spawn().await;
+    let user = app.register("CAREGIVER", "Eli").await;
+    let mut ws = app.ws_as(Protocol::TransportWs, &user).await;
+    ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    let (code, reason) = ws.expect_close().await;
+    assert_eq!(code, 4409);
+    assert_eq!(reason, "Subscriber for b already exists");
+}
+
+#[tokio::test]
+async fn an_id_is_free_again_once_completed() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Fay").await;
+    let caregiver = app.register("CAREGIVER", "Gus").await;
+    for protocol in Protocol::BOTH {
+        let mut ws = app.ws_as(protocol, &caregiver).await;
+        ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+        ws.complete("b").await;
+        ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open_booking(&app, &recipient, &caregiver).await;
+        let next = next_result(&mut ws).await;
+        assert_eq!(next["id"], "b", "{protocol:?}");
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+/// The legacy protocol's clients never reuse an id; its reference server restarts the
+/// operation under a reused id, and so does this one: one stream, not two, and no close.
+#[tokio::test]
+async fn a_reused_id_on_the_legacy_protocol_restarts_the_subscription() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Hal").await;
+    let caregiver = app.register("CAREGIVER", "Ivy").await;
+    let mut ws = app.ws_as(Protocol::LegacyWs, &caregiver).await;
+    ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open_booking(&app, &recipient, &caregiver).await;
+    assert_eq!(
+        ws.next_data("b").await["bookingUpdated"]["status"],
+        "PENDING"
+    );
+    ws.expect_silence(Duration::from_millis(300)).await;
+}
+
+/// The next `next` or `data` message, past the `complete` the server sends for a completed id.
+async fn next_result(ws: &mut WsClient) -> Value {
+    loop {
+        match ws.next_event().await {
+            WsEvent::Message(message) if message["type"] == "complete" => continue,
+            WsEvent::Message(message) => return message,
+            closed => panic!("expected a result, got {closed:?}"),
+        }
+    }
+}
+
+/// The ids of the next `count` results, sorted: subscriptions deliver in no set order.
+async fn ids_of_results(ws: &mut WsClient, count: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let message = next_result(ws).await;
+        ids.push(message["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn subscriptions_past_the_cap_are_refused_and_the_others_deliver() {
+    let app = spawn_with_websocket(|ws| ws.max_subscriptions_per_socket = 2).await;
+    let recipient = app.register("CARE_RECIPIENT", "Jo").await;
+    let caregiver = app.register("CAREGIVER", "Kai").await;
+    for protocol in Protocol::BOTH {
+        let mut ws = app.ws_as(protocol, &caregiver).await;
+        ws.subscribe("a", BOOKING_UPDATED, json!({})).await;
+        ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
+        ws.subscribe("c", BOOKING_UPDATED, json!({})).await;
+        let refusal = match ws.next_event().await {
+            WsEvent::Message(message) if message["type"] == "error" => message,
+            other => panic!("{protocol:?}: expected an error for c, got {other:?}"),
+        };
+        assert_eq!(refusal["id"], "c");
+        let error = match protocol {
+            Protocol::TransportWs => &refusal["payload"][0],
+            Protocol::LegacyWs => &refusal["payload"],
+        };
+        assert_eq!(
+            error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+            "{refusal}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open_booking(&app, &recipient, &caregiver).await;
+        assert_eq!(ids_of_results(&mut ws, 2).await, ["a", "b"], "{protocol:?}");
+
+        // Completing one makes room on the same socket.
+        ws.complete("a").await;
+        ws.subscribe("c", BOOKING_UPDATED, json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open_booking(&app, &recipient, &caregiver).await;
+        assert_eq!(ids_of_results(&mut ws, 2).await, ["b", "c"], "{protocol:?}");
+    }
+}
+
+#[tokio::test]
+async fn sockets_past_the_cap_per_user_close_with_1013() {
+    let app = spawn_with_websocket(|ws| ws.max_sockets_per_user = 2).await;
+    let user = app.register("CAREGIVER", "Lou").await;
+    let other = app.register("CAREGIVER", "Mo").await;
+    for protocol in Protocol::BOTH {
+        let first = app.ws_as(protocol, &user).await;
+        let _second = app.ws_as(protocol, &user).await;
+        let mut third = app.ws(protocol).await;
+        third
+            .send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
+            .await;
+        let (code, reason) = third.expect_close().await;
+        assert_eq!(code, 1013, "{protocol:?}");
+        assert_eq!(reason, "Too many sockets for this user");
+        app.ws_as(protocol, &other).await;
+
+        // A closed socket gives its place back.
+        drop(first);
+        let mut reopened = false;
+        for _ in 0..20 {
+            let mut ws = app.ws(protocol).await;
+            ws.send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
+                .await;
+            if let WsEvent::Message(message) = ws.next_event().await {
+                assert_eq!(message["type"], "connection_ack");
+                reopened = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            reopened,
+            "{protocol:?}: the closed socket's place never came back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_messages_closes_with_1008() {
+    let app = spawn_with_websocket(|ws| {
+        ws.messages_per_second = 1;
+        ws.message_burst = 5;
+    })
+    .await;
+    let user = app.register("CAREGIVER", "Nia").await;
+    for protocol in Protocol::BOTH {
+        let mut ws = app.ws_as(protocol, &user).await;
+        for _ in 0..5 {
+            ws.complete("unknown").await;
+        }
+        ws.expect_silence(Duration::from_millis(200)).await;
+        ws.complete("unknown").await;
+        let (code, reason) = ws.expect_close().await;
+        assert_eq!(code, 1008, "{protocol:?}");
+        assert_eq!(reason, "Too many messages");
+        still_serves(&app, protocol, &user).await;
+    }
+}
+
+#[tokio::test]
+async fn the_server_keeps_idle_sockets_alive() {
+    let app = spawn_with_websocket(|ws| ws.keepalive = Duration::from_millis(100)).await;
+    let user = app.register("CAREGIVER", "Oz").await;
+    for (protocol, keepalive) in [(Protocol::TransportWs, "ping"), (Protocol::LegacyWs, "ka")] {
+        let mut ws = app.ws_as(protocol, &user).await;
+        for _ in 0..3 {
+            match ws.next_raw_event_within(Duration::from_millis(500)).await {
+                Some(WsEvent::Message(message)) => assert_eq!(message["type"], keepalive),
+                other => panic!("{protocol:?}: expected a keep-alive, got {other:?}"),
+            }
+            if let Protocol::TransportWs = protocol {
+                ws.send(json!({ "type": "pong" })).await;
+            }
+        }
+        // A client that answers as graphql-ws clients do stays connected: legacy clients
+        // have no answer to give.
+        ws.expect_silence(Duration::from_millis(1000)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_pings_unanswered_is_closed_with_3008() {
+    let app = spawn_with_websocket(|ws| ws.keepalive = Duration::from_millis(100)).await;
+    let user = app.register("CAREGIVER", "Pia").await;
+    let mut ws = app.ws_as(Protocol::TransportWs, &user).await;
+    let started = tokio::time::Instant::now();
+    let mut pings = 0;
+    let (code, reason) = loop {
+        match ws.next_raw_event_within(Duration::from_secs(2)).await {
+            Some(WsEvent::Message(message)) if message["type"] == "ping" => pings += 1,
+            Some(WsEvent::Closed(code, reason)) => break (code, reason),
+            other => panic!("expected pings then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, 3008, "{reason}");
+    assert_eq!(pings, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The incident the limits answer: one socket that sent 5,000 subscribes took a minute of
+/// server CPU and slowed every other user's requests to seconds.
+#[tokio::test]
+async fn a_socket_flooding_subscribes_is_cut_off_and_others_stay_fast() {
+    let app = TestApp::spawn().await;
+    let flooder = app.register("CAREGIVER", "Quin").await;
+    let bystander = app.register("CARE_RECIPIENT", "Rae").await;
+    let mut ws = app.ws_as(Protocol::TransportWs, &flooder).await;
+    for id in 0..5_000 {
+        let subscribe = json!({ "id": id.to_string(), "type": "subscribe",
+            "payload": { "query": BOOKING_UPDATED } });
+        ws.send_text(subscribe.to_string()).await;
+    }
+    let mut refused = 0;
+    let code = loop {
+        match ws.next_event().await {
+            WsEvent::Message(message) if message["type"] == "error" => refused += 1,
+            WsEvent::Message(message) => panic!("unexpected {message}"),
+            WsEvent::Closed(code, _) => break code,
+        }
+    };
+    assert_eq!(code, 1008);
+    // The default burst admits 200 messages (and a few more as the bucket refills while the
+    // client sends); the cap lets 100 of them live, and refuses the rest.
+    assert!((100..1_000).contains(&refused), "{refused} refused");
+    let started = std::time::Instant::now();
+    app.ok(&bystander, "{ me { id } }", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
