@@ -50,9 +50,15 @@ pub enum AppError {
     /// if retried shortly. The detail goes to the log.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The operation ran past its deadline and was stopped, its transaction rolled back:
+    /// retrying may succeed (the database may have been slow for a moment).
+    #[error(
+        "the operation did not finish within {after_ms} ms and was stopped; nothing it changed was kept"
+    )]
+    TimedOut { after_ms: u128 },
     /// The request is larger or costlier than a configured limit allows; `code` names the
-    /// limit (`QUERY_TOO_COMPLEX`, `TOO_MANY_ALIASES`, `TIMEOUT`, …) so a client can tell
-    /// which one to stay under.
+    /// limit (`QUERY_TOO_COMPLEX`, `TOO_MANY_ALIASES`, …) so a client can tell which one to
+    /// stay under.
     #[error("{message}")]
     LimitExceeded { code: &'static str, message: String },
     /// A fault on our side; the detail goes to the log, never to the client.
@@ -80,6 +86,7 @@ impl AppError {
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::TimedOut { .. } => "TIMEOUT",
             AppError::LimitExceeded { code, .. } => code,
             AppError::Internal(_) => "INTERNAL",
         }
@@ -104,9 +111,7 @@ impl AppError {
             other => other.to_string(),
         }
     }
-}
 
-impl AppError {
     /// A refusal by the limit that `code` names.
     pub fn limit(code: &'static str, message: impl Into<String>) -> Self {
         AppError::LimitExceeded {
@@ -237,7 +242,9 @@ fn coded(error: &mut ServerError) {
                     ("retryable", Value::from(true)),
                     ("retryAfterSeconds", Value::from(*seconds)),
                 ],
-                AppError::RateLimited { .. } | AppError::Unavailable(_) => {
+                AppError::RateLimited { .. }
+                | AppError::Unavailable(_)
+                | AppError::TimedOut { .. } => {
                     vec![("retryable", Value::from(true))]
                 }
                 _ => Vec::new(),

@@ -190,6 +190,7 @@ async fn an_operation_past_its_deadline_is_stopped_and_rolled_back() {
     let waited = started.elapsed();
     lock.release().await;
     assert_eq!(error_code(&response), "TIMEOUT", "{response}");
+    assert_eq!(response["errors"][0]["extensions"]["retryable"], true);
     assert!(waited < Duration::from_secs(2), "answered after {waited:?}");
 
     let me = app.ok(&user, "{ me { displayName } }", json!({})).await;

@@ -145,14 +145,10 @@ impl Extension for QueryLimits {
         let Ok(response) =
             tokio::time::timeout(limits.timeout, next.run(ctx, operation_name)).await
         else {
-            return Response::from_errors(vec![refusal(
-                "TIMEOUT",
-                format!(
-                    "the operation did not finish within {} ms and was stopped; nothing it \
-                     changed was kept",
-                    limits.timeout.as_millis()
-                ),
-            )]);
+            let timed_out = AppError::TimedOut {
+                after_ms: limits.timeout.as_millis(),
+            };
+            return Response::from_errors(vec![timed_out.into_server_error()]);
         };
         if fits(&response.data, limits.max_response_bytes) {
             return response;
