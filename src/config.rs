@@ -49,6 +49,7 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     pub http: HttpConfig,
     pub websocket: WebSocketConfig,
+    pub usage: UsageConfig,
     /// `EVENT_BUS_CAPACITY` (default 64): how many events of one topic (a user, a chat) a slow
     /// subscriber may fall behind before it is told it missed some and resynchronises from
     /// the database. Each live topic holds this many slots.
@@ -163,6 +164,23 @@ pub struct RateConfig {
     pub burst: u32,
     /// Time for one spent attempt to come back; the steady rate once the burst is spent.
     pub period: Duration,
+}
+
+/// What one signed-in user may spend, across all their requests and sockets on this
+/// instance, so that a few users cannot take the server's time from everyone else.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    /// `GRAPHQL_COST_BURST` (default 20000) and `GRAPHQL_COST_PER_SECOND` (default 2000):
+    /// the query cost (as `GRAPHQL_MAX_COMPLEXITY` counts it, at least 10 an operation) a
+    /// user may spend at once, and then per second. The burst must hold the costliest query.
+    pub cost: RateConfig,
+    /// `WS_OPEN_BURST` (default 20) and `WS_OPEN_PERIOD_MS` (default 1000): new sockets a user
+    /// may open at once, then one per period; past it the socket closes with 1013.
+    pub socket_opens: RateConfig,
+    /// `WS_OPERATION_BURST` (default 200) and `WS_OPERATION_PERIOD_MS` (default 100):
+    /// operations a user may start over their sockets at once, then one per period; past it
+    /// the start is refused with `RATE_LIMITED` and the socket stays open.
+    pub socket_operations: RateConfig,
 }
 
 /// Limits that keep one query from occupying the server, and what the schema shows of itself.
@@ -317,6 +335,19 @@ impl Config {
                         .collect()
                 }),
             },
+            usage: UsageConfig {
+                cost: per_second(
+                    &var,
+                    ("GRAPHQL_COST_BURST", 20_000),
+                    ("GRAPHQL_COST_PER_SECOND", 2_000),
+                )?,
+                socket_opens: rate(&var, ("WS_OPEN_BURST", 20), ("WS_OPEN_PERIOD_MS", 1000))?,
+                socket_operations: rate(
+                    &var,
+                    ("WS_OPERATION_BURST", 200),
+                    ("WS_OPERATION_PERIOD_MS", 100),
+                )?,
+            },
             websocket: WebSocketConfig {
                 init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
                 max_message_bytes: parsed(&var, "WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
@@ -372,6 +403,14 @@ impl Config {
 
     /// Refuses settings that are unsafe for the chosen environment; warns loudly about the dev secret.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if usize::try_from(self.usage.cost.burst).unwrap_or(usize::MAX)
+            < self.graphql.max_complexity
+        {
+            return Err(ConfigError::Invalid {
+                name: "GRAPHQL_COST_BURST",
+                reason: "must be at least GRAPHQL_MAX_COMPLEXITY, or the costliest query could never run".to_owned(),
+            });
+        }
         if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
             return Err(ConfigError::CorsUnsetInProduction);
         }
@@ -414,6 +453,28 @@ fn millis(
 }
 
 /// A rate from its burst and period variables; both must be positive.
+/// A rate given as a burst and a number per second, for allowances spent in large units.
+fn per_second(
+    var: &impl Fn(&str) -> Option<String>,
+    (burst_name, burst): (&'static str, u32),
+    (rate_name, rate): (&'static str, u32),
+) -> Result<RateConfig, ConfigError> {
+    let per_second: u32 = parsed(var, rate_name, rate)?;
+    let config = RateConfig {
+        burst: parsed(var, burst_name, burst)?,
+        period: Duration::from_secs(1)
+            .checked_div(per_second)
+            .unwrap_or_default(),
+    };
+    if config.burst == 0 || config.period.is_zero() {
+        return Err(ConfigError::Invalid {
+            name: burst_name,
+            reason: format!("{burst_name} and {rate_name} must both be positive"),
+        });
+    }
+    Ok(config)
+}
+
 fn rate(
     var: &impl Fn(&str) -> Option<String>,
     (burst_name, burst): (&'static str, u32),

@@ -95,10 +95,32 @@ impl AppError {
     /// The error as a GraphQL error object, for refusals made outside a resolver (a websocket
     /// `error` message), shaped like those the schema returns.
     pub fn to_graphql_error(&self) -> serde_json::Value {
-        serde_json::json!({
-            "message": self.public_message(),
-            "extensions": { "code": self.code() },
-        })
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("code".to_owned(), self.code().into());
+        extensions.extend(
+            self.retry_hints()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
+        serde_json::json!({ "message": self.public_message(), "extensions": extensions })
+    }
+
+    /// What tells a client that retrying may succeed, and when: `retryable`, and
+    /// `retryAfterSeconds` where the wait is known.
+    fn retry_hints(&self) -> Vec<(&'static str, serde_json::Value)> {
+        match self {
+            AppError::RateLimited {
+                retry_after_seconds: Some(seconds),
+                ..
+            } => vec![
+                ("retryable", true.into()),
+                ("retryAfterSeconds", (*seconds).into()),
+            ],
+            AppError::RateLimited { .. } | AppError::Unavailable(_) | AppError::TimedOut { .. } => {
+                vec![("retryable", true.into())]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The message a client may see: internal details are replaced by a generic sentence.
@@ -234,25 +256,10 @@ fn coded(error: &mut ServerError) {
                 AppError::BadUserInput { field, .. } => *field,
                 _ => None,
             };
-            let hints = match app_error {
-                AppError::RateLimited {
-                    retry_after_seconds: Some(seconds),
-                    ..
-                } => vec![
-                    ("retryable", Value::from(true)),
-                    ("retryAfterSeconds", Value::from(*seconds)),
-                ],
-                AppError::RateLimited { .. }
-                | AppError::Unavailable(_)
-                | AppError::TimedOut { .. } => {
-                    vec![("retryable", Value::from(true))]
-                }
-                _ => Vec::new(),
-            };
             (
                 app_error.code(),
                 field,
-                hints,
+                app_error.retry_hints(),
                 Some(app_error.public_message()),
             )
         }
@@ -271,6 +278,6 @@ fn coded(error: &mut ServerError) {
         extensions.set("field", Value::from(field));
     }
     for (name, value) in hints {
-        extensions.set(name, value);
+        extensions.set(name, Value::from_json(value).unwrap_or(Value::Null));
     }
 }

@@ -16,6 +16,7 @@
 //! - [`state`]: the services every resolver shares.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`capped_map`]: the bounded map behind the per-instance caches.
+//! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
 pub mod auth;
 pub mod bookings;
@@ -30,6 +31,7 @@ pub mod graphql;
 pub mod http;
 pub mod jobs;
 pub mod notifications;
+pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod users;

@@ -14,6 +14,7 @@ use crate::{
     db, graphql,
     http::{self, HttpState},
     jobs,
+    rate_limit::UsageLimits,
     state::AppState,
     video::{DevProvider, TwilioProvider, Video, VideoProvider, VideoSettings},
 };
@@ -93,6 +94,7 @@ impl Application {
         let state = AppState {
             authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
             sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
+            usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),
             db,
             bus,
             clock,

@@ -13,6 +13,7 @@ use crate::{
     config::ReminderConfig,
     db::{UnitOfWork, WriteQueue},
     error::AppError,
+    rate_limit::UsageLimits,
     video::Video,
 };
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub authenticator: Authenticator,
     /// Rate limits on `login` and `register`.
     pub sign_in: Arc<SignInLimits>,
+    /// What each signed-in user may spend: query cost, new sockets, socket operations.
+    pub usage: Arc<UsageLimits>,
     pub reminders: Arc<ReminderConfig>,
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,

@@ -8,56 +8,32 @@
 //! period per attempt, never for good. Limits are timed by the service clock.
 
 use std::{
-    hash::Hash,
     net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    sync::Arc,
 };
 
 use axum::http::{HeaderMap, HeaderName};
-use chrono::{DateTime, Utc};
-use governor::{Quota, RateLimiter, middleware::NoOpMiddleware, state::keyed::HashMapStateStore};
 
 use crate::{
     clock::Clock,
-    config::{ConfigError, RateConfig, SignInConfig},
+    config::{ConfigError, SignInConfig},
     error::AppError,
+    rate_limit::KeyedLimiter,
 };
 
 /// Emails longer than this cannot exist, so longer keys are cut here to bound memory.
 const MAX_EMAIL_KEY: usize = 320;
-/// How often keys whose limit has fully replenished are forgotten.
-const SWEEP_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 /// The address a request came from, put in the GraphQL request data by the HTTP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-/// The governor clock over the service clock, so tests move rate windows with the `ManualClock`.
-#[derive(Clone)]
-struct ServiceClock(Arc<dyn Clock>);
-
-impl governor::clock::Clock for ServiceClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        (self.0.now() - DateTime::UNIX_EPOCH)
-            .to_std()
-            .unwrap_or_default()
-    }
-}
-
-type Limiter<K> = RateLimiter<K, HashMapStateStore<K>, ServiceClock, NoOpMiddleware<Duration>>;
-
 /// The keyed limiters of sign-in and sign-up, shared by every request of this instance.
 pub struct SignInLimits {
-    per_account: Limiter<String>,
-    per_address: Limiter<IpAddr>,
-    registrations_per_address: Limiter<IpAddr>,
-    clock: ServiceClock,
+    per_account: KeyedLimiter<String>,
+    per_address: KeyedLimiter<IpAddr>,
+    registrations_per_address: KeyedLimiter<IpAddr>,
     client_ip_header: Option<HeaderName>,
-    last_sweep: Mutex<DateTime<Utc>>,
 }
 
 impl SignInLimits {
@@ -73,13 +49,22 @@ impl SignInLimits {
                 })
             })
             .transpose()?;
-        let clock = ServiceClock(clock);
         Ok(Self {
-            per_account: limiter(config.per_account, &clock),
-            per_address: limiter(config.per_address, &clock),
-            registrations_per_address: limiter(config.registrations_per_address, &clock),
-            last_sweep: Mutex::new(clock.0.now()),
-            clock,
+            per_account: KeyedLimiter::new(
+                config.per_account,
+                clock.clone(),
+                "sign-in attempts on this account",
+            ),
+            per_address: KeyedLimiter::new(
+                config.per_address,
+                clock.clone(),
+                "sign-in attempts from your address",
+            ),
+            registrations_per_address: KeyedLimiter::new(
+                config.registrations_per_address,
+                clock,
+                "registrations from your address",
+            ),
             client_ip_header,
         })
     }
@@ -101,80 +86,15 @@ impl SignInLimits {
 
     /// Counts a sign-in attempt on `email` from `addr`, or refuses it with when to retry.
     pub fn login(&self, email: &str, addr: Option<ClientAddr>) -> Result<(), AppError> {
-        self.sweep_now_and_then();
-        self.admit(
-            &self.per_address,
-            &address_key(addr),
-            "sign-in attempts from your address",
-        )?;
-        self.admit(
-            &self.per_account,
-            &email_key(email),
-            "sign-in attempts on this account",
-        )
+        self.per_address.admit(&address_key(addr))?;
+        self.per_account.admit(&email_key(email))
     }
 
     /// Counts a registration of `email` from `addr`, or refuses it with when to retry.
     pub fn register(&self, email: &str, addr: Option<ClientAddr>) -> Result<(), AppError> {
-        self.sweep_now_and_then();
-        self.admit(
-            &self.registrations_per_address,
-            &address_key(addr),
-            "registrations from your address",
-        )?;
-        self.admit(
-            &self.per_account,
-            &email_key(email),
-            "sign-in attempts on this account",
-        )
+        self.registrations_per_address.admit(&address_key(addr))?;
+        self.per_account.admit(&email_key(email))
     }
-
-    fn admit<K: Hash + Eq + Clone>(
-        &self,
-        limiter: &Limiter<K>,
-        key: &K,
-        what: &str,
-    ) -> Result<(), AppError> {
-        limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            AppError::RateLimited {
-                message: format!("too many {what}: try again in {} s", seconds.max(1)),
-                retry_after_seconds: Some(seconds.max(1)),
-            }
-        })
-    }
-
-    /// Forgets, once a minute, the keys whose limit has fully replenished, so memory follows
-    /// the callers of the last few periods, not every caller ever seen.
-    fn sweep_now_and_then(&self) {
-        let now = self.clock.0.now();
-        {
-            let mut last = self
-                .last_sweep
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if now - *last < SWEEP_EVERY {
-                return;
-            }
-            *last = now;
-        }
-        self.per_account.retain_recent();
-        self.per_account.shrink_to_fit();
-        self.per_address.retain_recent();
-        self.per_address.shrink_to_fit();
-        self.registrations_per_address.retain_recent();
-        self.registrations_per_address.shrink_to_fit();
-    }
-}
-
-/// A limiter of `rate` (a zero burst or period, possible only in hand-made configs, counts as one).
-fn limiter<K: Hash + Eq + Clone>(rate: RateConfig, clock: &ServiceClock) -> Limiter<K> {
-    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(rate.period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst);
-    RateLimiter::hashmap_with_clock(quota, clock.clone())
 }
 
 /// The normalised email (as `login` looks it up), cut to the longest possible email.

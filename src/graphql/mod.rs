@@ -55,6 +55,7 @@ const MAX_RECURSIVE_DEPTH: usize = 32;
 /// page's per-row look-ups into one query.
 pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     let users = DataLoader::new(UserLoader(state.db.clone()), tokio::spawn);
+    let usage = state.usage.clone();
     let bookings = DataLoader::new(BookingLoader(state.db.clone()), tokio::spawn);
     let series = DataLoader::new(SeriesLoader(state.db.clone()), tokio::spawn);
     let mut schema = Schema::build(
@@ -67,7 +68,7 @@ pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     .data(bookings)
     .data(series)
     .extension(ErrorCodes)
-    .extension(QueryLimits::new(config))
+    .extension(QueryLimits::new(config, usage))
     .extension(ParsedQueries::default())
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
     if !config.introspection {

@@ -111,6 +111,10 @@ pub async fn serve(
             return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {err}")).await;
         }
     };
+    if let Err(spent) = state.app.usage.open_socket(viewer.id) {
+        let reason = format!("Try again later: {spent}");
+        return close_with(&mut sink, close::TRY_AGAIN_LATER, &reason).await;
+    }
     let Some(_slot) = state
         .sockets
         .open(viewer.id, state.websocket.max_sockets_per_user)
@@ -125,11 +129,17 @@ pub async fn serve(
     let until_expiry = (viewer.expires_at - state.app.clock.now())
         .to_std()
         .unwrap_or_default();
+    let gate = Gate::new(
+        protocol,
+        &state.websocket,
+        viewer.id,
+        state.app.usage.clone(),
+    );
+    let gate = Arc::new(Mutex::new(gate));
     let mut connection_data = Data::default();
     connection_data.insert(Credentials::Authenticated(viewer));
     connection_data.insert(client);
 
-    let gate = Arc::new(Mutex::new(Gate::new(protocol, &state.websocket)));
     let (answer, mut answers) = mpsc::unbounded_channel();
     let frames = incoming.filter_map({
         let gate = gate.clone();

@@ -57,6 +57,14 @@ pub async fn test_config() -> Config {
     config.sign_in.per_account = generous;
     config.sign_in.per_address = generous;
     config.sign_in.registrations_per_address = generous;
+    // The manual clock stands still, so no allowance refills: the usage tests set their own.
+    let unbounded = RateConfig {
+        burst: u32::MAX,
+        period: Duration::from_millis(1),
+    };
+    config.usage.cost = unbounded;
+    config.usage.socket_opens = unbounded;
+    config.usage.socket_operations = unbounded;
     assert_ne!(config.auth.jwt_secret, DEV_JWT_SECRET);
     config
 }

@@ -78,6 +78,36 @@ async fn nested_lists_are_counted_at_their_length_and_loaded_in_batches() {
 }
 
 #[tokio::test]
+async fn each_user_spends_query_cost_from_an_allowance_that_refills() {
+    let mut config = test_config().await;
+    config.usage.cost = caregraph::config::RateConfig {
+        burst: 5_000,
+        period: Duration::from_secs(1),
+    };
+    let app = TestApp::spawn_with(config).await;
+    let spender = with_series(&app, 104).await;
+    let bystander = app.register("CARE_RECIPIENT", "Yara").await;
+
+    // 40 bookings × (node + series + 104 occurrences × id): about 4,300 of the 5,000.
+    let costly = "{ bookings(first: 40) { nodes { series { occurrences { id } } } } }";
+    app.ok(&spender, costly, json!({})).await;
+    let response = app.graphql(Some(&spender.token), costly, json!({})).await;
+    assert_eq!(error_code(&response), "RATE_LIMITED", "{response}");
+    let retry_after = response["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .expect("when to retry");
+    assert!((3_000..=5_000).contains(&retry_after), "{retry_after}");
+
+    // Another user's allowance is their own.
+    app.ok(&bystander, costly, json!({})).await;
+    // Once the allowance has refilled, the same query runs again.
+    app.clock.advance(chrono::Duration::seconds(
+        i64::try_from(retry_after).unwrap(),
+    ));
+    app.ok(&spender, costly, json!({})).await;
+}
+
+#[tokio::test]
 async fn aliases_and_directives_are_limited_in_every_position() {
     let app = TestApp::spawn().await;
     let user = app.register("CARE_RECIPIENT", "Tomas").await;

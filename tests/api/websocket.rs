@@ -340,6 +340,66 @@ async fn subscriptions_past_the_cap_are_refused_and_the_others_deliver() {
 }
 
 #[tokio::test]
+async fn a_user_opening_sockets_too_fast_is_asked_to_retry_later() {
+    let mut config = test_config().await;
+    config.usage.socket_opens = caregraph::config::RateConfig {
+        burst: 2,
+        period: Duration::from_secs(60),
+    };
+    let app = TestApp::spawn_with(config).await;
+    let user = app.register("CAREGIVER", "Noa").await;
+    let other = app.register("CAREGIVER", "Oli").await;
+    drop(app.ws_as(Protocol::TransportWs, &user).await);
+    drop(app.ws_as(Protocol::LegacyWs, &user).await);
+    // Both sockets are closed: it is the rate of opening, not how many are open, that is spent.
+    let mut third = app.ws(Protocol::TransportWs).await;
+    third
+        .send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
+        .await;
+    let (code, reason) = third.expect_close().await;
+    assert_eq!(code, 1013);
+    assert!(reason.contains("new sockets"), "{reason}");
+    app.ws_as(Protocol::TransportWs, &other).await;
+
+    app.clock.advance(chrono::Duration::seconds(60));
+    app.ws_as(Protocol::TransportWs, &user).await;
+}
+
+#[tokio::test]
+async fn a_user_starting_operations_too_fast_is_refused_per_operation() {
+    let mut config = test_config().await;
+    config.usage.socket_operations = caregraph::config::RateConfig {
+        burst: 3,
+        period: Duration::from_secs(60),
+    };
+    let app = TestApp::spawn_with(config).await;
+    let recipient = app.register("CARE_RECIPIENT", "Pia").await;
+    let caregiver = app.register("CAREGIVER", "Quim").await;
+    let mut first = app.ws_as(Protocol::TransportWs, &caregiver).await;
+    first.subscribe("a", BOOKING_UPDATED, json!({})).await;
+    first.subscribe("b", BOOKING_UPDATED, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open_booking(&app, &recipient, &caregiver).await;
+    assert_eq!(ids_of_results(&mut first, 2).await, ["a", "b"]);
+    // The allowance is the user's, across sockets.
+    let mut second = app.ws_as(Protocol::LegacyWs, &caregiver).await;
+    second.subscribe("c", BOOKING_UPDATED, json!({})).await;
+    second.subscribe("d", BOOKING_UPDATED, json!({})).await;
+    let refusal = match second.next_event().await {
+        WsEvent::Message(message) if message["type"] == "error" => message,
+        other => panic!("expected an error for d, got {other:?}"),
+    };
+    assert_eq!(refusal["id"], "d");
+    assert_eq!(refusal["payload"]["extensions"]["code"], "RATE_LIMITED");
+    assert!(refusal["payload"]["extensions"]["retryAfterSeconds"].is_u64());
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    open_booking(&app, &recipient, &caregiver).await;
+    assert_eq!(ids_of_results(&mut first, 2).await, ["a", "b"]);
+    assert_eq!(ids_of_results(&mut second, 1).await, ["c"]);
+}
+
+#[tokio::test]
 async fn sockets_past_the_cap_per_user_close_with_1013() {
     let app = spawn_with_websocket(|ws| ws.max_sockets_per_user = 2).await;
     let user = app.register("CAREGIVER", "Lou").await;

@@ -2,6 +2,9 @@
 //! they bound: tokens while the text is scanned, aliases, directives and introspection once
 //! it is parsed, depth and cost once it is validated, then a deadline and a response size.
 //!
+//! A validated operation is then charged to its viewer's allowance of cost per second
+//! ([`UsageLimits`]), so that many cheap-enough operations cannot add up to a costly user.
+//!
 //! Every refusal is an [`AppError::LimitExceeded`] whose code names the limit, so a client
 //! can tell which one to stay under; async-graphql's own complexity and depth checks are
 //! left off, since they answer with a bare sentence.
@@ -19,7 +22,7 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
-use crate::{config::GraphqlConfig, error::AppError};
+use crate::{auth::Credentials, config::GraphqlConfig, error::AppError, rate_limit::UsageLimits};
 
 /// The longest message a syntax error carries: the parser's own message quotes the
 /// offending line, which may be the whole document.
@@ -38,23 +41,27 @@ struct Limits {
     introspection: bool,
 }
 
-/// The schema extension that enforces [`GraphqlConfig`]'s limits.
+/// The schema extension that enforces [`GraphqlConfig`]'s limits, and charges each
+/// operation's cost to its viewer's allowance.
 #[derive(Clone)]
-pub struct QueryLimits(Arc<Limits>);
+pub struct QueryLimits(Arc<Limits>, Arc<UsageLimits>);
 
 impl QueryLimits {
     /// Copies the limits out of the configuration once, for every operation to share.
-    pub fn new(config: &GraphqlConfig) -> Self {
-        Self(Arc::new(Limits {
-            max_tokens: config.max_tokens,
-            max_aliases: config.max_aliases,
-            max_directives: config.max_directives,
-            max_depth: config.max_depth,
-            max_complexity: config.max_complexity,
-            timeout: config.timeout,
-            max_response_bytes: config.max_response_bytes,
-            introspection: config.introspection,
-        }))
+    pub fn new(config: &GraphqlConfig, usage: Arc<UsageLimits>) -> Self {
+        Self(
+            Arc::new(Limits {
+                max_tokens: config.max_tokens,
+                max_aliases: config.max_aliases,
+                max_directives: config.max_directives,
+                max_depth: config.max_depth,
+                max_complexity: config.max_complexity,
+                timeout: config.timeout,
+                max_response_bytes: config.max_response_bytes,
+                introspection: config.introspection,
+            }),
+            usage,
+        )
     }
 }
 
@@ -131,6 +138,11 @@ impl Extension for QueryLimits {
                     result.complexity, limits.max_complexity
                 ),
             )]);
+        }
+        if let Some(Credentials::Authenticated(viewer)) = ctx.data_opt::<Credentials>() {
+            self.1
+                .spend(viewer.id, result.complexity)
+                .map_err(|spent| vec![spent.into_server_error()])?;
         }
         Ok(result)
     }

@@ -6,7 +6,7 @@
 //! error for that id. Deciding as the protocol reads (not as the socket delivers) keeps that
 //! order exact when a client completes an id and reuses it at once.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::http::WebSocketProtocols;
 use axum::body::Bytes;
@@ -14,7 +14,9 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{close, frame::Frame};
-use crate::{config::WebSocketConfig, error::AppError};
+use uuid::Uuid;
+
+use crate::{config::WebSocketConfig, error::AppError, rate_limit::UsageLimits};
 
 /// What becomes of one read from the client.
 pub enum Admission {
@@ -37,6 +39,8 @@ pub enum Answer {
 /// The limits of one socket.
 pub struct Gate {
     protocol: WebSocketProtocols,
+    user: Uuid,
+    usage: Arc<UsageLimits>,
     rate: MessageRate,
     live: HashSet<String>,
     max_live: usize,
@@ -53,9 +57,17 @@ struct Envelope {
 }
 
 impl Gate {
-    pub fn new(protocol: WebSocketProtocols, config: &WebSocketConfig) -> Self {
+    /// The limits of a socket of `user`, whose operations count against `usage`.
+    pub fn new(
+        protocol: WebSocketProtocols,
+        config: &WebSocketConfig,
+        user: Uuid,
+        usage: Arc<UsageLimits>,
+    ) -> Self {
         Self {
             protocol,
+            user,
+            usage,
             rate: MessageRate::new(config.messages_per_second, config.message_burst),
             live: HashSet::new(),
             max_live: config.max_subscriptions_per_socket,
@@ -124,22 +136,25 @@ impl Gate {
             };
         }
         if self.live.len() >= self.max_live {
-            return Admission::Answer(Answer::Refuse(self.refusal(&id)));
+            let full = AppError::limit(
+                "TOO_MANY_SUBSCRIPTIONS",
+                format!(
+                    "at most {} subscriptions may be live on one socket",
+                    self.max_live
+                ),
+            );
+            return Admission::Answer(Answer::Refuse(self.refusal(&id, &full)));
+        }
+        if let Err(spent) = self.usage.start_operation(self.user) {
+            return Admission::Answer(Answer::Refuse(self.refusal(&id, &spent)));
         }
         self.live.insert(id);
         Admission::Pass(bytes)
     }
 
-    /// The `error` message refusing one more subscription, in the shape of the protocol.
-    fn refusal(&self, id: &str) -> String {
-        let error = AppError::limit(
-            "TOO_MANY_SUBSCRIPTIONS",
-            format!(
-                "at most {} subscriptions may be live on one socket",
-                self.max_live
-            ),
-        )
-        .to_graphql_error();
+    /// The `error` message refusing to start operation `id`, in the shape of the protocol.
+    fn refusal(&self, id: &str, why: &AppError) -> String {
+        let error = why.to_graphql_error();
         let payload = match self.protocol {
             WebSocketProtocols::GraphQLWS => serde_json::json!([error]),
             WebSocketProtocols::SubscriptionsTransportWS => error,
