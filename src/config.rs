@@ -170,9 +170,10 @@ pub struct RateConfig {
 /// instance, so that a few users cannot take the server's time from everyone else.
 #[derive(Debug, Clone)]
 pub struct UsageConfig {
-    /// `GRAPHQL_COST_BURST` (default 20000) and `GRAPHQL_COST_PER_SECOND` (default 2000):
-    /// the query cost (as `GRAPHQL_MAX_COMPLEXITY` counts it, at least 10 an operation) a
-    /// user may spend at once, and then per second. The burst must hold the costliest query.
+    /// `GRAPHQL_COST_BURST` (default 20000) and `GRAPHQL_COST_PER_SECOND` (default 1000):
+    /// the cost a user may spend at once, and then per second. Every request costs 10 before
+    /// it is read, refused or not, and then its complexity as `GRAPHQL_MAX_COMPLEXITY` counts
+    /// it. The burst must hold the costliest query.
     pub cost: RateConfig,
     /// `WS_OPEN_BURST` (default 20) and `WS_OPEN_PERIOD_MS` (default 1000): new sockets a user
     /// may open at once, then one per period; past it the socket closes with 1013.
@@ -339,7 +340,7 @@ impl Config {
                 cost: per_second(
                     &var,
                     ("GRAPHQL_COST_BURST", 20_000),
-                    ("GRAPHQL_COST_PER_SECOND", 2_000),
+                    ("GRAPHQL_COST_PER_SECOND", 1_000),
                 )?,
                 socket_opens: rate(&var, ("WS_OPEN_BURST", 20), ("WS_OPEN_PERIOD_MS", 1000))?,
                 socket_operations: rate(

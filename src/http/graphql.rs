@@ -12,6 +12,7 @@ use axum::{
 };
 
 use super::{HttpState, rejection::HttpRejection, request, ws};
+use crate::auth::Credentials;
 
 /// Runs a query or mutation as the viewer named by the `Authorization` header, once its
 /// body has been read within the configured bounds, telling resolvers the client's address
@@ -22,11 +23,25 @@ pub async fn execute(
     headers: HeaderMap,
     body: Body,
 ) -> Result<GraphQLResponse, HttpRejection> {
-    let request = request::read(&state.http, &headers, body).await?;
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let credentials = state.app.authenticator.from_header(authorization).await;
+    let request = match request::read(&state.http, &headers, body).await {
+        Ok(request) => request,
+        // A refused body still costs its sender; one who keeps sending them is told to wait.
+        Err(rejection) => match &credentials {
+            Credentials::Authenticated(viewer) => {
+                state
+                    .app
+                    .usage
+                    .start_request(viewer.id)
+                    .map_err(HttpRejection::RateLimited)?;
+                return Err(rejection);
+            }
+            _ => return Err(rejection),
+        },
+    };
     let client = state.app.sign_in.client_addr(peer, &headers);
     Ok(state
         .schema

@@ -9,6 +9,8 @@ use axum::{
 };
 use serde_json::json;
 
+use crate::error::AppError;
+
 /// Why a request was refused before it reached the schema.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpRejection {
@@ -28,6 +30,9 @@ pub enum HttpRejection {
     NoSubprotocol,
     #[error("GraphiQL is off on this server: send operations with POST, or set GRAPHIQL=true")]
     GraphiqlDisabled,
+    /// The caller's allowance is spent (see [`crate::rate_limit::UsageLimits`]).
+    #[error("{0}")]
+    RateLimited(AppError),
     #[error("there is nothing at this path: GraphQL is served at /graphql")]
     NotFound,
     #[error("this method is not allowed here: use POST /graphql, or a websocket")]
@@ -55,6 +60,7 @@ impl HttpRejection {
             | Self::UnreadableBody
             | Self::NoSubprotocol
             | Self::GraphiqlDisabled => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
         }
@@ -64,10 +70,11 @@ impl HttpRejection {
 impl IntoResponse for HttpRejection {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = json!({
-            "errors": [{ "message": self.to_string(), "extensions": { "code": code } }]
-        });
-        (status, Json(body)).into_response()
+        let error = match &self {
+            Self::RateLimited(refusal) => refusal.to_graphql_error(),
+            other => json!({ "message": other.to_string(), "extensions": { "code": code } }),
+        };
+        (status, Json(json!({ "errors": [error] }))).into_response()
     }
 }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::KeyedLimiter;
 use crate::{clock::Clock, config::UsageConfig, error::AppError};
 
-/// What even the cheapest operation is charged: parsing, authenticating and answering it
-/// cost the server something whatever it selects.
+/// What every request is charged before its cost is known: parsing, authenticating and
+/// answering it cost the server something whatever it selects.
 const MIN_OPERATION_COST: usize = 10;
 
 /// The per-user allowances, shared by HTTP and graphql-ws.
@@ -24,7 +24,7 @@ impl UsageLimits {
     /// Allowances as configured, timed by `clock`.
     pub fn new(config: &UsageConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
-            cost: KeyedLimiter::new(config.cost, clock.clone(), "query cost spent"),
+            cost: KeyedLimiter::new(config.cost, clock.clone(), "units of query cost"),
             socket_opens: KeyedLimiter::new(config.socket_opens, clock.clone(), "new sockets"),
             socket_operations: KeyedLimiter::new(
                 config.socket_operations,
@@ -34,11 +34,20 @@ impl UsageLimits {
         }
     }
 
-    /// Charges `user` for an operation of `complexity`, or refuses it with when to retry.
+    /// Charges `user` for a request before anything is done with it, so that one refused as
+    /// malformed or oversized costs its sender too.
+    pub fn start_request(&self, user: Uuid) -> Result<(), AppError> {
+        self.spend(user, MIN_OPERATION_COST)
+    }
+
+    /// Charges `user` for what a validated operation may return (its complexity), or
+    /// refuses it with when to retry.
     pub fn spend(&self, user: Uuid, complexity: usize) -> Result<(), AppError> {
-        let cost = complexity.max(MIN_OPERATION_COST);
+        if complexity == 0 {
+            return Ok(());
+        }
         self.cost
-            .admit_n(&user, u32::try_from(cost).unwrap_or(u32::MAX))
+            .admit_n(&user, u32::try_from(complexity).unwrap_or(u32::MAX))
     }
 
     /// Counts a new socket of `user`.

@@ -100,9 +100,10 @@ async fn each_user_spends_query_cost_from_an_allowance_that_refills() {
 
     // Another user's allowance is their own.
     app.ok(&bystander, costly, json!({})).await;
-    // Once the allowance has refilled, the same query runs again.
+    // Once the allowance has refilled (and the refused attempts' own charge with it), the
+    // same query runs again.
     app.clock.advance(chrono::Duration::seconds(
-        i64::try_from(retry_after).unwrap(),
+        i64::try_from(retry_after).unwrap() + 20,
     ));
     app.ok(&spender, costly, json!({})).await;
 }
@@ -319,6 +320,36 @@ async fn http_refusals_are_graphql_shaped_json() {
     // The well-behaved request beside them is answered as ever.
     let user = app.register("CARE_RECIPIENT", "Wanda").await;
     app.ok(&user, "{ me { id } }", json!({})).await;
+}
+
+#[tokio::test]
+async fn refused_requests_cost_their_sender_too() {
+    let mut config = test_config().await;
+    config.usage.cost = caregraph::config::RateConfig {
+        burst: 5_000,
+        period: Duration::from_secs(1),
+    };
+    let app = TestApp::spawn_with(config).await;
+    let sender = app.register("CARE_RECIPIENT", "Zeca").await;
+    let client = reqwest::Client::new();
+    let malformed = || {
+        client
+            .post(graphql_url(&app))
+            .bearer_auth(&sender.token)
+            .header("content-type", "application/json")
+            .body("{")
+    };
+    for _ in 0..500 {
+        let (status, _) = send(malformed()).await;
+        assert_eq!(status, 400);
+    }
+    let (status, body) = send(malformed()).await;
+    assert_eq!((status, error_code(&body).as_str()), (429, "RATE_LIMITED"));
+    assert!(body["errors"][0]["extensions"]["retryAfterSeconds"].is_u64());
+    let response = app
+        .graphql(Some(&sender.token), "{ me { id } }", json!({}))
+        .await;
+    assert_eq!(error_code(&response), "RATE_LIMITED");
 }
 
 async fn raw_connection(app: &TestApp) -> tokio::net::TcpStream {

@@ -2,8 +2,9 @@
 //! they bound: tokens while the text is scanned, aliases, directives and introspection once
 //! it is parsed, depth and cost once it is validated, then a deadline and a response size.
 //!
-//! A validated operation is then charged to its viewer's allowance of cost per second
-//! ([`UsageLimits`]), so that many cheap-enough operations cannot add up to a costly user.
+//! Each operation is charged to its viewer's allowance of cost per second ([`UsageLimits`]):
+//! a fixed amount before it is scanned, then its complexity once validated, so that many
+//! cheap or refused operations cannot add up to a costly user.
 //!
 //! Every refusal is an [`AppError::LimitExceeded`] whose code names the limit, so a client
 //! can tell which one to stay under; async-graphql's own complexity and depth checks are
@@ -81,6 +82,11 @@ impl Extension for QueryLimits {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let limits = &self.0;
+        if let Some(Credentials::Authenticated(viewer)) = ctx.data_opt::<Credentials>() {
+            self.1
+                .start_request(viewer.id)
+                .map_err(AppError::into_server_error)?;
+        }
         if tokens::count_within(query, limits.max_tokens).is_none() {
             return Err(refusal(
                 "TOO_MANY_TOKENS",
