@@ -11,7 +11,7 @@ use crate::{clock::Clock, config::UsageConfig, error::AppError};
 
 /// What every request is charged before its cost is known: parsing, authenticating and
 /// answering it cost the server something whatever it selects.
-const MIN_OPERATION_COST: usize = 10;
+const MIN_OPERATION_COST: usize = 50;
 
 /// The per-user allowances, shared by HTTP and graphql-ws.
 pub struct UsageLimits {
