@@ -170,7 +170,7 @@ pub struct RateConfig {
 /// instance, so that a few users cannot take the server's time from everyone else.
 #[derive(Debug, Clone)]
 pub struct UsageConfig {
-    /// `GRAPHQL_COST_BURST` (default 10000) and `GRAPHQL_COST_PER_SECOND` (default 1000):
+    /// `GRAPHQL_COST_BURST` (default 5000) and `GRAPHQL_COST_PER_SECOND` (default 1000):
     /// the cost a user may spend at once, and then per second. Every request costs 50 before
     /// it is read, refused or not, and then its complexity as `GRAPHQL_MAX_COMPLEXITY` counts
     /// it. The burst must hold the costliest query.
@@ -178,7 +178,7 @@ pub struct UsageConfig {
     /// `WS_OPEN_BURST` (default 20) and `WS_OPEN_PERIOD_MS` (default 1000): new sockets a user
     /// may open at once, then one per period; past it the socket closes with 1013.
     pub socket_opens: RateConfig,
-    /// `WS_OPERATION_BURST` (default 30) and `WS_OPERATION_PERIOD_MS` (default 100):
+    /// `WS_OPERATION_BURST` (default 20) and `WS_OPERATION_PERIOD_MS` (default 100):
     /// operations a user may start over their sockets at once, then one per period; past it
     /// the start is refused with `RATE_LIMITED` and the socket stays open.
     pub socket_operations: RateConfig,
@@ -339,13 +339,13 @@ impl Config {
             usage: UsageConfig {
                 cost: per_second(
                     &var,
-                    ("GRAPHQL_COST_BURST", 10_000),
+                    ("GRAPHQL_COST_BURST", 5_000),
                     ("GRAPHQL_COST_PER_SECOND", 1_000),
                 )?,
                 socket_opens: rate(&var, ("WS_OPEN_BURST", 20), ("WS_OPEN_PERIOD_MS", 1000))?,
                 socket_operations: rate(
                     &var,
-                    ("WS_OPERATION_BURST", 30),
+                    ("WS_OPERATION_BURST", 20),
                     ("WS_OPERATION_PERIOD_MS", 100),
                 )?,
             },
