@@ -316,19 +316,15 @@ impl Config {
                 max_tokens: parsed(&var, "GRAPHQL_MAX_TOKENS", 5000)?,
                 max_aliases: parsed(&var, "GRAPHQL_MAX_ALIASES", 30)?,
                 max_directives: parsed(&var, "GRAPHQL_MAX_DIRECTIVES", 50)?,
-                timeout: Duration::from_millis(parsed(&var, "GRAPHQL_TIMEOUT_MS", 5000)?),
+                timeout: millis(&var, "GRAPHQL_TIMEOUT_MS", 5000)?,
                 max_response_bytes: parsed(&var, "GRAPHQL_MAX_RESPONSE_BYTES", 4 << 20)?,
                 introspection: parsed(&var, "GRAPHQL_INTROSPECTION", development)?,
                 graphiql: parsed(&var, "GRAPHIQL", development)?,
             },
             http: HttpConfig {
                 max_body_bytes: parsed(&var, "HTTP_MAX_BODY_BYTES", 256 << 10)?,
-                header_timeout: Duration::from_millis(parsed(
-                    &var,
-                    "HTTP_HEADER_TIMEOUT_MS",
-                    10_000,
-                )?),
-                body_timeout: Duration::from_millis(parsed(&var, "HTTP_BODY_TIMEOUT_MS", 10_000)?),
+                header_timeout: millis(&var, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+                body_timeout: millis(&var, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
                 cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").map(|raw| {
                     raw.split(',')
                         .map(|origin| origin.trim().to_owned())
@@ -453,8 +449,8 @@ fn millis(
     parsed(var, name, default).map(Duration::from_millis)
 }
 
-/// A rate from its burst and period variables; both must be positive.
-/// A rate given as a burst and a number per second, for allowances spent in large units.
+/// A rate given as a burst and a number per second, for allowances spent in large units;
+/// both must be positive.
 fn per_second(
     var: &impl Fn(&str) -> Option<String>,
     (burst_name, burst): (&'static str, u32),
@@ -467,15 +463,10 @@ fn per_second(
             .checked_div(per_second)
             .unwrap_or_default(),
     };
-    if config.burst == 0 || config.period.is_zero() {
-        return Err(ConfigError::Invalid {
-            name: burst_name,
-            reason: format!("{burst_name} and {rate_name} must both be positive"),
-        });
-    }
-    Ok(config)
+    positive(config, burst_name, rate_name)
 }
 
+/// A rate from its burst and period variables; both must be positive.
 fn rate(
     var: &impl Fn(&str) -> Option<String>,
     (burst_name, burst): (&'static str, u32),
@@ -485,10 +476,19 @@ fn rate(
         burst: parsed(var, burst_name, burst)?,
         period: millis(var, period_name, period_ms)?,
     };
+    positive(config, burst_name, period_name)
+}
+
+/// Refuses a rate that could never admit anything, naming the two variables that set it.
+fn positive(
+    config: RateConfig,
+    burst_name: &'static str,
+    pace_name: &'static str,
+) -> Result<RateConfig, ConfigError> {
     if config.burst == 0 || config.period.is_zero() {
         return Err(ConfigError::Invalid {
             name: burst_name,
-            reason: format!("{burst_name} and {period_name} must both be positive"),
+            reason: format!("{burst_name} and {pace_name} must both be positive"),
         });
     }
     Ok(config)
