@@ -68,8 +68,9 @@ pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
     .data(bookings)
     .data(series)
     .extension(ErrorCodes)
-    .extension(QueryLimits::new(config, usage))
+    // The cache is outermost: a cached document skips the parser and the document checks.
     .extension(ParsedQueries::default())
+    .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
     if !config.introspection {
         schema = schema.disable_introspection().disable_suggestions();

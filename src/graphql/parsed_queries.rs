@@ -3,7 +3,8 @@
 //! Clients send the same few operations over and over (Apollo and urql send a fixed
 //! document per hook), and parsing one with async-graphql's pest parser was a tenth of the
 //! server's CPU per `sendMessage`. A cached document has passed the parser's checks on
-//! recursion depth and directives once, so it is handed out without repeating them;
+//! recursion depth and the query limits' checks on tokens, aliases and directives once, so
+//! it is handed out without repeating them;
 //! validation against the schema and the variables still runs on every request.
 
 use std::sync::Arc;

@@ -30,17 +30,15 @@ pub async fn execute(
     let request = match request::read(&state.http, &headers, body).await {
         Ok(request) => request,
         // A refused body still costs its sender; one who keeps sending them is told to wait.
-        Err(rejection) => match &credentials {
-            Credentials::Authenticated(viewer) => {
-                state
-                    .app
-                    .usage
-                    .start_request(viewer.id)
+        Err(rejection) => {
+            if let Credentials::Authenticated(viewer) = &credentials {
+                let usage = &state.app.usage;
+                usage
+                    .spend(viewer.id, 0)
                     .map_err(HttpRejection::RateLimited)?;
-                return Err(rejection);
             }
-            _ => return Err(rejection),
-        },
+            return Err(rejection);
+        }
     };
     let client = state.app.sign_in.client_addr(peer, &headers);
     Ok(state

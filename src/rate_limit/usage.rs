@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::KeyedLimiter;
 use crate::{clock::Clock, config::UsageConfig, error::AppError};
 
-/// What every request is charged before its cost is known: parsing, authenticating and
+/// What every request is charged beside its complexity: parsing, authenticating and
 /// answering it cost the server something whatever it selects.
-const MIN_OPERATION_COST: usize = 50;
+const REQUEST_COST: usize = 50;
 
 /// The per-user allowances, shared by HTTP and graphql-ws.
 pub struct UsageLimits {
@@ -34,20 +34,13 @@ impl UsageLimits {
         }
     }
 
-    /// Charges `user` for a request before anything is done with it, so that one refused as
-    /// malformed or oversized costs its sender too.
-    pub fn start_request(&self, user: Uuid) -> Result<(), AppError> {
-        self.spend(user, MIN_OPERATION_COST)
-    }
-
-    /// Charges `user` for what a validated operation may return (its complexity), or
-    /// refuses it with when to retry.
+    /// Charges `user` for one request: a flat amount for reading and answering it, plus what
+    /// it may return (its complexity; 0 for one refused before that is known, which so still
+    /// costs its sender). Refuses it with when to retry.
     pub fn spend(&self, user: Uuid, complexity: usize) -> Result<(), AppError> {
-        if complexity == 0 {
-            return Ok(());
-        }
+        let cost = complexity.saturating_add(REQUEST_COST);
         self.cost
-            .admit_n(&user, u32::try_from(complexity).unwrap_or(u32::MAX))
+            .admit_n(&user, u32::try_from(cost).unwrap_or(u32::MAX))
     }
 
     /// Counts a new socket of `user`.

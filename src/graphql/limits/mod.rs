@@ -2,9 +2,13 @@
 //! they bound: tokens while the text is scanned, aliases, directives and introspection once
 //! it is parsed, depth and cost once it is validated, then a deadline and a response size.
 //!
-//! Each operation is charged to its viewer's allowance of cost per second ([`UsageLimits`]):
-//! a fixed amount before it is scanned, then its complexity once validated, so that many
-//! cheap or refused operations cannot add up to a costly user.
+//! Each operation is charged once to its viewer's allowance of cost per second
+//! ([`UsageLimits`]): a flat amount, plus its complexity once validated, so that many cheap
+//! or refused operations cannot add up to a costly user.
+//!
+//! The document checks run where the text is parsed, inside the cache of parsed documents
+//! (`ParsedQueries`): a cached document has passed them, and is handed out without repeating
+//! them.
 //!
 //! Every refusal is an [`AppError::LimitExceeded`] whose code names the limit, so a client
 //! can tell which one to stay under; async-graphql's own complexity and depth checks are
@@ -13,7 +17,7 @@
 mod document;
 mod tokens;
 
-use std::{io, sync::Arc, time::Duration};
+use std::{io, sync::Arc};
 
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Value, Variables,
@@ -29,40 +33,105 @@ use crate::{auth::Credentials, config::GraphqlConfig, error::AppError, rate_limi
 /// offending line, which may be the whole document.
 const MAX_SYNTAX_MESSAGE_CHARS: usize = 160;
 
-/// The limits of one schema, shared by every operation it runs.
-#[derive(Debug, Clone)]
-struct Limits {
-    max_tokens: usize,
-    max_aliases: usize,
-    max_directives: usize,
-    max_depth: usize,
-    max_complexity: usize,
-    timeout: Duration,
-    max_response_bytes: usize,
-    introspection: bool,
-}
-
 /// The schema extension that enforces [`GraphqlConfig`]'s limits, and charges each
 /// operation's cost to its viewer's allowance.
 #[derive(Clone)]
-pub struct QueryLimits(Arc<Limits>, Arc<UsageLimits>);
+pub struct QueryLimits {
+    config: Arc<GraphqlConfig>,
+    usage: Arc<UsageLimits>,
+}
 
 impl QueryLimits {
-    /// Copies the limits out of the configuration once, for every operation to share.
+    /// The limits of `config`, charging to `usage`.
     pub fn new(config: &GraphqlConfig, usage: Arc<UsageLimits>) -> Self {
-        Self(
-            Arc::new(Limits {
-                max_tokens: config.max_tokens,
-                max_aliases: config.max_aliases,
-                max_directives: config.max_directives,
-                max_depth: config.max_depth,
-                max_complexity: config.max_complexity,
-                timeout: config.timeout,
-                max_response_bytes: config.max_response_bytes,
-                introspection: config.introspection,
-            }),
+        Self {
+            config: Arc::new(config.clone()),
             usage,
-        )
+        }
+    }
+
+    /// Charges the viewer, if signed in, for one operation that may return `complexity`
+    /// fields (0 for one refused before that is known).
+    fn charge(&self, ctx: &ExtensionContext<'_>, complexity: usize) -> ServerResult<()> {
+        match ctx.data_opt::<Credentials>() {
+            Some(Credentials::Authenticated(viewer)) => self
+                .usage
+                .spend(viewer.id, complexity)
+                .map_err(AppError::into_server_error),
+            _ => Ok(()),
+        }
+    }
+
+    /// A refused operation still costs its viewer; one whose allowance is spent is told so
+    /// instead.
+    fn refused(&self, ctx: &ExtensionContext<'_>, refusal: ServerError) -> ServerError {
+        self.charge(ctx, 0).err().unwrap_or(refusal)
+    }
+
+    /// The document checks, before and after parsing.
+    async fn checked(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let config = &self.config;
+        if tokens::count_within(query, config.max_tokens).is_none() {
+            return Err(refusal(
+                "TOO_MANY_TOKENS",
+                format!("a document may have at most {} tokens", config.max_tokens),
+            ));
+        }
+        let document = next
+            .run(ctx, query, variables)
+            .await
+            .map_err(without_quoted_source)?;
+        let spelled = document::spelled(&document);
+        at_most(
+            spelled.aliases,
+            config.max_aliases,
+            "TOO_MANY_ALIASES",
+            "aliases",
+        )?;
+        at_most(
+            spelled.directives,
+            config.max_directives,
+            "TOO_MANY_DIRECTIVES",
+            "directives",
+        )?;
+        if spelled.introspects && !config.introspection {
+            return Err(refusal(
+                "INTROSPECTION_DISABLED",
+                "introspection is off on this server (GRAPHQL_INTROSPECTION)".to_owned(),
+            ));
+        }
+        Ok(document)
+    }
+
+    /// Depth and cost, once the document is known to fit the schema.
+    fn within_cost(&self, result: &ValidationResult) -> ServerResult<()> {
+        let config = &self.config;
+        if result.depth > config.max_depth {
+            return Err(refusal(
+                "QUERY_TOO_DEEP",
+                format!(
+                    "this query nests {} levels deep; at most {} are allowed",
+                    result.depth, config.max_depth
+                ),
+            ));
+        }
+        if result.complexity > config.max_complexity {
+            return Err(refusal(
+                "QUERY_TOO_COMPLEX",
+                format!(
+                    "this query could return {} fields; at most {} are allowed: ask for smaller \
+                     pages or fewer nested lists",
+                    result.complexity, config.max_complexity
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -81,42 +150,9 @@ impl Extension for QueryLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let limits = &self.0;
-        if let Some(Credentials::Authenticated(viewer)) = ctx.data_opt::<Credentials>() {
-            self.1
-                .start_request(viewer.id)
-                .map_err(AppError::into_server_error)?;
-        }
-        if tokens::count_within(query, limits.max_tokens).is_none() {
-            return Err(refusal(
-                "TOO_MANY_TOKENS",
-                format!("a document may have at most {} tokens", limits.max_tokens),
-            ));
-        }
-        let document = next
-            .run(ctx, query, variables)
+        self.checked(ctx, query, variables, next)
             .await
-            .map_err(without_quoted_source)?;
-        let spelled = document::spelled(&document);
-        at_most(
-            spelled.aliases,
-            limits.max_aliases,
-            "TOO_MANY_ALIASES",
-            "aliases",
-        )?;
-        at_most(
-            spelled.directives,
-            limits.max_directives,
-            "TOO_MANY_DIRECTIVES",
-            "directives",
-        )?;
-        if spelled.introspects && !limits.introspection {
-            return Err(refusal(
-                "INTROSPECTION_DISABLED",
-                "introspection is off on this server (GRAPHQL_INTROSPECTION)".to_owned(),
-            ));
-        }
-        Ok(document)
+            .map_err(|refusal| self.refused(ctx, refusal))
     }
 
     async fn validation(
@@ -124,32 +160,17 @@ impl Extension for QueryLimits {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let limits = &self.0;
-        let result = next.run(ctx).await?;
-        if result.depth > limits.max_depth {
-            return Err(vec![refusal(
-                "QUERY_TOO_DEEP",
-                format!(
-                    "this query nests {} levels deep; at most {} are allowed",
-                    result.depth, limits.max_depth
-                ),
-            )]);
-        }
-        if result.complexity > limits.max_complexity {
-            return Err(vec![refusal(
-                "QUERY_TOO_COMPLEX",
-                format!(
-                    "this query could return {} fields; at most {} are allowed: ask for smaller \
-                     pages or fewer nested lists",
-                    result.complexity, limits.max_complexity
-                ),
-            )]);
-        }
-        if let Some(Credentials::Authenticated(viewer)) = ctx.data_opt::<Credentials>() {
-            self.1
-                .spend(viewer.id, result.complexity)
-                .map_err(|spent| vec![spent.into_server_error()])?;
-        }
+        let result = next
+            .run(ctx)
+            .await
+            .map_err(|errors| match self.charge(ctx, 0) {
+                Err(spent) => vec![spent],
+                Ok(()) => errors,
+            })?;
+        self.within_cost(&result)
+            .map_err(|refusal| vec![self.refused(ctx, refusal)])?;
+        self.charge(ctx, result.complexity)
+            .map_err(|spent| vec![spent])?;
         Ok(result)
     }
 
@@ -159,7 +180,7 @@ impl Extension for QueryLimits {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let limits = &self.0;
+        let limits = &self.config;
         let Ok(response) =
             tokio::time::timeout(limits.timeout, next.run(ctx, operation_name)).await
         else {
