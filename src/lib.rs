@@ -16,6 +16,7 @@
 //! - [`state`]: the services every resolver shares.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`capped_map`]: the bounded map behind the per-instance caches.
+//! - [`sync`]: locking that survives a panic elsewhere.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
 pub mod auth;
@@ -34,5 +35,6 @@ pub mod notifications;
 pub mod rate_limit;
 pub mod startup;
 pub mod state;
+pub mod sync;
 pub mod users;
 pub mod video;

@@ -4,7 +4,7 @@
 
 use std::{
     num::NonZeroUsize,
-    sync::{Arc, LazyLock, Mutex, PoisonError, mpsc},
+    sync::{Arc, LazyLock, Mutex, mpsc},
 };
 
 use argon2::{
@@ -13,7 +13,7 @@ use argon2::{
 };
 use tokio::sync::oneshot;
 
-use crate::error::AppError;
+use crate::{error::AppError, sync::lock};
 
 /// At most this many hashes at once (152 MiB of Argon2 memory), whatever the core count.
 const MAX_CONCURRENT_HASHES: usize = 8;
@@ -39,7 +39,7 @@ static HASHERS: LazyLock<Mutex<mpsc::Sender<Job>>> = LazyLock::new(|| {
             .spawn(move || {
                 lower_this_threads_priority();
                 loop {
-                    let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let job = lock(&queue).recv();
                     match job {
                         Ok(job) => job(),
                         Err(mpsc::RecvError) => return,
@@ -69,9 +69,7 @@ async fn on_hashing_thread<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
-    HASHERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    lock(&HASHERS)
         .send(job)
         .map_err(|_| AppError::Internal("password hashing threads are gone".to_owned()))?;
     result

@@ -26,6 +26,7 @@ use crate::{
     error::AppError,
     graphql::pagination::{PageRequest, page_cost},
     state::AppState,
+    sync::lock,
     users::User,
 };
 
@@ -265,10 +266,6 @@ async fn apply(ctx: &Context<'_>, id: Uuid, action: BookingAction) -> Result<Boo
     .await?;
     uow.commit().await?;
     Ok(booking.into())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// How far before the last delivered change a lagging subscriber re-reads, to cover

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use super::{Delivery, Event, EventBus, Topic};
+use crate::sync::lock;
 
 /// Broadcasts events to the subscribers of this process, per topic.
 pub struct InProcessBus {
@@ -31,9 +32,7 @@ impl InProcessBus {
     }
 
     fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Arc<Event>>>> {
-        self.topics
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.topics)
     }
 }
 

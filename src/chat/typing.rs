@@ -13,7 +13,7 @@ use std::{
 
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{error::AppError, sync::lock};
 
 /// How many `setTyping` calls one member may make per session in one window.
 const CALLS_PER_WINDOW: u32 = 20;
@@ -51,10 +51,7 @@ impl TypingGate {
     /// Whether this call should be published; `RATE_LIMITED` past the call budget.
     pub fn admit(&self, user_id: Uuid, session_id: Uuid, typing: bool) -> Result<bool, AppError> {
         let now = Instant::now();
-        let mut members = self
-            .members
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut members = lock(&self.members);
         members.retain(|_, member| now.duration_since(member.window_started) < WINDOW * 6);
         let member = members.entry((user_id, session_id)).or_insert(Member {
             window_started: now,

@@ -11,7 +11,7 @@ mod keepalive;
 mod limits;
 mod sockets;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{
     Data,
@@ -31,6 +31,7 @@ use super::HttpState;
 use crate::{
     auth::{ClientAddr, Credentials},
     error::AppError,
+    sync::lock,
 };
 
 /// Close codes that this server sends itself, chosen for what clients do on each. A graphql-ws
@@ -233,10 +234,6 @@ where
         }
     }
     Frame::Ended
-}
-
-fn lock(gate: &Mutex<Gate>) -> std::sync::MutexGuard<'_, Gate> {
-    gate.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sends one message; false when the socket is done, closed with 1013 if the client stopped

@@ -10,7 +10,7 @@ mod usage;
 use std::{
     hash::Hash,
     num::NonZeroU32,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -19,7 +19,7 @@ use governor::{Quota, RateLimiter, middleware::NoOpMiddleware, state::keyed::Has
 
 pub use usage::UsageLimits;
 
-use crate::{clock::Clock, config::RateConfig, error::AppError};
+use crate::{clock::Clock, config::RateConfig, error::AppError, sync::lock};
 
 /// How often keys whose limit has fully replenished are forgotten.
 const SWEEP_EVERY: chrono::Duration = chrono::Duration::seconds(60);
@@ -99,10 +99,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     fn sweep_now_and_then(&self) {
         let now = self.clock.0.now();
         {
-            let mut last = self
-                .last_sweep
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut last = lock(&self.last_sweep);
             if now - *last < SWEEP_EVERY {
                 return;
             }

@@ -2,10 +2,12 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
 };
 
 use uuid::Uuid;
+
+use crate::sync::lock;
 
 /// Open sockets per user; a user with none has no entry, so memory follows connected users.
 #[derive(Default)]
@@ -16,7 +18,7 @@ pub struct OpenSockets {
 impl OpenSockets {
     /// Counts one more socket for `user`, or refuses when they already hold `max`.
     pub fn open(self: &Arc<Self>, user: Uuid, max: usize) -> Option<SocketSlot> {
-        let mut per_user = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut per_user = lock(&self.per_user);
         let held = per_user.get(&user).copied().unwrap_or_default();
         if held >= max {
             return None;
@@ -38,11 +40,7 @@ pub struct SocketSlot {
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        let mut per_user = self
-            .sockets
-            .per_user
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut per_user = lock(&self.sockets.per_user);
         if let Some(held) = per_user.get_mut(&self.user) {
             *held = held.saturating_sub(1);
             if *held == 0 {
