@@ -10,7 +10,7 @@
 //! - [`users`], [`bookings`], [`chat`], [`video`], [`notifications`]: the domains, each with
 //!   its rules, queries, events and resolvers.
 //! - [`jobs`]: the scheduler: booking reminders, video request expiry, call limits.
-//! - [`db`]: connecting, and the unit of work that commits first and publishes after.
+//! - [`db`]: connecting, and the write transaction that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
 //! - [`error`]: the one error type and its GraphQL codes.
 //! - [`state`]: the services every resolver shares.

@@ -8,10 +8,11 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{Authenticator, SignInLimits, TokenService},
     bus::{EventBus, InProcessBus},
-    chat::{SendQueue, TypingGate, Writer},
+    chat::{SendQueue, TypingGate},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
-    db, graphql,
+    db::{self, Writer},
+    graphql,
     http::{self, HttpState},
     jobs,
     rate_limit::UsageLimits,
@@ -85,14 +86,17 @@ impl Application {
         let tokens = Arc::new(TokenService::new(&config.auth));
         let write_queue =
             db::WriteQueue::for_url(&config.database_url, config.database.acquire_timeout);
-        let sends = SendQueue::start(Writer {
-            db: db::writer_connection(&config.database_url, &config.database, &db).await?,
-            bus: bus.clone(),
-            write_queue: write_queue.clone(),
-            clock: clock.clone(),
-        });
+        let writer = Writer::new(db.clone(), write_queue.clone(), clock.clone(), bus.clone());
+        let sends = SendQueue::start(
+            writer.on(db::writer_connection(&config.database_url, &config.database, &db).await?),
+        );
         let state = AppState {
-            authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
+            authenticator: Authenticator::new(
+                tokens.clone(),
+                db.clone(),
+                clock.clone(),
+                writer.clone(),
+            ),
             sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
             usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),
             db,
@@ -103,6 +107,7 @@ impl Application {
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
             video: Arc::new(video(&config)),
             write_queue,
+            writer,
             sends,
         };
         let schema = graphql::build(state.clone(), &config.graphql);

@@ -11,8 +11,7 @@ use crate::{
     chat::{SendQueue, TypingGate},
     clock::Clock,
     config::ReminderConfig,
-    db::{UnitOfWork, WriteQueue},
-    error::AppError,
+    db::{WriteQueue, Writer},
     rate_limit::UsageLimits,
     video::Video,
 };
@@ -33,6 +32,8 @@ pub struct AppState {
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,
     pub write_queue: WriteQueue,
+    /// Starts every write transaction: see `db::write`.
+    pub writer: Writer,
     /// Where `sendMessage` joins a batch (group commit).
     pub sends: SendQueue,
 }
@@ -41,10 +42,5 @@ impl AppState {
     /// The state a resolver runs with; the schema is always built with it.
     pub fn of<'a>(ctx: &Context<'a>) -> &'a AppState {
         ctx.data_unchecked::<AppState>()
-    }
-
-    /// Starts a write transaction whose events are published after it commits.
-    pub async fn unit_of_work(&self) -> Result<UnitOfWork, AppError> {
-        UnitOfWork::begin(&self.db, self.bus.clone(), &self.write_queue).await
     }
 }

@@ -43,7 +43,8 @@ pub enum BookingStatus {
 }
 
 impl BookingStatus {
-    /// The lifecycle of DESIGN.md in one place, so no code path can invent a transition.
+    /// The booking lifecycle in one table, so no code path can invent a transition
+    /// (`docs/architecture.md`, "State machines").
     pub fn can_become(self, next: BookingStatus) -> bool {
         use BookingStatus::*;
         matches!(
@@ -158,6 +159,27 @@ pub enum VideoCallStatus {
 }
 
 impl VideoCallStatus {
+    /// The call lifecycle in one table, so no code path (a resolver, the webhook, the
+    /// scheduler) can invent a transition (`docs/architecture.md`, "State machines").
+    pub fn can_become(self, next: VideoCallStatus) -> bool {
+        use VideoCallStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Accepted)
+                | (Pending, Declined)
+                | (Pending, Cancelled)
+                | (Pending, Expired)
+                | (Accepted, Active)
+                | (Accepted, Completed)
+                | (Active, Completed)
+        )
+    }
+
+    /// Whether the call can become nothing else; a pair has at most one call that is not.
+    pub fn is_final(self) -> bool {
+        Self::iter().all(|next| !self.can_become(next))
+    }
+
     /// The lower-case name used in error messages and notification text.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,7 +12,7 @@ use super::{
     known_users::KnownUsers,
     token::{TokenIssuer, TokenService},
 };
-use crate::{clock::Clock, error::AppError, users::UserService};
+use crate::{clock::Clock, db::Writer, error::AppError, users::UserService};
 
 /// The signed-in user a request or socket acts for.
 #[derive(Debug, Clone)]
@@ -55,15 +55,23 @@ pub struct Authenticator {
     tokens: Arc<TokenService>,
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
+    /// Creates the accounts of users that an external issuer vouches for.
+    writer: Writer,
     known: Arc<KnownUsers>,
 }
 
 impl Authenticator {
-    pub fn new(tokens: Arc<TokenService>, db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        tokens: Arc<TokenService>,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        writer: Writer,
+    ) -> Self {
         Self {
             tokens,
             db,
             clock,
+            writer,
             known: Arc::default(),
         }
     }
@@ -97,14 +105,25 @@ impl Authenticator {
             Some(user) => user,
             None => match verified.issuer {
                 TokenIssuer::Supabase { email, metadata } => {
-                    UserService::provision_external(
-                        &self.db,
-                        verified.user_id,
-                        email,
-                        &metadata,
-                        now,
-                    )
-                    .await?
+                    let id = verified.user_id;
+                    let provisioned = self
+                        .writer
+                        .run(async |write| {
+                            UserService::provision_external(write, id, email, &metadata).await
+                        })
+                        .await;
+                    match provisioned {
+                        // Two first requests raced; the other one created the account.
+                        Err(AppError::Conflict(_)) => {
+                            UserService::find(&self.db, id).await?.ok_or_else(|| {
+                                AppError::Unauthenticated(
+                                    "token rejected: this email belongs to another account"
+                                        .to_owned(),
+                                )
+                            })?
+                        }
+                        other => other?,
+                    }
                 }
                 TokenIssuer::Caregraph => {
                     return Err(AppError::Unauthenticated(

@@ -219,11 +219,10 @@ impl BookingMutation {
                 until: rule.until,
             }),
         };
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let booking =
-            BookingService::create(txn, viewer, new_booking, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let booking = state
+            .writer
+            .run(async |write| BookingService::create(write, viewer, new_booking).await)
+            .await?;
         Ok(booking.into())
     }
 
@@ -248,23 +247,15 @@ impl BookingMutation {
     }
 }
 
-/// Runs one lifecycle action in a unit of work: commit, then publish.
+/// Runs one lifecycle action in one write: commit, then publish.
 async fn apply(ctx: &Context<'_>, id: Uuid, action: BookingAction) -> Result<Booking, AppError> {
     let viewer = viewer(ctx)?;
     let state = AppState::of(ctx);
-    let mut uow = state.unit_of_work().await?;
-    let (txn, events) = uow.parts();
-    let booking = BookingService::apply(
-        txn,
-        viewer,
-        id,
-        action,
-        state.clock.now(),
-        &state.reminders.offsets_minutes,
-        events,
-    )
-    .await?;
-    uow.commit().await?;
+    let offsets = &state.reminders.offsets_minutes;
+    let booking = state
+        .writer
+        .run(async |write| BookingService::apply(write, viewer, id, action, offsets).await)
+        .await?;
     Ok(booking.into())
 }
 

@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::notices::{self, Parties};
-use crate::{bus::Event, error::AppError, notifications::NotificationService};
+use crate::{db::Write, error::AppError, notifications::NotificationService};
 
 /// Scheduling and sending booking reminders.
 pub struct ReminderService;
@@ -22,7 +22,7 @@ impl ReminderService {
     /// Schedules the reminders still ahead of a just-accepted booking; one already past
     /// (accepted inside its window) is not owed.
     pub async fn schedule(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         booking: &booking::Model,
         offsets_minutes: &[i32],
         now: DateTime<Utc>,
@@ -47,7 +47,7 @@ impl ReminderService {
                 .do_nothing()
                 .to_owned(),
             )
-            .exec_without_returning(conn)
+            .exec_without_returning(write)
             .await?;
         }
         Ok(())
@@ -72,16 +72,15 @@ impl ReminderService {
     /// Not owed: the booking is no longer accepted or has started, or a closer reminder is
     /// also due (after downtime, only the most urgent one is sent). Returns whether it sent.
     pub async fn settle(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         reminder: &booking_reminder::Model,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<bool, AppError> {
+        let now = write.now();
         let claimed = booking_reminder::Entity::update_many()
             .col_expr(booking_reminder::Column::SettledAt, Expr::value(now))
             .filter(booking_reminder::Column::Id.eq(reminder.id))
             .filter(booking_reminder::Column::SettledAt.is_null())
-            .exec(conn)
+            .exec(write)
             .await?
             .rows_affected
             == 1;
@@ -89,7 +88,7 @@ impl ReminderService {
             return Ok(false);
         }
         let Some(booking) = booking::Entity::find_by_id(reminder.booking_id)
-            .one(conn)
+            .one(write)
             .await?
         else {
             return Ok(false);
@@ -101,14 +100,14 @@ impl ReminderService {
             .filter(booking_reminder::Column::BookingId.eq(booking.id))
             .filter(booking_reminder::Column::OffsetMinutes.lt(reminder.offset_minutes))
             .filter(booking_reminder::Column::DueAt.lte(now))
-            .one(conn)
+            .one(write)
             .await?;
         if closer_due.is_some() {
             return Ok(false);
         }
-        let parties = Parties::of(conn, &booking).await?;
+        let parties = Parties::of(write, &booking).await?;
         for notice in notices::reminder(&booking, reminder.offset_minutes, &parties) {
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         Ok(true)
     }

@@ -22,6 +22,7 @@ use super::{
 use crate::{
     auth::Viewer,
     bus::Event,
+    db::Write,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
     notifications::NotificationService,
@@ -110,12 +111,11 @@ impl BookingService {
     /// Creates a pending booking, or a whole recurring series of them, for the viewer (a care
     /// recipient) with a caregiver. Returns the first occurrence.
     pub async fn create(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         input: NewBooking,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<booking::Model, AppError> {
+        let now = write.now();
         if viewer.role != Role::CareRecipient {
             return Err(AppError::Forbidden(
                 "only care recipients can book a caregiver".to_owned(),
@@ -148,7 +148,7 @@ impl BookingService {
                 format!("notes must be at most {MAX_NOTES} characters"),
             ));
         }
-        let caregiver = UserService::find(conn, input.caregiver_id).await?;
+        let caregiver = UserService::find(write, input.caregiver_id).await?;
         if !caregiver.is_some_and(|caregiver| caregiver.role == Role::Caregiver) {
             return Err(AppError::bad_input(
                 "caregiverId",
@@ -158,7 +158,7 @@ impl BookingService {
         let starts = match &input.recurrence {
             None => vec![starts_at],
             Some(rule) => {
-                let recipient = UserService::find(conn, viewer.id)
+                let recipient = UserService::find(write, viewer.id)
                     .await?
                     .ok_or(AppError::NotFound("user"))?;
                 rule.starts(starts_at, timezone_of(&recipient))?
@@ -176,7 +176,7 @@ impl BookingService {
                     until: Set(rule.until),
                     created_at: Set(now),
                 }
-                .insert(conn)
+                .insert(write)
                 .await?;
                 Some(series)
             }
@@ -197,9 +197,9 @@ impl BookingService {
                 created_at: Set(now),
                 updated_at: Set(now),
             }
-            .insert(conn)
+            .insert(write)
             .await?;
-            events.push(Event::BookingChanged(Arc::new(booking.clone())));
+            write.publish(Event::BookingChanged(Arc::new(booking.clone())));
             created.push(booking);
         }
         let occurrences = created.len();
@@ -207,12 +207,12 @@ impl BookingService {
             .into_iter()
             .next()
             .ok_or_else(|| AppError::Internal("a booking series without occurrences".to_owned()))?;
-        let parties = Parties::of(conn, &first).await?;
+        let parties = Parties::of(write, &first).await?;
         let notice = match &series {
             None => notices::created(&first, &parties),
             Some(series) => notices::series_created(series, &first, occurrences, &parties),
         };
-        NotificationService::notify(conn, notice, now, events).await?;
+        NotificationService::notify(write, notice).await?;
         Ok(first)
     }
 
@@ -220,15 +220,14 @@ impl BookingService {
     /// the viewer must be allowed to take it, and its time rules must hold.
     /// Both parties are notified; an accepted booking gets its reminders scheduled.
     pub async fn apply(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         id: Uuid,
         action: BookingAction,
-        now: DateTime<Utc>,
         reminder_offsets_minutes: &[i32],
-        events: &mut Vec<Event>,
     ) -> Result<booking::Model, AppError> {
-        let booking = Self::find_for(conn, viewer, id).await?;
+        let now = write.now();
+        let booking = Self::find_for(write, viewer, id).await?;
         let verb = action.verb();
         if action.is_caregivers_answer() && booking.caregiver_id != viewer.id {
             return Err(AppError::Forbidden(format!(
@@ -242,7 +241,7 @@ impl BookingService {
             )));
         }
         match action {
-            BookingAction::Accept => Self::check_acceptable(conn, &booking, now).await?,
+            BookingAction::Accept => Self::check_acceptable(write, &booking, now).await?,
             BookingAction::Cancel
                 if booking.status == BookingStatus::Accepted && booking.ends_at <= now =>
             {
@@ -259,13 +258,13 @@ impl BookingService {
             }
             _ => {}
         }
-        let changed = Self::transition(conn, booking, action.target(), now, events).await?;
+        let changed = Self::transition(write, booking, action.target()).await?;
         if action == BookingAction::Accept {
-            ReminderService::schedule(conn, &changed, reminder_offsets_minutes, now).await?;
+            ReminderService::schedule(write, &changed, reminder_offsets_minutes, now).await?;
         }
-        let parties = Parties::of(conn, &changed).await?;
+        let parties = Parties::of(write, &changed).await?;
         for notice in notices::status_changed(&changed, viewer.id, &parties) {
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         Ok(changed)
     }
@@ -309,22 +308,21 @@ impl BookingService {
 
     /// Moves `booking` to `next` only if nobody changed its status meanwhile.
     async fn transition(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         booking: booking::Model,
         next: BookingStatus,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<booking::Model, AppError> {
+        let now = write.now();
         let updated = booking::Entity::update_many()
             .col_expr(booking::Column::Status, Expr::value(next))
             .col_expr(booking::Column::UpdatedAt, Expr::value(now))
             .filter(booking::Column::Id.eq(booking.id))
             .filter(booking::Column::Status.eq(booking.status))
-            .exec(conn)
+            .exec(write)
             .await?;
         if updated.rows_affected != 1 {
             let current = booking::Entity::find_by_id(booking.id)
-                .one(conn)
+                .one(write)
                 .await?
                 .ok_or(AppError::NotFound("booking"))?;
             return Err(AppError::InvalidState(format!(
@@ -337,7 +335,7 @@ impl BookingService {
             updated_at: now,
             ..booking
         };
-        events.push(Event::BookingChanged(Arc::new(changed.clone())));
+        write.publish(Event::BookingChanged(Arc::new(changed.clone())));
         Ok(changed)
     }
 

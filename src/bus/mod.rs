@@ -1,6 +1,6 @@
 //! The event bus: committed changes, fanned out to subscription streams.
 //!
-//! Publishers are domain services (through [`crate::db::UnitOfWork`]);
+//! Publishers are domain services (through [`crate::db::Write`], which publishes after commit);
 //! subscribers are GraphQL subscription resolvers, which filter by the viewer.
 
 pub mod counter;

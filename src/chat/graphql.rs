@@ -356,11 +356,10 @@ impl ChatMutation {
     ) -> Result<ChatSession, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let session =
-            ChatService::enable(txn, viewer, booking_id, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let session = state
+            .writer
+            .run(async |write| ChatService::enable(write, viewer, booking_id).await)
+            .await?;
         Ok(ChatSession(session))
     }
 
@@ -441,18 +440,9 @@ async fn mark(
 ) -> Result<ChatMember, AppError> {
     let viewer = viewer(ctx)?;
     let state = AppState::of(ctx);
-    let mut uow = state.unit_of_work().await?;
-    let (txn, events) = uow.parts();
-    let member = ChatService::mark(
-        txn,
-        viewer,
-        session_id,
-        up_to_seq,
-        horizon,
-        state.clock.now(),
-        events,
-    )
-    .await?;
-    uow.commit().await?;
+    let member = state
+        .writer
+        .run(async |write| ChatService::mark(write, viewer, session_id, up_to_seq, horizon).await)
+        .await?;
     Ok(ChatMember(member))
 }

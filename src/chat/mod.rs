@@ -11,7 +11,7 @@ mod typing;
 
 pub use graphql::{ChatMutation, ChatQuery};
 pub use send::SendRequest;
-pub use send_queue::{SendQueue, Writer};
+pub use send_queue::SendQueue;
 pub use service::{ChatService, Horizon, NewMessage};
 pub use subscription::ChatSubscription;
 pub use typing::TypingGate;

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::{
     bus::Event,
+    db::Write,
     db::batch_shape::{BatchShape, array},
     error::AppError,
     notifications::NotificationService,
@@ -79,10 +80,8 @@ impl ChatService {
     /// original and changes nothing. One request's refusal does not affect the others; only a
     /// database fault fails the batch.
     pub async fn send_all(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         requests: &[SendRequest],
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
         let checked: Vec<Result<(String, String), AppError>> = requests
             .iter()
@@ -99,8 +98,8 @@ impl ChatService {
             closed,
             horizons,
             names,
-        } = LockedSessions::lock(conn, &wanted).await?;
-        let stored = stored_messages(conn, requests, &checked).await?;
+        } = LockedSessions::lock(write, &wanted).await?;
+        let stored = stored_messages(write, requests, &checked).await?;
 
         let mut planner = Planner {
             sessions: &sessions,
@@ -116,9 +115,8 @@ impl ChatService {
             .collect();
         let drafts = planner.drafts;
 
-        let (appended, horizons) =
-            Self::append_all(conn, &sessions, horizons, drafts, now, events).await?;
-        notify_recipients(conn, &sessions, &names, &appended, now, events).await?;
+        let (appended, horizons) = Self::append_all(write, &sessions, horizons, drafts).await?;
+        notify_recipients(write, &sessions, &names, &appended).await?;
         let sent = |message: &message::Model| Sent {
             members: horizons
                 .get(&message.chat_session_id)
@@ -145,13 +143,12 @@ impl ChatService {
     /// `horizons` as read under the locks, and returns the messages, in the drafts' order,
     /// and those horizons after them.
     pub async fn append_all(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         sessions: &HashMap<Uuid, chat_session::Model>,
         mut horizons: Horizons,
         drafts: Vec<Draft>,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<(Vec<message::Model>, Horizons), AppError> {
+        let now = write.now();
         if drafts.is_empty() {
             return Ok((Vec::new(), horizons));
         }
@@ -178,9 +175,9 @@ impl ChatService {
                 kind: draft.kind,
             });
         }
-        set_last_seqs(conn, &last_seq, now).await?;
-        BatchShape::of(conn)
-            .insert(conn, &messages, |message| {
+        set_last_seqs(write, &last_seq, now).await?;
+        BatchShape::of(write)
+            .insert(write, &messages, |message| {
                 message.clone().into_active_model()
             })
             .await?;
@@ -192,9 +189,9 @@ impl ChatService {
                 .or_insert((0, 0));
             *entry = (message.seq, entry.1 + 1);
         }
-        advance_senders(conn, &written).await?;
+        advance_senders(write, &written).await?;
         for (message, members) in messages.iter().zip(parties) {
-            events.push(Event::MessageAdded {
+            write.publish(Event::MessageAdded {
                 message: Arc::new(message.clone()),
                 members,
             });
@@ -214,7 +211,7 @@ impl ChatService {
             member.last_read_seq = Ord::max(member.last_read_seq, seq);
             member.last_delivered_seq = Ord::max(member.last_delivered_seq, seq);
             if read_others {
-                events.push(Event::ReceiptsMoved {
+                write.publish(Event::ReceiptsMoved {
                     receipt: member.clone(),
                     members: members(session),
                     read_moved: true,
@@ -352,18 +349,18 @@ async fn stored_messages(
 
 /// Sets each session's last seq, and its last activity to `now`.
 async fn set_last_seqs(
-    conn: &impl ConnectionTrait,
+    write: &Write,
     last_seq: &BTreeMap<Uuid, i64>,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let shape = BatchShape::of(conn);
+    let shape = BatchShape::of(write);
     if shape == BatchShape::Arrays {
         let (ids, seqs) = last_seq
             .iter()
             .map(|(id, seq)| (Value::from(*id), Value::from(*seq)))
             .unzip();
         if let (Some(ids), Some(seqs)) = (array(ids), array(seqs)) {
-            conn.execute_raw(Statement::from_sql_and_values(
+            write.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 r#"UPDATE "chat_sessions" SET "last_seq" = "v"."last_seq", "last_activity_at" = $3
                    FROM unnest($1, $2) AS "v"("id", "last_seq")
@@ -385,7 +382,7 @@ async fn set_last_seqs(
         .col_expr(chat_session::Column::LastSeq, new_last_seq.into())
         .col_expr(chat_session::Column::LastActivityAt, Expr::value(now))
         .filter(chat_session::Column::Id.is_in(last_seqs.iter().map(|(id, _)| *id)))
-        .exec(conn)
+        .exec(write)
         .await?;
     Ok(())
 }
@@ -393,10 +390,10 @@ async fn set_last_seqs(
 /// Moves each sender's read and delivered horizons up to the last seq they wrote, with one
 /// update that never moves a horizon back (a concurrent mark may already be further).
 async fn advance_senders(
-    conn: &impl ConnectionTrait,
+    write: &Write,
     written: &BTreeMap<(Uuid, Uuid), (i64, i64)>,
 ) -> Result<(), AppError> {
-    let shape = BatchShape::of(conn);
+    let shape = BatchShape::of(write);
     if shape == BatchShape::Arrays {
         let (sessions, (senders, seqs)): (Vec<Value>, (Vec<Value>, Vec<Value>)) = written
             .iter()
@@ -410,17 +407,18 @@ async fn advance_senders(
         if let (Some(sessions), Some(senders), Some(seqs)) =
             (array(sessions), array(senders), array(seqs))
         {
-            conn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                r#"UPDATE "chat_members"
+            write
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    r#"UPDATE "chat_members"
                    SET "last_read_seq" = GREATEST("last_read_seq", "v"."seq"),
                        "last_delivered_seq" = GREATEST("last_delivered_seq", "v"."seq")
                    FROM unnest($1, $2, $3) AS "v"("session_id", "user_id", "seq")
                    WHERE "chat_members"."session_id" = "v"."session_id"
                      AND "chat_members"."user_id" = "v"."user_id""#,
-                [sessions, senders, seqs],
-            ))
-            .await?;
+                    [sessions, senders, seqs],
+                ))
+                .await?;
         }
         return Ok(());
     }
@@ -450,7 +448,7 @@ async fn advance_senders(
             forward_only(chat_member::Column::LastDeliveredSeq, target()),
         )
         .filter(senders)
-        .exec(conn)
+        .exec(write)
         .await?;
     Ok(())
 }
@@ -468,12 +466,10 @@ fn cases(
 
 /// Tells each message's recipient, in one batch of notifications.
 async fn notify_recipients(
-    conn: &impl ConnectionTrait,
+    write: &Write,
     sessions: &HashMap<Uuid, chat_session::Model>,
     names: &HashMap<Uuid, String>,
     messages: &[message::Model],
-    now: DateTime<Utc>,
-    events: &mut Vec<Event>,
 ) -> Result<(), AppError> {
     if messages.is_empty() {
         return Ok(());
@@ -490,5 +486,5 @@ async fn notify_recipients(
         notices.push(notices::received(session, message, sender_name, recipient));
     }
     // The keys name seqs handed out just now: they cannot have notified anyone yet.
-    NotificationService::notify_all_first_time(conn, notices, now, events).await
+    NotificationService::notify_all_first_time(write, notices).await
 }

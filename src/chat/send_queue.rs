@@ -2,19 +2,10 @@
 //! the next one, so a transaction's round trips are paid once per batch, not once per
 //! message: under load the batch grows and throughput with it; alone, a send goes at once.
 
-use std::sync::Arc;
-
-use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::send::{SendRequest, Sent};
-use crate::{
-    bus::EventBus,
-    chat::ChatService,
-    clock::Clock,
-    db::{UnitOfWork, WriteQueue},
-    error::AppError,
-};
+use crate::{chat::ChatService, db::Writer, error::AppError};
 
 /// The most sends written in one transaction; the rest wait for the next.
 const MAX_BATCH: usize = 256;
@@ -33,19 +24,16 @@ pub struct SendQueue {
     waiting: mpsc::Sender<Waiting>,
 }
 
-/// What the writer needs to run a batch's transaction and publish what it produced.
-pub struct Writer {
-    pub db: DatabaseConnection,
-    pub bus: Arc<dyn EventBus>,
-    pub write_queue: WriteQueue,
-    pub clock: Arc<dyn Clock>,
+/// The task that writes batches, one transaction each.
+struct BatchWriter {
+    writer: Writer,
 }
 
 impl SendQueue {
-    /// Starts the writer task.
+    /// Starts the writer task on `writer`.
     pub fn start(writer: Writer) -> Self {
         let (waiting, queue) = mpsc::channel(MAX_WAITING);
-        tokio::spawn(writer.run(queue));
+        tokio::spawn(BatchWriter { writer }.run(queue));
         Self { waiting }
     }
 
@@ -61,7 +49,7 @@ impl SendQueue {
     }
 }
 
-impl Writer {
+impl BatchWriter {
     async fn run(self, mut queue: mpsc::Receiver<Waiting>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -112,10 +100,8 @@ impl Writer {
         &self,
         requests: &[SendRequest],
     ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
-        let mut uow = UnitOfWork::begin(&self.db, self.bus.clone(), &self.write_queue).await?;
-        let (txn, events) = uow.parts();
-        let outcomes = ChatService::send_all(txn, requests, self.clock.now(), events).await?;
-        uow.commit().await?;
-        Ok(outcomes)
+        self.writer
+            .run(async |write| ChatService::send_all(write, requests).await)
+            .await
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{notices, send::Draft};
 use crate::{
-    auth::Viewer, bookings::BookingService, bus::Event, db::batch_shape::BatchShape,
+    auth::Viewer, bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape,
     error::AppError, graphql::pagination::CursorKey, notifications::NotificationService,
     users::UserService,
 };
@@ -100,16 +100,15 @@ impl ChatService {
     /// Opens the chat of a pending or accepted booking, or returns the one already open.
     /// The first call notifies both parties.
     pub async fn enable(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         booking_id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<chat_session::Model, AppError> {
-        let booking = BookingService::find_for(conn, viewer, booking_id).await?;
+        let now = write.now();
+        let booking = BookingService::find_for(write, viewer, booking_id).await?;
         if let Some(existing) = chat_session::Entity::find()
             .filter(chat_session::Column::BookingId.eq(booking.id))
-            .one(conn)
+            .one(write)
             .await?
         {
             return Ok(existing);
@@ -132,7 +131,7 @@ impl ChatService {
             last_seq: Set(0),
             last_activity_at: Set(now),
         }
-        .insert(conn)
+        .insert(write)
         .await?;
         for user_id in members(&session) {
             chat_member::ActiveModel {
@@ -141,14 +140,14 @@ impl ChatService {
                 last_delivered_seq: Set(0),
                 last_read_seq: Set(0),
             }
-            .insert(conn)
+            .insert(write)
             .await?;
         }
         let (recipient, caregiver) =
-            UserService::pair(conn, session.care_recipient_id, session.caregiver_id).await?;
+            UserService::pair(write, session.care_recipient_id, session.caregiver_id).await?;
         for (reader, other) in [(&recipient, &caregiver), (&caregiver, &recipient)] {
             let notice = notices::enabled(&session, reader, other);
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         Ok(session)
     }
@@ -182,13 +181,11 @@ impl ChatService {
     /// two users, if they have one: the chat of `booking_id`, or else their most recent one.
     /// `author_id` is the member the line is attributed to; it notifies nobody.
     pub async fn post_system(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         members: [Uuid; 2],
         booking_id: Option<Uuid>,
         author_id: Uuid,
         body: String,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<Option<message::Model>, AppError> {
         let pair = Condition::any()
             .add(
@@ -209,10 +206,10 @@ impl ChatService {
         if let Some(booking_id) = booking_id {
             query = query.filter(chat_session::Column::BookingId.eq(booking_id));
         }
-        let Some(session) = query.one(conn).await? else {
+        let Some(session) = query.one(write).await? else {
             return Ok(None);
         };
-        if Self::closed_by(conn, &session).await?.is_some() {
+        if Self::closed_by(write, &session).await?.is_some() {
             return Ok(None);
         }
         let draft = Draft {
@@ -222,46 +219,41 @@ impl ChatService {
             client_message_id: format!("system:{}", Uuid::now_v7()),
             kind: MessageKind::System,
         };
-        let horizons = Self::members_of(conn, [session.id]).await?;
+        let horizons = Self::members_of(write, [session.id]).await?;
         let sessions = HashMap::from([(session.id, session)]);
-        let (stored, _) =
-            Self::append_all(conn, &sessions, horizons, vec![draft], now, events).await?;
+        let (stored, _) = Self::append_all(write, &sessions, horizons, vec![draft]).await?;
         Ok(stored.into_iter().next())
     }
 
     /// Moves the viewer's delivered or read horizon forward to `up_to_seq` (never back, never
     /// past the last message). Reading also marks the session's message notifications read.
     pub async fn mark(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         session_id: Uuid,
         up_to_seq: i64,
         horizon: Horizon,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<chat_member::Model, AppError> {
         if up_to_seq < 0 {
             return Err(AppError::bad_input("upToSeq", "upToSeq cannot be negative"));
         }
-        let session = Self::find_for(conn, viewer, session_id).await?;
-        let before = Self::member(conn, session.id, viewer.id).await?;
+        let session = Self::find_for(write, viewer, session_id).await?;
+        let before = Self::member(write, session.id, viewer.id).await?;
         let target = Ord::min(up_to_seq, session.last_seq);
-        let after = Self::advance(conn, &before, target, horizon).await?;
+        let after = Self::advance(write, &before, target, horizon).await?;
         let read_moved = after.last_read_seq > before.last_read_seq;
         if !read_moved && after.last_delivered_seq == before.last_delivered_seq {
             return Ok(after);
         }
         if read_moved {
             NotificationService::mark_read_up_to_key(
-                conn,
+                write,
                 viewer.id,
                 &notices::session_key_prefix(session.id),
                 &notices::message_key(session.id, after.last_read_seq),
-                now,
-                events,
             )
             .await?;
-            let reader = UserService::find(conn, viewer.id)
+            let reader = UserService::find(write, viewer.id)
                 .await?
                 .ok_or(AppError::NotFound("user"))?;
             let notice = notices::read(
@@ -270,9 +262,9 @@ impl ChatService {
                 session.other_member(viewer.id),
                 after.last_read_seq,
             );
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
-        events.push(Event::ReceiptsMoved {
+        write.publish(Event::ReceiptsMoved {
             receipt: after.clone(),
             members: members(&session),
             read_moved,
@@ -283,7 +275,7 @@ impl ChatService {
     /// Moves one member's horizon(s) forward to `seq` with SQL `max`, so concurrent marks
     /// can only ever move it further; returns the stored result.
     async fn advance(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         member: &chat_member::Model,
         seq: i64,
         horizon: Horizon,
@@ -301,8 +293,8 @@ impl ChatService {
                 forward_only(chat_member::Column::LastReadSeq, seq),
             );
         }
-        update.exec(conn).await?;
-        Self::member(conn, member.session_id, member.user_id).await
+        update.exec(write).await?;
+        Self::member(write, member.session_id, member.user_id).await
     }
 
     /// One member's receipt horizons.

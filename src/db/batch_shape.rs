@@ -15,6 +15,7 @@
 //! repeating texts go over to generic plans, which PostgreSQL chose while the tables were
 //! small (scans comparing every row with every parameter).
 
+use super::Write;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     Value,
@@ -117,7 +118,7 @@ impl BatchShape {
     /// Inserts one row per item, without reading them back, one statement per run.
     pub async fn insert<T, A>(
         self,
-        conn: &impl ConnectionTrait,
+        write: &Write,
         items: &[T],
         row: impl Fn(&T) -> A,
     ) -> Result<(), DbErr>
@@ -126,7 +127,7 @@ impl BatchShape {
     {
         for run in self.runs(items) {
             A::Entity::insert_many(run.iter().map(&row))
-                .exec_without_returning(conn)
+                .exec_without_returning(write)
                 .await?;
         }
         Ok(())
@@ -142,6 +143,7 @@ pub fn array(values: Vec<Value>) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::Write;
     use entity::message;
     use sea_orm::{QueryFilter, QueryTrait, Statement};
     use uuid::Uuid;

@@ -1,29 +1,24 @@
-//! Connecting to the database, and the unit of work every mutation runs in.
-//!
-//! A [`UnitOfWork`] holds a write transaction and the events the change
-//! produced; the events reach the bus only after the commit succeeded, so a
-//! subscriber never sees a change that was rolled back.
+//! Connecting to the database, SQLite's write queue, and the [`Write`] transaction every
+//! change runs in (see [`write`]).
 
 pub mod batch_shape;
 pub mod checkpoint;
 mod nodelay;
+pub mod write;
+
+pub use write::{Write, Writer};
 
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DbErr,
     sqlx::{
         postgres::PgConnectOptions,
         sqlite::{SqliteJournalMode, SqliteSynchronous},
     },
 };
 
-use crate::{
-    bus::{Event, EventBus},
-    config::DatabaseConfig,
-    error::AppError,
-};
+use crate::config::DatabaseConfig;
 
 /// Opens the pool. SQLite gets WAL, a busy timeout and foreign keys, so
 /// readers never block the writer and concurrent writers queue instead of failing.
@@ -126,7 +121,7 @@ async fn connect_pool(
 #[derive(Clone)]
 pub struct WriteQueue {
     queue: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// How long a unit of work waits for its turn before the database counts as busy.
+    /// How long a write waits for its turn before the database counts as busy.
     patience: Duration,
 }
 
@@ -148,55 +143,5 @@ impl WriteQueue {
                 .then(|| Arc::new(tokio::sync::Mutex::new(()))),
             patience,
         }
-    }
-}
-
-/// A write transaction plus the events to publish once it commits.
-pub struct UnitOfWork {
-    txn: DatabaseTransaction,
-    events: Vec<Event>,
-    bus: Arc<dyn EventBus>,
-    /// This writer's turn, held until the transaction ends.
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl UnitOfWork {
-    /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so a read-then-write can never fail half-way on a lock upgrade.
-    pub async fn begin(
-        db: &DatabaseConnection,
-        bus: Arc<dyn EventBus>,
-        queue: &WriteQueue,
-    ) -> Result<Self, AppError> {
-        let turn = tokio::time::timeout(queue.patience, queue.turn())
-            .await
-            .map_err(|_| AppError::Unavailable("waited too long for the write queue".to_owned()))?;
-        let txn = db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
-        Ok(Self {
-            txn,
-            events: Vec::new(),
-            bus,
-            _turn: turn,
-        })
-    }
-
-    /// The transaction and the event list, for a domain service to write into.
-    pub fn parts(&mut self) -> (&DatabaseTransaction, &mut Vec<Event>) {
-        (&self.txn, &mut self.events)
-    }
-
-    /// Commits, then publishes what the change produced.
-    pub async fn commit(self) -> Result<(), AppError> {
-        self.txn.commit().await?;
-        drop(self._turn);
-        for event in self.events {
-            self.bus.publish(event);
-        }
-        Ok(())
     }
 }

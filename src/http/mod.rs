@@ -5,6 +5,7 @@ mod graphql;
 mod rejection;
 mod request;
 mod serve;
+mod webhooks;
 mod ws;
 
 use std::{sync::Arc, time::Duration};
@@ -50,10 +51,7 @@ pub fn router(state: HttpState) -> Router {
             get(graphql::graphiql_or_websocket).post(graphql::execute),
         )
         .route("/health", get(graphql::health))
-        .route(
-            "/webhooks/twilio/video",
-            post(crate::video::webhook::twilio_status),
-        )
+        .route("/webhooks/twilio/video", post(webhooks::twilio_video))
         .fallback(rejection::not_found)
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .layer(cors)

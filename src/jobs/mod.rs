@@ -46,12 +46,13 @@ pub async fn send_due_reminders(state: &AppState) -> Result<usize, AppError> {
         let due = ReminderService::due(&state.db, now, BATCH).await?;
         let exhausted = (due.len() as u64) < BATCH;
         for reminder in due {
-            let mut uow = state.unit_of_work().await?;
-            let (txn, events) = uow.parts();
-            if ReminderService::settle(txn, &reminder, now, events).await? {
+            let settled = state
+                .writer
+                .run(async |write| ReminderService::settle(write, &reminder).await)
+                .await?;
+            if settled {
                 sent += 1;
             }
-            uow.commit().await?;
         }
         if exhausted {
             return Ok(sent);

@@ -185,22 +185,20 @@ impl NotificationMutation {
     async fn mark_all_notifications_read(&self, ctx: &Context<'_>) -> Result<u64, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let changed =
-            NotificationService::mark_all_read(txn, viewer.id, state.clock.now(), events).await?;
-        uow.commit().await?;
-        Ok(changed)
+        state
+            .writer
+            .run(async |write| NotificationService::mark_all_read(write, viewer.id).await)
+            .await
     }
 
     /// Deletes a notification; returns its id.
     async fn delete_notification(&self, ctx: &Context<'_>, id: Uuid) -> Result<Uuid, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        NotificationService::delete(txn, viewer.id, id, events).await?;
-        uow.commit().await?;
+        state
+            .writer
+            .run(async |write| NotificationService::delete(write, viewer.id, id).await)
+            .await?;
         Ok(id)
     }
 
@@ -217,10 +215,10 @@ impl NotificationMutation {
             .iter()
             .map(|preference| (preference.kind, preference.channel, preference.enabled))
             .collect();
-        let mut uow = state.unit_of_work().await?;
-        let (txn, _) = uow.parts();
-        PreferenceService::update(txn, viewer.id, &changes, state.clock.now()).await?;
-        uow.commit().await?;
+        state
+            .writer
+            .run(async |write| PreferenceService::update(write, viewer.id, &changes).await)
+            .await?;
         let all = PreferenceService::all(&state.db, viewer.id).await?;
         Ok(all.into_iter().map(NotificationPreference::from).collect())
     }
@@ -229,11 +227,10 @@ impl NotificationMutation {
 async fn set_read(ctx: &Context<'_>, id: Uuid, read: bool) -> Result<Notification, AppError> {
     let viewer = viewer(ctx)?;
     let state = AppState::of(ctx);
-    let mut uow = state.unit_of_work().await?;
-    let (txn, events) = uow.parts();
-    let updated =
-        NotificationService::set_read(txn, viewer.id, id, read, state.clock.now(), events).await?;
-    uow.commit().await?;
+    let updated = state
+        .writer
+        .run(async |write| NotificationService::set_read(write, viewer.id, id, read).await)
+        .await?;
     Ok(Notification(Arc::new(updated)))
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
 use entity::{
     enums::{Channel, NotificationType},
     notification_preference,
@@ -12,7 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{db::batch_shape::BatchShape, error::AppError};
+use crate::{
+    db::{Write, batch_shape::BatchShape},
+    error::AppError,
+};
 
 /// One effective preference: what applies now, and whether it is the default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,10 +143,9 @@ impl PreferenceService {
 
     /// Applies the user's choices, all or none: a locked one refuses the whole update.
     pub async fn update(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         user_id: Uuid,
         changes: &[(NotificationType, Channel, bool)],
-        now: DateTime<Utc>,
     ) -> Result<(), AppError> {
         if changes
             .iter()
@@ -162,7 +163,7 @@ impl PreferenceService {
                 kind: Set(*kind),
                 channel: Set(*channel),
                 enabled: Set(*enabled),
-                updated_at: Set(now),
+                updated_at: Set(write.now()),
             })
             .on_conflict(
                 OnConflict::columns([
@@ -176,7 +177,7 @@ impl PreferenceService {
                 ])
                 .to_owned(),
             )
-            .exec(conn)
+            .exec(write)
             .await?;
         }
         Ok(())

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::preferences::PreferenceService;
 use crate::{
     bus::{Event, counter::Count},
+    db::Write,
     db::batch_shape::BatchShape,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
@@ -63,12 +64,10 @@ impl NotificationService {
     /// Stores `notice` for its user in the caller's transaction, unless they switched its type
     /// off in-app or the same event already notified them. Returns what was stored.
     pub async fn notify(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         notice: Notice,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<Option<notification::Model>, AppError> {
-        Self::store(conn, notice, now, events).await
+        Self::store(write, notice).await
     }
 
     /// [`Self::notify`] for notices whose dedupe keys name something created in this very
@@ -76,16 +75,15 @@ impl NotificationService {
     /// However many notices, it costs three statements (on SQLite, up to nine runs for each
     /// insert): a batch of sends pays once.
     pub async fn notify_all_first_time(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         notices: Vec<Notice>,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<(), AppError> {
+        let now = write.now();
         let wanted: Vec<(Uuid, NotificationType)> = notices
             .iter()
             .map(|notice| (notice.user_id, notice.kind))
             .collect();
-        let enabled = PreferenceService::enabled_all(conn, &wanted, Channel::InApp).await?;
+        let enabled = PreferenceService::enabled_all(write, &wanted, Channel::InApp).await?;
         let notices: Vec<Notice> = notices
             .into_iter()
             .zip(enabled)
@@ -95,7 +93,7 @@ impl NotificationService {
         for notice in &notices {
             *counts.entry(notice.user_id).or_default() += 1;
         }
-        let mut before = Self::advance_feeds(conn, &counts).await?;
+        let mut before = Self::advance_feeds(write, &counts).await?;
         for (user_id, feed) in before.iter_mut() {
             let added = counts.get(user_id).copied().unwrap_or(0);
             feed.last_seq -= added;
@@ -113,10 +111,10 @@ impl NotificationService {
         if stored.is_empty() {
             return Ok(());
         }
-        BatchShape::of(conn)
-            .insert(conn, &stored, |(row, _)| row.clone().into_active_model())
+        BatchShape::of(write)
+            .insert(write, &stored, |(row, _)| row.clone().into_active_model())
             .await?;
-        events.extend(
+        write.publish_all(
             stored
                 .into_iter()
                 .map(|(row, unread_count)| Event::NotificationAdded {
@@ -127,37 +125,33 @@ impl NotificationService {
         Ok(())
     }
 
-    async fn store(
-        conn: &impl ConnectionTrait,
-        notice: Notice,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<Option<notification::Model>, AppError> {
-        if !PreferenceService::enabled(conn, notice.user_id, notice.kind, Channel::InApp).await? {
+    async fn store(write: &Write, notice: Notice) -> Result<Option<notification::Model>, AppError> {
+        let now = write.now();
+        if !PreferenceService::enabled(write, notice.user_id, notice.kind, Channel::InApp).await? {
             return Ok(None);
         }
-        if Self::already_sent(conn, &notice).await? {
+        if Self::already_sent(write, &notice).await? {
             return Ok(None);
         }
-        let feed = Self::next_seq(conn, notice.user_id).await?;
+        let feed = Self::next_seq(write, notice.user_id).await?;
         // Holding the feed row now, so a concurrent twin has either committed or waits for us.
-        if Self::already_sent(conn, &notice).await? {
+        if Self::already_sent(write, &notice).await? {
             notification_feed::Entity::update_many()
                 .col_expr(
                     notification_feed::Column::LastSeq,
                     Expr::col(notification_feed::Column::LastSeq).sub(1),
                 )
                 .filter(notification_feed::Column::UserId.eq(notice.user_id))
-                .exec(conn)
+                .exec(write)
                 .await?;
-            Self::add_unread(conn, notice.user_id, -1).await?;
+            Self::add_unread(write, notice.user_id, -1).await?;
             return Ok(None);
         }
         let stored = Self::row(notice, feed.last_seq, now);
         notification::Entity::insert(stored.clone().into_active_model())
-            .exec_without_returning(conn)
+            .exec_without_returning(write)
             .await?;
-        events.push(Event::NotificationAdded {
+        write.publish(Event::NotificationAdded {
             notification: Arc::new(stored.clone()),
             unread_count: feed.unread_count,
         });
@@ -195,12 +189,9 @@ impl NotificationService {
 
     /// The user's feed with the next seq handed out, counting the new notification as unread;
     /// the upsert holds their feed row until the transaction ends.
-    async fn next_seq(
-        conn: &impl ConnectionTrait,
-        user_id: Uuid,
-    ) -> Result<notification_feed::Model, AppError> {
+    async fn next_seq(write: &Write, user_id: Uuid) -> Result<notification_feed::Model, AppError> {
         let counts = BTreeMap::from([(user_id, 1)]);
-        Self::advance_feeds(conn, &counts)
+        Self::advance_feeds(write, &counts)
             .await?
             .remove(&user_id)
             .ok_or_else(|| AppError::Internal("the feed upsert returned no row".to_owned()))
@@ -210,7 +201,7 @@ impl NotificationService {
     /// user's feed after it. Rows are locked in user order (the map's), so two transactions
     /// advancing overlapping sets of feeds cannot deadlock each other.
     async fn advance_feeds(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         counts: &BTreeMap<Uuid, i64>,
     ) -> Result<HashMap<Uuid, notification_feed::Model>, AppError> {
         let added = |column| {
@@ -219,7 +210,7 @@ impl NotificationService {
         };
         let counts: Vec<(Uuid, i64)> = counts.iter().map(|(user, count)| (*user, *count)).collect();
         let mut feeds = HashMap::with_capacity(counts.len());
-        for run in BatchShape::of(conn).runs(&counts) {
+        for run in BatchShape::of(write).runs(&counts) {
             let rows = run
                 .iter()
                 .map(|(user_id, count)| notification_feed::ActiveModel {
@@ -240,7 +231,7 @@ impl NotificationService {
                         )
                         .to_owned(),
                 )
-                .exec_with_returning(conn)
+                .exec_with_returning(write)
                 .await?;
             feeds.extend(advanced.into_iter().map(|feed| (feed.user_id, feed)));
         }
@@ -248,18 +239,14 @@ impl NotificationService {
     }
 
     /// Moves the user's unread count by `delta`, in the caller's transaction.
-    async fn add_unread(
-        conn: &impl ConnectionTrait,
-        user_id: Uuid,
-        delta: i64,
-    ) -> Result<(), AppError> {
+    async fn add_unread(write: &Write, user_id: Uuid, delta: i64) -> Result<(), AppError> {
         notification_feed::Entity::update_many()
             .col_expr(
                 notification_feed::Column::UnreadCount,
                 Expr::col(notification_feed::Column::UnreadCount).add(delta),
             )
             .filter(notification_feed::Column::UserId.eq(user_id))
-            .exec(conn)
+            .exec(write)
             .await?;
         Ok(())
     }
@@ -350,14 +337,13 @@ impl NotificationService {
 
     /// Marks one notification read (`read = true`) or unread; a no-op when it already is.
     pub async fn set_read(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         user_id: Uuid,
         id: Uuid,
         read: bool,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<notification::Model, AppError> {
-        let found = Self::find_own(conn, user_id, id).await?;
+        let now = write.now();
+        let found = Self::find_own(write, user_id, id).await?;
         // Conditional, so two concurrent requests cannot both count the same change.
         let changed = notification::Entity::update_many()
             .col_expr(notification::Column::IsRead, Expr::value(read))
@@ -367,84 +353,71 @@ impl NotificationService {
             )
             .filter(notification::Column::Id.eq(found.id))
             .filter(notification::Column::IsRead.eq(!read))
-            .exec(conn)
+            .exec(write)
             .await?
             .rows_affected;
         if changed == 0 {
             return Ok(found);
         }
-        Self::add_unread(conn, user_id, if read { -1 } else { 1 }).await?;
-        events.push(Event::NotificationsChanged { user_id });
-        Self::find_own(conn, user_id, id).await
+        Self::add_unread(write, user_id, if read { -1 } else { 1 }).await?;
+        write.publish(Event::NotificationsChanged { user_id });
+        Self::find_own(write, user_id, id).await
     }
 
     /// Marks every unread notification of the user read; returns how many changed.
-    pub async fn mark_all_read(
-        conn: &impl ConnectionTrait,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<u64, AppError> {
-        Self::mark_read_where(conn, user_id, Condition::all(), now, events).await
+    pub async fn mark_all_read(write: &Write, user_id: Uuid) -> Result<u64, AppError> {
+        Self::mark_read_where(write, user_id, Condition::all()).await
     }
 
     /// Marks read the user's unread notifications whose dedupe key starts with `prefix` and
     /// sorts at or before `up_to_key`: how reading a chat marks its message notifications.
     pub async fn mark_read_up_to_key(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         user_id: Uuid,
         prefix: &str,
         up_to_key: &str,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<u64, AppError> {
         let keys = Condition::all()
             .add(notification::Column::DedupeKey.starts_with(prefix))
             .add(notification::Column::DedupeKey.lte(up_to_key));
-        Self::mark_read_where(conn, user_id, keys, now, events).await
+        Self::mark_read_where(write, user_id, keys).await
     }
 
     /// Marks read the user's unread notifications that also match `filter`, keeping the
     /// unread count in step; returns how many changed.
     async fn mark_read_where(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         user_id: Uuid,
         filter: Condition,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<u64, AppError> {
+        let now = write.now();
         let changed = notification::Entity::update_many()
             .col_expr(notification::Column::IsRead, Expr::value(true))
             .col_expr(notification::Column::ReadAt, Expr::value(now))
             .filter(notification::Column::UserId.eq(user_id))
             .filter(notification::Column::IsRead.eq(false))
             .filter(filter)
-            .exec(conn)
+            .exec(write)
             .await?
             .rows_affected;
         if changed > 0 {
-            Self::add_unread(conn, user_id, -(changed as i64)).await?;
-            events.push(Event::NotificationsChanged { user_id });
+            Self::add_unread(write, user_id, -(changed as i64)).await?;
+            write.publish(Event::NotificationsChanged { user_id });
         }
         Ok(changed)
     }
 
     /// Deletes one of the user's notifications.
-    pub async fn delete(
-        conn: &impl ConnectionTrait,
-        user_id: Uuid,
-        id: Uuid,
-        events: &mut Vec<Event>,
-    ) -> Result<(), AppError> {
-        let found = Self::find_own(conn, user_id, id).await?;
+    pub async fn delete(write: &Write, user_id: Uuid, id: Uuid) -> Result<(), AppError> {
+        let found = Self::find_own(write, user_id, id).await?;
         let deleted = notification::Entity::delete_by_id(found.id)
-            .exec_with_returning(conn)
+            .exec_with_returning(write)
             .await?
             .ok_or(AppError::NotFound("notification"))?;
         if !deleted.is_read {
-            Self::add_unread(conn, user_id, -1).await?;
+            Self::add_unread(write, user_id, -1).await?;
         }
-        events.push(Event::NotificationsChanged { user_id });
+        write.publish(Event::NotificationsChanged { user_id });
         Ok(())
     }
 }

@@ -242,11 +242,10 @@ impl UserMutation {
             .sign_in
             .register(&registration.email, ctx.data_opt::<ClientAddr>().copied())?;
         let password_hash = password::hash(registration.password.clone()).await?;
-        let now = state.clock.now();
-        let mut uow = state.unit_of_work().await?;
-        let (txn, _) = uow.parts();
-        let user = UserService::register(txn, registration, password_hash, now).await?;
-        uow.commit().await?;
+        let user = state
+            .writer
+            .run(async |write| UserService::register(write, registration, password_hash).await)
+            .await?;
         signed_in(ctx, user.id).await
     }
 
@@ -279,10 +278,10 @@ impl UserMutation {
                 async_graphql::MaybeUndefined::Value(rate) => Some(Some(rate)),
             },
         };
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        UserService::update_profile(txn, viewer, changes, state.clock.now(), events).await?;
-        uow.commit().await?;
+        state
+            .writer
+            .run(async |write| UserService::update_profile(write, viewer, changes).await)
+            .await?;
         reloaded(&state.db, viewer.id).await
     }
 
@@ -294,10 +293,10 @@ impl UserMutation {
     ) -> Result<User, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        UserService::set_availability(txn, viewer, availability, state.clock.now(), events).await?;
-        uow.commit().await?;
+        state
+            .writer
+            .run(async |write| UserService::set_availability(write, viewer, availability).await)
+            .await?;
         reloaded(&state.db, viewer.id).await
     }
 }

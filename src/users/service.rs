@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use entity::{
     caregiver_profile,
     enums::{Availability, NotificationType, Role},
@@ -18,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     auth::{Viewer, password},
     bookings::BookingService,
-    bus::Event,
+    db::Write,
     db::batch_shape::BatchShape,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
@@ -110,20 +109,18 @@ impl UserService {
     /// Creates an account from a [`Registration::validated`] registration and its password hash.
     /// Caregivers get an empty profile, marked unavailable until they say otherwise.
     pub async fn register(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         input: Registration,
         password_hash: String,
-        now: DateTime<Utc>,
     ) -> Result<user::Model, AppError> {
         Self::insert(
-            conn,
+            write,
             Uuid::now_v7(),
             input.email,
             input.display_name,
             input.role,
             Some(password_hash),
             input.timezone.unwrap_or_else(|| "UTC".to_owned()),
-            now,
         )
         .await
     }
@@ -157,12 +154,12 @@ impl UserService {
 
     /// Creates the account of a user that Supabase Auth vouches for, on their first request.
     /// `user_metadata` may carry `display_name` (or `full_name`), `role` and `timezone`.
+    /// `CONFLICT` when the account exists by now (two first requests raced).
     pub async fn provision_external(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         id: Uuid,
         email: Option<String>,
         metadata: &serde_json::Value,
-        now: DateTime<Utc>,
     ) -> Result<user::Model, AppError> {
         let rejected =
             |reason: &str| AppError::Unauthenticated(format!("token rejected: {reason}"));
@@ -185,26 +182,19 @@ impl UserService {
         let tz = text("timezone")
             .and_then(|tz| timezone(tz).ok())
             .unwrap_or_else(|| "UTC".to_owned());
-        match Self::insert(conn, id, email, name, role, None, tz, now).await {
-            // Two first requests raced; the other one created the account.
-            Err(AppError::Conflict(_)) => Self::find(conn, id)
-                .await?
-                .ok_or_else(|| rejected("this email belongs to another account")),
-            other => other,
-        }
+        Self::insert(write, id, email, name, role, None, tz).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         id: Uuid,
         email: String,
         display_name: String,
         role: Role,
         password_hash: Option<String>,
         timezone: String,
-        now: DateTime<Utc>,
     ) -> Result<user::Model, AppError> {
+        let now = write.now();
         let user = user::ActiveModel {
             id: Set(id),
             email: Set(email),
@@ -215,7 +205,7 @@ impl UserService {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(conn)
+        .insert(write)
         .await
         .map_err(|err| match AppError::from(err) {
             AppError::Conflict(_) => email_taken(),
@@ -229,7 +219,7 @@ impl UserService {
                 availability: Set(Availability::Unavailable),
                 updated_at: Set(now),
             }
-            .insert(conn)
+            .insert(write)
             .await?;
         }
         Ok(user)
@@ -238,12 +228,11 @@ impl UserService {
     /// Changes the viewer's own profile; caregiver-only fields are refused for others.
     /// The user is notified, so a change made from another device does not go unnoticed.
     pub async fn update_profile(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         changes: ProfileChanges,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<user::Model, AppError> {
+        let now = write.now();
         let display_name = changes
             .display_name
             .as_deref()
@@ -282,7 +271,7 @@ impl UserService {
                 "bio and hourlyRateCents belong to caregiver profiles",
             ));
         }
-        let user = Self::find(conn, viewer.id)
+        let user = Self::find(write, viewer.id)
             .await?
             .ok_or(AppError::NotFound("user"))?;
         let mut active: user::ActiveModel = user.into();
@@ -293,9 +282,9 @@ impl UserService {
             active.timezone = Set(tz);
         }
         active.updated_at = Set(now);
-        let user = active.update(conn).await?;
+        let user = active.update(write).await?;
         if is_caregiver_change {
-            let profile = Self::profile(conn, viewer.id).await?;
+            let profile = Self::profile(write, viewer.id).await?;
             let mut active: caregiver_profile::ActiveModel = profile.into();
             if let Some(bio) = changes.bio {
                 active.bio = Set(bio);
@@ -304,7 +293,7 @@ impl UserService {
                 active.hourly_rate_cents = Set(rate);
             }
             active.updated_at = Set(now);
-            active.update(conn).await?;
+            active.update(write).await?;
         }
         if !changed_fields.is_empty() {
             let notice = Notice {
@@ -321,7 +310,7 @@ impl UserService {
                 data: json!({ "userId": user.id }),
                 dedupe_key: None,
             };
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         Ok(user)
     }
@@ -329,26 +318,25 @@ impl UserService {
     /// Sets the viewer's availability; only caregivers have one. A real change notifies the
     /// care recipients who have upcoming bookings with them.
     pub async fn set_availability(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         availability: Availability,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<caregiver_profile::Model, AppError> {
+        let now = write.now();
         if viewer.role != Role::Caregiver {
             return Err(AppError::Forbidden(
                 "only caregivers have an availability".to_owned(),
             ));
         }
-        let profile = Self::profile(conn, viewer.id).await?;
+        let profile = Self::profile(write, viewer.id).await?;
         if profile.availability == availability {
             return Ok(profile);
         }
         let mut active: caregiver_profile::ActiveModel = profile.into();
         active.availability = Set(availability);
         active.updated_at = Set(now);
-        let profile = active.update(conn).await?;
-        let caregiver = Self::find(conn, viewer.id)
+        let profile = active.update(write).await?;
+        let caregiver = Self::find(write, viewer.id)
             .await?
             .ok_or(AppError::NotFound("user"))?;
         let status = match availability {
@@ -356,7 +344,7 @@ impl UserService {
             Availability::Busy => "busy",
             Availability::Unavailable => "unavailable",
         };
-        for recipient in BookingService::recipients_with_upcoming(conn, viewer.id, now).await? {
+        for recipient in BookingService::recipients_with_upcoming(write, viewer.id, now).await? {
             let notice = Notice {
                 user_id: recipient,
                 kind: NotificationType::CaregiverAvailabilityChanged,
@@ -368,7 +356,7 @@ impl UserService {
                 data: json!({ "caregiverId": caregiver.id, "availability": status }),
                 dedupe_key: None,
             };
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         Ok(profile)
     }

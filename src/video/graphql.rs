@@ -159,19 +159,14 @@ impl VideoMutation {
             caregiver_id: input.caregiver_id,
             booking_id: input.booking_id,
         };
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::request(
-            txn,
-            viewer,
-            new_call,
-            state.video.provider.name(),
-            &state.video.settings,
-            state.clock.now(),
-            events,
-        )
-        .await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| {
+                let provider = state.video.provider.name();
+                VideoService::request(write, viewer, new_call, provider, &state.video.settings)
+                    .await
+            })
+            .await?;
         Ok(call.into())
     }
 
@@ -179,10 +174,10 @@ impl VideoMutation {
     async fn accept_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::answer(txn, viewer, id, true, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| VideoService::answer(write, viewer, id, true).await)
+            .await?;
         rooms::open_room(state, &call).await;
         Ok(call.into())
     }
@@ -191,10 +186,10 @@ impl VideoMutation {
     async fn decline_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::answer(txn, viewer, id, false, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| VideoService::answer(write, viewer, id, false).await)
+            .await?;
         Ok(call.into())
     }
 
@@ -202,10 +197,10 @@ impl VideoMutation {
     async fn cancel_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::cancel(txn, viewer, id, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| VideoService::cancel(write, viewer, id).await)
+            .await?;
         Ok(call.into())
     }
 
@@ -247,11 +242,13 @@ impl VideoMutation {
     async fn start_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let call = VideoService::find_for(&state.db, viewer, id).await?;
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::start(txn, &call, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| {
+                let call = VideoService::find_for(write, viewer, id).await?;
+                VideoService::start(write, &call).await
+            })
+            .await?;
         Ok(call.into())
     }
 
@@ -263,11 +260,13 @@ impl VideoMutation {
     ) -> Result<VideoCall, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
-        let call = VideoService::find_for(&state.db, viewer, id).await?;
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        let call = VideoService::complete(txn, &call, false, state.clock.now(), events).await?;
-        uow.commit().await?;
+        let call = state
+            .writer
+            .run(async |write| {
+                let call = VideoService::find_for(write, viewer, id).await?;
+                VideoService::complete(write, &call, false).await
+            })
+            .await?;
         rooms::close_room(state, &call).await?;
         Ok(call.into())
     }

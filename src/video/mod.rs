@@ -1,7 +1,8 @@
 //! Video calls: requests, provider rooms and access tokens, and the server-enforced limit.
 //!
 //! Twilio when it is configured, a dev provider otherwise, both behind [`VideoProvider`];
-//! the rules live in [`VideoService`], the provider round-trips in [`rooms`].
+//! the rules live in [`VideoService`], the provider round-trips in [`rooms`]; the HTTP
+//! layer (`http::webhooks`) authenticates the provider's callbacks and hands them to [`rooms`].
 
 mod graphql;
 mod notices;
@@ -9,7 +10,6 @@ mod provider;
 pub mod rooms;
 mod service;
 mod twilio;
-pub mod webhook;
 
 pub use graphql::{VideoMutation, VideoQuery, VideoSubscription};
 pub use provider::{DevProvider, ProviderError, VideoProvider};

@@ -1,5 +1,6 @@
 //! Provider round-trips around committed call changes: opening rooms, closing them once,
-//! and the scheduler's pass over expired requests and calls past their limit.
+//! applying the provider's room events, and the scheduler's pass over expired requests and
+//! calls past their limit.
 //!
 //! REST calls never run inside a database transaction: the change commits first, then
 //! the provider is called, and a claim column makes each room close happen once.
@@ -17,7 +18,11 @@ pub async fn open_room(state: &AppState, call: &video_call::Model) {
     }
     match state.video.provider.create_room(&call.room_name).await {
         Ok(Some(sid)) => {
-            if let Err(err) = VideoService::set_room_sid(&state.db, call.id, &sid).await {
+            let recorded = state
+                .writer
+                .run(async |write| VideoService::set_room_sid(write, call.id, &sid).await)
+                .await;
+            if let Err(err) = recorded {
                 tracing::error!(call = %call.id, error = %err, "recording a room sid");
             }
         }
@@ -31,14 +36,60 @@ pub async fn close_room(state: &AppState, call: &video_call::Model) -> Result<()
     let Some(sid) = &call.provider_room_sid else {
         return Ok(());
     };
-    if !VideoService::mark_room_closed(&state.db, call.id, state.clock.now()).await? {
+    let claimed = state
+        .writer
+        .run(async |write| VideoService::mark_room_closed(write, call.id).await)
+        .await?;
+    if !claimed {
         return Ok(());
     }
     if let Err(err) = state.video.provider.complete_room(sid).await {
         tracing::error!(call = %call.id, error = %err, "ending a video room; will retry");
-        VideoService::reopen_room_claim(&state.db, call.id).await?;
+        state
+            .writer
+            .run(async |write| VideoService::reopen_room_claim(write, call.id).await)
+            .await?;
     }
     Ok(())
+}
+
+/// What the provider reported about a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// Someone joined: the call starts.
+    ParticipantConnected,
+    /// The room is over: the call completes.
+    RoomEnded,
+}
+
+/// Applies a provider's (already authenticated) event about `room`. Unknown rooms, and
+/// events that come late or twice, change nothing.
+pub async fn apply_room_event(
+    state: &AppState,
+    event: RoomEvent,
+    room: &str,
+    room_sid: Option<&str>,
+) -> Result<(), AppError> {
+    state
+        .writer
+        .run(async |write| {
+            let Some(call) = VideoService::find_by_room(write, room).await? else {
+                return Ok(());
+            };
+            if let (Some(sid), None) = (room_sid, &call.provider_room_sid) {
+                VideoService::set_room_sid(write, call.id, sid).await?;
+            }
+            let applied = match event {
+                RoomEvent::ParticipantConnected => VideoService::start(write, &call).await,
+                RoomEvent::RoomEnded => VideoService::complete(write, &call, true).await,
+            };
+            match applied {
+                // Out of order or repeated (a call already over): nothing to change.
+                Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await
 }
 
 /// One scheduler pass: expire unanswered requests, end calls that reached their limit, and
@@ -46,18 +97,21 @@ pub async fn close_room(state: &AppState, call: &video_call::Model) -> Result<()
 pub async fn run_due(state: &AppState) -> Result<(), AppError> {
     let now = state.clock.now();
     for call in VideoService::expired_requests(&state.db, now).await? {
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        VideoService::expire(txn, &call, now, events).await?;
-        uow.commit().await?;
+        state
+            .writer
+            .run(async |write| VideoService::expire(write, &call).await)
+            .await?;
     }
     for call in VideoService::over_limit(&state.db, now).await? {
-        let mut uow = state.unit_of_work().await?;
-        let (txn, events) = uow.parts();
-        match VideoService::complete(txn, &call, false, now, events).await {
-            Ok(_) | Err(AppError::InvalidState(_)) => uow.commit().await?,
-            Err(err) => return Err(err),
-        }
+        state
+            .writer
+            .run(
+                async |write| match VideoService::complete(write, &call, false).await {
+                    Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
+                    Err(err) => Err(err),
+                },
+            )
+            .await?;
     }
     for call in VideoService::rooms_to_close(&state.db).await? {
         if call.status == VideoCallStatus::Completed {

@@ -21,6 +21,7 @@ use crate::{
     bookings::BookingService,
     bus::Event,
     chat::ChatService,
+    db::Write,
     error::AppError,
     graphql::pagination::{CursorKey, PageRequest},
     notifications::NotificationService,
@@ -88,20 +89,19 @@ pub struct VideoService;
 impl VideoService {
     /// A care recipient asks a caregiver for a call now, optionally about a booking of theirs.
     pub async fn request(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         input: NewCall,
         provider: &str,
         settings: &VideoSettings,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
+        let now = write.now();
         if viewer.role != Role::CareRecipient {
             return Err(AppError::Forbidden(
                 "only care recipients can request a video call".to_owned(),
             ));
         }
-        let caregiver = UserService::find(conn, input.caregiver_id).await?;
+        let caregiver = UserService::find(write, input.caregiver_id).await?;
         if !caregiver.is_some_and(|caregiver| caregiver.role == Role::Caregiver) {
             return Err(AppError::bad_input(
                 "caregiverId",
@@ -109,7 +109,7 @@ impl VideoService {
             ));
         }
         if let Some(booking_id) = input.booking_id {
-            let booking = BookingService::find_for(conn, viewer, booking_id).await?;
+            let booking = BookingService::find_for(write, viewer, booking_id).await?;
             if booking.caregiver_id != input.caregiver_id {
                 return Err(AppError::bad_input(
                     "bookingId",
@@ -125,7 +125,7 @@ impl VideoService {
                 VideoCallStatus::Accepted,
                 VideoCallStatus::Active,
             ]))
-            .one(conn)
+            .one(write)
             .await?;
         if let Some(open) = open {
             return Err(AppError::Conflict(format!(
@@ -152,22 +152,21 @@ impl VideoService {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(conn)
+        .insert(write)
         .await?;
-        Self::announce(conn, &call, now, events).await?;
+        Self::announce(write, &call).await?;
         Ok(call)
     }
 
     /// The caregiver accepts or declines a pending request that has not expired.
     pub async fn answer(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         id: Uuid,
         accept: bool,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
-        let call = Self::find_for(conn, viewer, id).await?;
+        let now = write.now();
+        let call = Self::find_for(write, viewer, id).await?;
         let verb = if accept { "accept" } else { "decline" };
         if call.caregiver_id != viewer.id {
             return Err(AppError::Forbidden(format!(
@@ -184,133 +183,70 @@ impl VideoService {
         } else {
             VideoCallStatus::Declined
         };
-        Self::move_to(
-            conn,
-            &call,
-            &[VideoCallStatus::Pending],
-            next,
-            now,
-            verb,
-            events,
-        )
-        .await
+        Self::move_to(write, &call, next, verb).await
     }
 
     /// The requester withdraws a pending request.
     pub async fn cancel(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         viewer: &Viewer,
         id: Uuid,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
-        let call = Self::find_for(conn, viewer, id).await?;
+        let call = Self::find_for(write, viewer, id).await?;
         if call.requester_id != viewer.id {
             return Err(AppError::Forbidden(
                 "only the requester can cancel a video call".to_owned(),
             ));
         }
-        let states = [VideoCallStatus::Pending];
-        Self::move_to(
-            conn,
-            &call,
-            &states,
-            VideoCallStatus::Cancelled,
-            now,
-            "cancel",
-            events,
-        )
-        .await
+        Self::move_to(write, &call, VideoCallStatus::Cancelled, "cancel").await
     }
 
     /// The call starts (first participant joined, or a client says so): the limit runs from
     /// here. Starting an active call changes nothing.
     pub async fn start(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         call: &video_call::Model,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
         if call.status == VideoCallStatus::Active {
             return Ok(call.clone());
         }
-        let states = [VideoCallStatus::Accepted];
-        Self::move_to(
-            conn,
-            call,
-            &states,
-            VideoCallStatus::Active,
-            now,
-            "start",
-            events,
-        )
-        .await
+        Self::move_to(write, call, VideoCallStatus::Active, "start").await
     }
 
     /// The call ends (limit reached, a participant ended it, or the room ended). Completing a
     /// completed call changes nothing; `room_closed` records that the room is already gone.
     pub async fn complete(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         call: &video_call::Model,
         room_closed: bool,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
         if room_closed && call.room_closed_at.is_none() {
-            Self::mark_room_closed(conn, call.id, now).await?;
+            Self::mark_room_closed(write, call.id).await?;
         }
         if call.status == VideoCallStatus::Completed {
-            return Self::find(conn, call.id).await;
+            return Self::find(write, call.id).await;
         }
-        let states = [VideoCallStatus::Accepted, VideoCallStatus::Active];
-        Self::move_to(
-            conn,
-            call,
-            &states,
-            VideoCallStatus::Completed,
-            now,
-            "complete",
-            events,
-        )
-        .await
+        Self::move_to(write, call, VideoCallStatus::Completed, "complete").await
     }
 
     /// Expires one pending request whose time is up.
-    pub async fn expire(
-        conn: &impl ConnectionTrait,
-        call: &video_call::Model,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<(), AppError> {
-        let states = [VideoCallStatus::Pending];
-        match Self::move_to(
-            conn,
-            call,
-            &states,
-            VideoCallStatus::Expired,
-            now,
-            "expire",
-            events,
-        )
-        .await
-        {
+    pub async fn expire(write: &Write, call: &video_call::Model) -> Result<(), AppError> {
+        match Self::move_to(write, call, VideoCallStatus::Expired, "expire").await {
             Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
             Err(err) => Err(err),
         }
     }
 
-    /// Moves `call` from one of `from` to `next` only if nobody changed it meanwhile; sets the
+    /// Moves `call` to `next` if its lifecycle allows it and nobody changed it meanwhile; sets the
     /// call's times, notifies both parties, and leaves the outcome in their chat.
     async fn move_to(
-        conn: &impl ConnectionTrait,
+        write: &Write,
         call: &video_call::Model,
-        from: &[VideoCallStatus],
         next: VideoCallStatus,
-        now: DateTime<Utc>,
         verb: &str,
-        events: &mut Vec<Event>,
     ) -> Result<video_call::Model, AppError> {
-        if !from.contains(&call.status) {
+        let now = write.now();
+        if !call.status.can_become(next) {
             return Err(AppError::InvalidState(format!(
                 "cannot {verb} a video call that is {}",
                 call.status.as_str()
@@ -330,44 +266,37 @@ impl VideoService {
             }
             _ => {}
         }
-        if update.exec(conn).await?.rows_affected != 1 {
-            let current = Self::find(conn, call.id).await?;
+        if update.exec(write).await?.rows_affected != 1 {
+            let current = Self::find(write, call.id).await?;
             return Err(AppError::InvalidState(format!(
                 "the video call became {} meanwhile",
                 current.status.as_str()
             )));
         }
-        let changed = Self::find(conn, call.id).await?;
-        Self::announce(conn, &changed, now, events).await?;
+        let changed = Self::find(write, call.id).await?;
+        Self::announce(write, &changed).await?;
         Ok(changed)
     }
 
     /// Notifies both parties of the call's current status, posts its outcome in their chat,
     /// and publishes the change.
-    async fn announce(
-        conn: &impl ConnectionTrait,
-        call: &video_call::Model,
-        now: DateTime<Utc>,
-        events: &mut Vec<Event>,
-    ) -> Result<(), AppError> {
+    async fn announce(write: &Write, call: &video_call::Model) -> Result<(), AppError> {
         let (requester, caregiver) =
-            UserService::pair(conn, call.requester_id, call.caregiver_id).await?;
+            UserService::pair(write, call.requester_id, call.caregiver_id).await?;
         for notice in notices::for_status(call, &requester, &caregiver) {
-            NotificationService::notify(conn, notice, now, events).await?;
+            NotificationService::notify(write, notice).await?;
         }
         if let Some(line) = notices::chat_line(call) {
             ChatService::post_system(
-                conn,
+                write,
                 [call.requester_id, call.caregiver_id],
                 call.booking_id,
                 call.requester_id,
                 line,
-                now,
-                events,
             )
             .await?;
         }
-        events.push(Event::VideoCallChanged(Arc::new(call.clone())));
+        write.publish(Event::VideoCallChanged(Arc::new(call.clone())));
         Ok(())
     }
 
@@ -479,44 +408,36 @@ impl VideoService {
     }
 
     /// Claims the closing of a call's room; false if someone else already did.
-    pub async fn mark_room_closed(
-        conn: &impl ConnectionTrait,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<bool, AppError> {
+    pub async fn mark_room_closed(write: &Write, id: Uuid) -> Result<bool, AppError> {
         let claimed = video_call::Entity::update_many()
-            .col_expr(video_call::Column::RoomClosedAt, Expr::value(now))
+            .col_expr(video_call::Column::RoomClosedAt, Expr::value(write.now()))
             .filter(video_call::Column::Id.eq(id))
             .filter(video_call::Column::RoomClosedAt.is_null())
-            .exec(conn)
+            .exec(write)
             .await?;
         Ok(claimed.rows_affected == 1)
     }
 
     /// Gives a claimed room back when closing it failed, so a later pass tries again.
-    pub async fn reopen_room_claim(conn: &impl ConnectionTrait, id: Uuid) -> Result<(), AppError> {
+    pub async fn reopen_room_claim(write: &Write, id: Uuid) -> Result<(), AppError> {
         video_call::Entity::update_many()
             .col_expr(
                 video_call::Column::RoomClosedAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
             .filter(video_call::Column::Id.eq(id))
-            .exec(conn)
+            .exec(write)
             .await?;
         Ok(())
     }
 
     /// Records the provider's id for the call's room.
-    pub async fn set_room_sid(
-        conn: &impl ConnectionTrait,
-        id: Uuid,
-        sid: &str,
-    ) -> Result<(), AppError> {
+    pub async fn set_room_sid(write: &Write, id: Uuid, sid: &str) -> Result<(), AppError> {
         video_call::Entity::update_many()
             .col_expr(video_call::Column::ProviderRoomSid, Expr::value(sid))
             .filter(video_call::Column::Id.eq(id))
             .filter(video_call::Column::ProviderRoomSid.is_null())
-            .exec(conn)
+            .exec(write)
             .await?;
         Ok(())
     }
