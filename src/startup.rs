@@ -92,7 +92,12 @@ impl Application {
             clock: clock.clone(),
         });
         let state = AppState {
-            authenticator: Authenticator::new(tokens.clone(), db.clone(), clock.clone()),
+            authenticator: Authenticator::new(
+                tokens.clone(),
+                db.clone(),
+                clock.clone(),
+                config.auth.known_users_capacity,
+            ),
             sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
             usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),
             db,

@@ -13,23 +13,20 @@ use crate::capped_map::CappedMap;
 
 /// How long a found user is trusted without reading it again.
 const TTL: Duration = Duration::seconds(60);
-/// Past this many entries the cache starts over, so memory stays bounded.
-const MAX_ENTRIES: usize = 100_000;
 
 /// A bounded, expiring map from user id to role, timed by the service clock.
 pub struct KnownUsers {
     entries: CappedMap<Uuid, (Role, DateTime<Utc>)>,
 }
 
-impl Default for KnownUsers {
-    fn default() -> Self {
+impl KnownUsers {
+    /// A cache of at most `capacity` users.
+    pub fn new(capacity: usize) -> Self {
         Self {
-            entries: CappedMap::new(MAX_ENTRIES),
+            entries: CappedMap::new(capacity),
         }
     }
-}
 
-impl KnownUsers {
     /// The role of a user found less than [`TTL`] before `now`.
     pub fn role(&self, user_id: Uuid, now: DateTime<Utc>) -> Option<Role> {
         self.entries

@@ -59,12 +59,18 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(tokens: Arc<TokenService>, db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+    /// An authenticator remembering up to `known_users` users it has found.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        known_users: usize,
+    ) -> Self {
         Self {
             tokens,
             db,
             clock,
-            known: Arc::default(),
+            known: Arc::new(KnownUsers::new(known_users)),
         }
     }
 
