@@ -116,6 +116,10 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// `SUPABASE_JWT_SECRET`: when set, Supabase Auth access tokens are accepted too.
     pub supabase_jwt_secret: Option<String>,
+    /// `KNOWN_USERS_CAPACITY` (default 100000): how many users found in the database this
+    /// instance remembers, so their requests skip the users table and they stay signed in
+    /// while the database does not answer; it bounds the memory that takes.
+    pub known_users_capacity: usize,
 }
 
 /// How long the service waits for the database before telling the client to retry.
@@ -309,6 +313,7 @@ impl Config {
                 audience: var("JWT_AUDIENCE").unwrap_or_else(|| "caregraph".to_owned()),
                 token_ttl: Duration::from_secs(parsed(&var, "JWT_TTL_SECONDS", 86_400)?),
                 supabase_jwt_secret: var("SUPABASE_JWT_SECRET"),
+                known_users_capacity: parsed(&var, "KNOWN_USERS_CAPACITY", 100_000)?,
             },
             graphql: GraphqlConfig {
                 max_depth: parsed(&var, "GRAPHQL_MAX_DEPTH", 12)?,

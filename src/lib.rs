@@ -15,14 +15,12 @@
 //! - [`error`]: the one error type and its GraphQL codes.
 //! - [`state`]: the services every resolver shares.
 //! - [`clock`]: the time source, replaceable in tests.
-//! - [`capped_map`]: the bounded map behind the per-instance caches.
 //! - [`sync`]: locking that survives a panic elsewhere.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
 pub mod auth;
 pub mod bookings;
 pub mod bus;
-pub mod capped_map;
 pub mod chat;
 pub mod clock;
 pub mod config;

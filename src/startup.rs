@@ -96,6 +96,7 @@ impl Application {
                 db.clone(),
                 clock.clone(),
                 writer.clone(),
+                config.auth.known_users_capacity,
             ),
             sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
             usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),

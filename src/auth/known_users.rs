@@ -4,32 +4,30 @@
 //! hit. Entries still expire, so that a future account deletion is seen within the TTL.
 //! An expired entry is still the best answer while the database cannot be asked: a
 //! signed-in user stays signed in through an outage instead of being told to sign in again.
+//! Past its capacity the cache forgets first the users seen once and not since, so a crowd
+//! of newcomers does not push out the users who keep coming back.
 
 use chrono::{DateTime, Duration, Utc};
 use entity::enums::Role;
+use quick_cache::sync::Cache;
 use uuid::Uuid;
-
-use crate::capped_map::CappedMap;
 
 /// How long a found user is trusted without reading it again.
 const TTL: Duration = Duration::seconds(60);
-/// Past this many entries the cache starts over, so memory stays bounded.
-const MAX_ENTRIES: usize = 100_000;
 
 /// A bounded, expiring map from user id to role, timed by the service clock.
 pub struct KnownUsers {
-    entries: CappedMap<Uuid, (Role, DateTime<Utc>)>,
-}
-
-impl Default for KnownUsers {
-    fn default() -> Self {
-        Self {
-            entries: CappedMap::new(MAX_ENTRIES),
-        }
-    }
+    entries: Cache<Uuid, (Role, DateTime<Utc>)>,
 }
 
 impl KnownUsers {
+    /// A cache of about `capacity` users (its shards round up), so memory stays bounded.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Cache::new(capacity),
+        }
+    }
+
     /// The role of a user found less than [`TTL`] before `now`.
     pub fn role(&self, user_id: Uuid, now: DateTime<Utc>) -> Option<Role> {
         self.entries

@@ -61,18 +61,20 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator remembering up to `known_users` users it has found.
     pub fn new(
         tokens: Arc<TokenService>,
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
         writer: Writer,
+        known_users: usize,
     ) -> Self {
         Self {
             tokens,
             db,
             clock,
             writer,
-            known: Arc::default(),
+            known: Arc::new(KnownUsers::new(known_users)),
         }
     }
 

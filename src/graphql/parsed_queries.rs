@@ -14,11 +14,11 @@ use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::ExecutableDocument,
 };
+use quick_cache::sync::Cache;
 
-use crate::capped_map::CappedMap;
-
-/// How many distinct documents are kept; when full the cache starts over, so a client
-/// sending ever-new queries costs parses, never memory.
+/// How many distinct documents are kept. When full, documents seen once make way first: a
+/// client sending ever-new queries costs parses, never memory, and does not push out the
+/// documents in steady use.
 const MAX_DOCUMENTS: usize = 512;
 /// Longer queries are parsed every time: they are rare, and each would pin its text.
 const MAX_QUERY_BYTES: usize = 16 * 1024;
@@ -26,13 +26,13 @@ const MAX_QUERY_BYTES: usize = 16 * 1024;
 /// The schema extension that parses each distinct query text once per instance.
 #[derive(Clone)]
 pub struct ParsedQueries {
-    documents: Arc<CappedMap<String, Arc<ExecutableDocument>>>,
+    documents: Arc<Cache<String, Arc<ExecutableDocument>>>,
 }
 
 impl Default for ParsedQueries {
     fn default() -> Self {
         Self {
-            documents: Arc::new(CappedMap::new(MAX_DOCUMENTS)),
+            documents: Arc::new(Cache::new(MAX_DOCUMENTS)),
         }
     }
 }

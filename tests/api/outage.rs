@@ -270,6 +270,60 @@ async fn a_database_that_went_silent_is_reported_fast_and_recovered_from() {
     survives(Mode::BlackHole).await;
 }
 
+/// Whether a socket whose `connection_init` carries `user`'s token is accepted.
+async fn acked(app: &TestApp, user: &TestUser) -> bool {
+    match ws_init(app, user).await {
+        WsEvent::Message(message) => message["type"] == "connection_ack",
+        WsEvent::Closed(..) => false,
+    }
+}
+
+/// A regular user found before a crowd of newcomers, more than the known-users cache holds
+/// and each seen once, is still remembered afterwards: through an outage they keep their
+/// socket, while the cache still holds no more users than its capacity. A cache that starts
+/// over when full would have forgotten the regular user with everyone else.
+#[tokio::test]
+async fn a_crowd_of_new_users_does_not_make_the_server_forget_a_regular_one() {
+    const CAPACITY: usize = 8;
+    let Some((mut config, proxy)) = behind_proxy().await else {
+        return;
+    };
+    config.auth.known_users_capacity = CAPACITY;
+    let app = TestApp::spawn_with(config).await;
+    let regular = app.register("CARE_RECIPIENT", "Regular").await;
+    for _ in 0..3 {
+        let me = data(app.graphql(Some(&regular.token), ME, json!({})).await);
+        assert_eq!(me["me"]["id"], regular.id.as_str());
+    }
+    let mut crowd = Vec::new();
+    for _ in 0..3 * CAPACITY {
+        let newcomer = app.register("CARE_RECIPIENT", "Newcomer").await;
+        data(app.graphql(Some(&newcomer.token), ME, json!({})).await);
+        crowd.push(newcomer);
+    }
+
+    proxy.set(Mode::Down);
+    assert!(
+        within_bound("regular", acked(&app, &regular)).await,
+        "the regular user was forgotten"
+    );
+    app.clock.advance(chrono::Duration::minutes(5));
+    assert!(
+        within_bound("stale regular", acked(&app, &regular)).await,
+        "the regular user was forgotten"
+    );
+    let remembered = within_bound(
+        "crowd",
+        futures_util::future::join_all(crowd.iter().map(|newcomer| acked(&app, newcomer))),
+    )
+    .await;
+    let remembered = remembered.into_iter().filter(|acked| *acked).count();
+    assert!(
+        remembered < CAPACITY,
+        "{remembered} newcomers remembered beside the regular user, over {CAPACITY}"
+    );
+}
+
 /// Another process's transaction on the same SQLite file, holding the write lock.
 async fn write_lock_holder(url: &str) -> (DatabaseConnection, sea_orm::DatabaseTransaction) {
     let mut options = ConnectOptions::new(url);
