@@ -5,10 +5,12 @@
 //! - [`config`]: typed configuration, read once from the environment.
 //! - [`startup`]: builds the application: database, migrations, bus, schema, router.
 //! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
-//! - [`auth`]: bearer tokens in, a [`auth::Viewer`] out; the only code that sees the secret.
+//! - [`auth`]: bearer tokens in, a [`viewer::Viewer`] out; the only code that sees the secret.
+//! - [`viewer`]: who is asking, as every domain reads it from the GraphQL context.
 //! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
 //! - [`users`], [`bookings`], [`chat`], [`video`], [`notifications`]: the domains, each with
 //!   its rules, queries, events and resolvers.
+//! - [`paging`]: keyset cursors and page rules that services use and resolvers present.
 //! - [`jobs`]: the scheduler: booking reminders, video request expiry, call limits.
 //! - [`db`]: connecting, and the write transaction that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
@@ -30,9 +32,11 @@ pub mod graphql;
 pub mod http;
 pub mod jobs;
 pub mod notifications;
+pub mod paging;
 pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod sync;
 pub mod users;
 pub mod video;
+pub mod viewer;

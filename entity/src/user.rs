@@ -22,4 +22,13 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
+impl Model {
+    /// The user's timezone, for their notification text and their recurring bookings. Names are
+    /// checked when stored; one that stops parsing (an IANA zone withdrawn) falls back to UTC
+    /// rather than failing every message to them.
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,15 +1,14 @@
-//! Authentication: passwords, tokens, and the [`Viewer`] every resolver acts for.
+//! Authentication: tokens in, a [`crate::viewer::Viewer`] out, and the limits on signing in.
 //!
 //! The transports (HTTP header, graphql-ws `connection_init`) hand their bearer
 //! token to the [`Authenticator`]; resolvers only ever see the resulting
-//! [`Credentials`] in the GraphQL context.
+//! [`crate::viewer::Credentials`] in the GraphQL context.
 
 mod known_users;
-pub mod password;
 mod sign_in_limits;
 mod token;
 mod viewer;
 
-pub use sign_in_limits::{ClientAddr, SignInLimits};
+pub use sign_in_limits::SignInLimits;
 pub use token::{TokenService, VerifiedToken};
-pub use viewer::{Authenticator, Credentials, Viewer, viewer};
+pub use viewer::Authenticator;

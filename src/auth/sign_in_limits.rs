@@ -19,14 +19,11 @@ use crate::{
     config::{ConfigError, SignInConfig},
     error::AppError,
     rate_limit::KeyedLimiter,
+    viewer::ClientAddr,
 };
 
 /// Emails longer than this cannot exist, so longer keys are cut here to bound memory.
 const MAX_EMAIL_KEY: usize = 320;
-
-/// The address a request came from, put in the GraphQL request data by the HTTP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
 
 /// The keyed limiters of sign-in and sign-up, shared by every request of this instance.
 pub struct SignInLimits {

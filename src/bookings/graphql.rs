@@ -18,16 +18,16 @@ use uuid::Uuid;
 use super::{
     loaders::{BookingLoader, SeriesLoader},
     recurrence::{MAX_OCCURRENCES, Recurrence},
-    service::{BookingAction, BookingCursor, BookingService, NewBooking},
+    service::{BookingAction, BookingService, NewBooking},
 };
 use crate::{
-    auth::viewer,
     bus::{Delivery, Event, Topic},
     error::AppError,
-    graphql::pagination::{PageRequest, page_cost},
+    paging::{PageRequest, page_cost},
     state::AppState,
     sync::lock,
     users::User,
+    viewer::viewer,
 };
 
 /// An appointment between a care recipient and a caregiver.
@@ -183,9 +183,9 @@ impl BookingQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Booking>, AppError> {
         let viewer = viewer(ctx)?;
-        let page = PageRequest::<BookingCursor>::new(first, after)?;
+        let page = PageRequest::new(first, after)?;
         let rows = BookingService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
-        Ok(page.connection(rows, BookingCursor::of, Booking::from))
+        Ok(page.connection(rows, BookingService::position, Booking::from))
     }
 
     /// One booking the viewer is a party to.

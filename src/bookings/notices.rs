@@ -14,7 +14,7 @@ use crate::{
     error::AppError,
     notifications::{
         Notice,
-        text::{duration_in_words, time_range, timezone},
+        text::{duration_in_words, time_range},
     },
     users::UserService,
 };
@@ -47,11 +47,7 @@ impl Parties {
 }
 
 fn range_for(booking: &booking::Model, reader: &user::Model) -> String {
-    time_range(
-        booking.starts_at,
-        booking.ends_at,
-        timezone(&reader.timezone),
-    )
+    time_range(booking.starts_at, booking.ends_at, reader.time_zone())
 }
 
 /// To the caregiver: someone asked for them.

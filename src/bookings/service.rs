@@ -6,11 +6,10 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{
     booking, booking_series, caregiver_profile,
     enums::{BookingStatus, Role},
-    user,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -20,13 +19,13 @@ use super::{
     reminders::ReminderService,
 };
 use crate::{
-    auth::Viewer,
     bus::Event,
-    db::Write,
+    db::{Write, conditions::either_party},
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest},
     notifications::NotificationService,
+    paging::{PageRequest, TimeCursor},
     users::UserService,
+    viewer::Viewer,
 };
 
 const MAX_NOTES: usize = 2000;
@@ -40,34 +39,6 @@ pub struct NewBooking {
     pub ends_at: DateTime<Utc>,
     pub notes: Option<String>,
     pub recurrence: Option<Recurrence>,
-}
-
-/// The position of a booking in a list ordered by start time.
-pub struct BookingCursor {
-    starts_at: DateTime<Utc>,
-    id: Uuid,
-}
-
-impl BookingCursor {
-    pub fn of(booking: &booking::Model) -> Self {
-        Self {
-            starts_at: booking.starts_at,
-            id: booking.id,
-        }
-    }
-}
-
-impl CursorKey for BookingCursor {
-    fn to_plain(&self) -> String {
-        format!("booking:{}:{}", self.starts_at.timestamp(), self.id)
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        let mut parts = plain.strip_prefix("booking:")?.splitn(2, ':');
-        let starts_at = DateTime::from_timestamp(parts.next()?.parse().ok()?, 0)?;
-        let id = Uuid::parse_str(parts.next()?).ok()?;
-        Some(Self { starts_at, id })
-    }
 }
 
 /// What a party can do to an existing booking.
@@ -161,7 +132,7 @@ impl BookingService {
                 let recipient = UserService::find(write, viewer.id)
                     .await?
                     .ok_or(AppError::NotFound("user"))?;
-                rule.starts(starts_at, timezone_of(&recipient))?
+                rule.starts(starts_at, recipient.time_zone())?
             }
         };
         let series = match &input.recurrence {
@@ -352,15 +323,27 @@ impl BookingService {
             .ok_or(AppError::NotFound("booking"))
     }
 
+    /// Where `booking` stands in [`Self::list`].
+    pub fn position(booking: &booking::Model) -> TimeCursor {
+        TimeCursor {
+            at: booking.starts_at,
+            id: booking.id,
+        }
+    }
+
     /// The viewer's bookings, on either side, by start time.
     pub async fn list(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         status: Option<BookingStatus>,
-        page: &PageRequest<BookingCursor>,
+        page: &PageRequest<TimeCursor>,
     ) -> Result<Vec<booking::Model>, AppError> {
         let mut query = booking::Entity::find()
-            .filter(party_of(viewer.id))
+            .filter(either_party(
+                booking::Column::CareRecipientId,
+                booking::Column::CaregiverId,
+                viewer.id,
+            ))
             .order_by_asc(booking::Column::StartsAt)
             .order_by_asc(booking::Column::Id)
             .limit(page.fetch_limit());
@@ -368,15 +351,11 @@ impl BookingService {
             query = query.filter(booking::Column::Status.eq(status));
         }
         if let Some(after) = &page.after {
-            query = query.filter(
-                Condition::any()
-                    .add(booking::Column::StartsAt.gt(after.starts_at))
-                    .add(
-                        Condition::all()
-                            .add(booking::Column::StartsAt.eq(after.starts_at))
-                            .add(booking::Column::Id.gt(after.id)),
-                    ),
-            );
+            query = query.filter(after.rows_after(
+                booking::Column::StartsAt,
+                booking::Column::Id,
+                Order::Asc,
+            ));
         }
         Ok(query.all(conn).await?)
     }
@@ -389,7 +368,11 @@ impl BookingService {
         since: DateTime<Utc>,
     ) -> Result<Vec<booking::Model>, AppError> {
         Ok(booking::Entity::find()
-            .filter(party_of(user_id))
+            .filter(either_party(
+                booking::Column::CareRecipientId,
+                booking::Column::CaregiverId,
+                user_id,
+            ))
             .filter(booking::Column::UpdatedAt.gte(since))
             .order_by_asc(booking::Column::UpdatedAt)
             .all(conn)
@@ -437,60 +420,4 @@ impl BookingService {
             .map(|booking| (booking.id, booking))
             .collect())
     }
-
-    /// The care recipients with a pending or accepted booking with `caregiver_id` still ahead:
-    /// the people a change of the caregiver's availability concerns.
-    pub async fn recipients_with_upcoming(
-        conn: &impl ConnectionTrait,
-        caregiver_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, AppError> {
-        Ok(booking::Entity::find()
-            .select_only()
-            .column(booking::Column::CareRecipientId)
-            .distinct()
-            .filter(booking::Column::CaregiverId.eq(caregiver_id))
-            .filter(
-                booking::Column::Status.is_in([BookingStatus::Pending, BookingStatus::Accepted]),
-            )
-            .filter(booking::Column::StartsAt.gt(now))
-            .into_tuple()
-            .all(conn)
-            .await?)
-    }
-
-    /// Whether two users have ever had a booking together, which lets them see each other.
-    pub async fn share_a_booking(
-        conn: &impl ConnectionTrait,
-        a: Uuid,
-        b: Uuid,
-    ) -> Result<bool, AppError> {
-        let shared = booking::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(
-                        Condition::all()
-                            .add(booking::Column::CareRecipientId.eq(a))
-                            .add(booking::Column::CaregiverId.eq(b)),
-                    )
-                    .add(
-                        Condition::all()
-                            .add(booking::Column::CareRecipientId.eq(b))
-                            .add(booking::Column::CaregiverId.eq(a)),
-                    ),
-            )
-            .count(conn)
-            .await?;
-        Ok(shared > 0)
-    }
-}
-
-fn party_of(user_id: Uuid) -> Condition {
-    Condition::any()
-        .add(booking::Column::CareRecipientId.eq(user_id))
-        .add(booking::Column::CaregiverId.eq(user_id))
-}
-
-fn timezone_of(user: &user::Model) -> chrono_tz::Tz {
-    user.timezone.parse().unwrap_or(chrono_tz::UTC)
 }

@@ -15,13 +15,13 @@ use super::{
     service::{ChatService, Horizon, MessageCursor, NewMessage, SessionCursor},
 };
 use crate::{
-    auth::viewer,
     bookings::Booking,
     bus::Event,
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest, page_cost, page_size},
+    paging::{CursorKey, PageRequest, page_cost, page_size},
     state::AppState,
     users::User,
+    viewer::viewer,
 };
 
 /// Where a message is on its way to the other member.

@@ -17,9 +17,8 @@ use uuid::Uuid;
 
 use super::{notices, send::Draft};
 use crate::{
-    auth::Viewer, bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape,
-    error::AppError, graphql::pagination::CursorKey, notifications::NotificationService,
-    users::UserService,
+    bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape, error::AppError,
+    notifications::NotificationService, paging::CursorKey, users::UserService, viewer::Viewer,
 };
 
 /// What `sendMessage` asks for.

@@ -20,16 +20,16 @@ use super::{
     service::{ChatService, MessageCursor},
 };
 use crate::{
-    auth::viewer,
     bus::{
         Delivery, Event, Topic,
         counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
     error::AppError,
-    graphql::pagination::CursorKey,
+    paging::CursorKey,
     state::AppState,
     users::User,
+    viewer::viewer,
 };
 
 /// One session's messages as a sequenced stream.

@@ -143,7 +143,6 @@ pub fn array(values: Vec<Value>) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use super::Write;
     use entity::message;
     use sea_orm::{QueryFilter, QueryTrait, Statement};
     use uuid::Uuid;

@@ -3,6 +3,7 @@
 
 pub mod batch_shape;
 pub mod checkpoint;
+pub mod conditions;
 mod nodelay;
 pub mod write;
 

@@ -1,7 +1,6 @@
 //! The schema, assembled from the domains, with its limits and error codes.
 
 mod limits;
-pub mod pagination;
 mod parsed_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};

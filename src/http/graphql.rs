@@ -12,7 +12,7 @@ use axum::{
 };
 
 use super::{HttpState, rejection::HttpRejection, request, ws};
-use crate::auth::Credentials;
+use crate::viewer::Credentials;
 
 /// Runs a query or mutation as the viewer named by the `Authorization` header, once its
 /// body has been read within the configured bounds, telling resolvers the client's address

@@ -29,9 +29,9 @@ use self::{
 };
 use super::HttpState;
 use crate::{
-    auth::{ClientAddr, Credentials},
     error::AppError,
     sync::lock,
+    viewer::{ClientAddr, Credentials},
 };
 
 /// Close codes that this server sends itself, chosen for what clients do on each. A graphql-ws

@@ -17,18 +17,18 @@ use uuid::Uuid;
 
 use super::{
     preferences::{Preference, PreferenceService},
-    service::{NotificationService, SeqCursor},
+    service::NotificationService,
 };
 use crate::{
-    auth::viewer,
     bus::{
         Event, Topic,
         counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
     },
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest, page_cost},
+    paging::{CursorKey, PageRequest, SeqCursor, page_cost},
     state::AppState,
+    viewer::viewer,
 };
 
 /// One entry of the viewer's inbox.

@@ -23,7 +23,7 @@ use crate::{
     db::Write,
     db::batch_shape::BatchShape,
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest},
+    paging::{PageRequest, SeqCursor},
 };
 
 /// A notification to create, as a domain describes it.
@@ -36,25 +36,6 @@ pub struct Notice {
     pub data: serde_json::Value,
     /// Names the event, so a retried or repeated event notifies nobody twice.
     pub dedupe_key: Option<String>,
-}
-
-/// A position in a user's notifications: their `seq`.
-#[derive(Debug, Clone, Copy)]
-pub struct SeqCursor(pub i64);
-
-impl CursorKey for SeqCursor {
-    fn to_plain(&self) -> String {
-        format!("notification:{}", self.0)
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        plain
-            .strip_prefix("notification:")?
-            .parse()
-            .ok()
-            .filter(|seq| *seq >= 0)
-            .map(SeqCursor)
-    }
 }
 
 /// The in-app inbox.

@@ -3,11 +3,6 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-/// The recipient's timezone, from the IANA name stored on their account.
-pub fn timezone(name: &str) -> Tz {
-    name.parse().unwrap_or(chrono_tz::UTC)
-}
-
 /// "Tue 3 Mar, 10:00–12:00", or with both dates when the range crosses midnight.
 pub fn time_range(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>, tz: Tz) -> String {
     let start = starts_at.with_timezone(&tz);

@@ -16,12 +16,13 @@ use entity::{
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::service::{CaregiverCursor, ProfileChanges, Registration, UserService};
+use super::service::{ProfileChanges, Registration, UserService};
 use crate::{
-    auth::{ClientAddr, password, viewer},
     error::AppError,
-    graphql::pagination::{PageRequest, page_cost},
+    paging::{IdCursor, PageRequest, page_cost},
     state::AppState,
+    users::password,
+    viewer::{ClientAddr, viewer},
 };
 
 /// A person on the marketplace, as the viewer may see them.
@@ -201,14 +202,14 @@ impl UserQuery {
         after: Option<String>,
     ) -> Result<Connection<String, User>, AppError> {
         viewer(ctx)?;
-        let page = PageRequest::<CaregiverCursor>::new(first, after)?;
+        let page = PageRequest::new(first, after)?;
         let state = AppState::of(ctx);
         let rows = UserService::caregivers(&state.db, availability, &page).await?;
         let ids: Vec<Uuid> = rows.iter().map(|user| user.id).collect();
         let mut profiles = UserService::load_many(&state.db, &ids).await?;
         Ok(page.connection(
             rows,
-            |user| CaregiverCursor::new(user.id),
+            |user| IdCursor(user.id),
             |user| {
                 let profile = profiles.remove(&user.id).and_then(|(_, profile)| profile);
                 User::new(user, profile)

@@ -2,26 +2,28 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use entity::{
-    caregiver_profile,
-    enums::{Availability, NotificationType, Role},
+    booking, caregiver_profile,
+    enums::{Availability, BookingStatus, NotificationType, Role},
     user,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, sea_query::Query,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Query,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    auth::{Viewer, password},
-    bookings::BookingService,
     db::Write,
     db::batch_shape::BatchShape,
+    db::conditions::between,
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest},
     notifications::{Notice, NotificationService},
+    paging::{IdCursor, PageRequest},
+    users::password,
+    viewer::Viewer,
 };
 
 const MAX_DISPLAY_NAME: usize = 100;
@@ -47,26 +49,6 @@ pub struct ProfileChanges {
     pub bio: Option<String>,
     /// `Some(None)` clears the rate.
     pub hourly_rate_cents: Option<Option<i32>>,
-}
-
-/// The position of a caregiver in the `caregivers` list (ordered by when they joined).
-pub struct CaregiverCursor(Uuid);
-
-impl CaregiverCursor {
-    pub fn new(id: Uuid) -> Self {
-        Self(id)
-    }
-}
-
-impl CursorKey for CaregiverCursor {
-    fn to_plain(&self) -> String {
-        format!("caregiver:{}", self.0)
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        let id = plain.strip_prefix("caregiver:")?;
-        Uuid::parse_str(id).ok().map(CaregiverCursor)
-    }
 }
 
 impl Registration {
@@ -344,7 +326,7 @@ impl UserService {
             Availability::Busy => "busy",
             Availability::Unavailable => "unavailable",
         };
-        for recipient in BookingService::recipients_with_upcoming(write, viewer.id, now).await? {
+        for recipient in Self::recipients_with_upcoming(write, viewer.id, now).await? {
             let notice = Notice {
                 user_id: recipient,
                 kind: NotificationType::CaregiverAvailabilityChanged,
@@ -373,7 +355,7 @@ impl UserService {
             .ok_or(AppError::NotFound("user"))?;
         let visible = user.id == viewer.id
             || user.role == Role::Caregiver
-            || BookingService::share_a_booking(conn, viewer.id, user.id).await?;
+            || Self::share_a_booking(conn, viewer.id, user.id).await?;
         if visible {
             Ok(user)
         } else {
@@ -385,7 +367,7 @@ impl UserService {
     pub async fn caregivers(
         conn: &impl ConnectionTrait,
         availability: Option<Availability>,
-        page: &PageRequest<CaregiverCursor>,
+        page: &PageRequest<IdCursor>,
     ) -> Result<Vec<user::Model>, AppError> {
         let mut query = user::Entity::find()
             .filter(user::Column::Role.eq(Role::Caregiver))
@@ -402,7 +384,7 @@ impl UserService {
                 ),
             );
         }
-        if let Some(CaregiverCursor(after)) = &page.after {
+        if let Some(IdCursor(after)) = &page.after {
             query = query.filter(user::Column::Id.gt(*after));
         }
         Ok(query.all(conn).await?)
@@ -462,6 +444,44 @@ impl UserService {
             .into_iter()
             .map(|(id, user)| (id, (user, profiles.remove(&id))))
             .collect())
+    }
+
+    /// The care recipients with a pending or accepted booking with `caregiver_id` still ahead:
+    /// the people a change of the caregiver's availability concerns.
+    async fn recipients_with_upcoming(
+        conn: &impl ConnectionTrait,
+        caregiver_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, AppError> {
+        Ok(booking::Entity::find()
+            .select_only()
+            .column(booking::Column::CareRecipientId)
+            .distinct()
+            .filter(booking::Column::CaregiverId.eq(caregiver_id))
+            .filter(
+                booking::Column::Status.is_in([BookingStatus::Pending, BookingStatus::Accepted]),
+            )
+            .filter(booking::Column::StartsAt.gt(now))
+            .into_tuple()
+            .all(conn)
+            .await?)
+    }
+
+    /// Whether two users have ever had a booking together, which lets them see each other.
+    async fn share_a_booking(
+        conn: &impl ConnectionTrait,
+        a: Uuid,
+        b: Uuid,
+    ) -> Result<bool, AppError> {
+        let shared = booking::Entity::find()
+            .filter(between(
+                booking::Column::CareRecipientId,
+                booking::Column::CaregiverId,
+                [a, b],
+            ))
+            .count(conn)
+            .await?;
+        Ok(shared > 0)
     }
 }
 

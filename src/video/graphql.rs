@@ -13,16 +13,16 @@ use uuid::Uuid;
 
 use super::{
     rooms,
-    service::{CallCursor, NewCall, VideoService},
+    service::{NewCall, VideoService},
 };
 use crate::{
-    auth::viewer,
     bookings::Booking,
     bus::{Delivery, Event, Topic},
     error::AppError,
-    graphql::pagination::{PageRequest, page_cost},
+    paging::{PageRequest, page_cost},
     state::AppState,
     users::User,
+    viewer::viewer,
 };
 
 /// A short video call between a care recipient and a caregiver.
@@ -130,9 +130,9 @@ impl VideoQuery {
         after: Option<String>,
     ) -> Result<Connection<String, VideoCall>, AppError> {
         let viewer = viewer(ctx)?;
-        let page = PageRequest::<CallCursor>::new(first, after)?;
+        let page = PageRequest::new(first, after)?;
         let rows = VideoService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
-        Ok(page.connection(rows, CallCursor::of, VideoCall::from))
+        Ok(page.connection(rows, VideoService::position, VideoCall::from))
     }
 
     /// One call the viewer takes part in.

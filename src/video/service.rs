@@ -10,22 +10,22 @@ use entity::{
     video_call,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::notices;
 use crate::{
-    auth::Viewer,
     bookings::BookingService,
     bus::Event,
     chat::ChatService,
-    db::Write,
+    db::{Write, conditions::either_party},
     error::AppError,
-    graphql::pagination::{CursorKey, PageRequest},
     notifications::NotificationService,
+    paging::{PageRequest, TimeCursor},
     users::UserService,
+    viewer::Viewer,
 };
 
 /// Limits of calls, from the configuration.
@@ -44,34 +44,6 @@ pub struct VideoSettings {
 pub struct NewCall {
     pub caregiver_id: Uuid,
     pub booking_id: Option<Uuid>,
-}
-
-/// A position in the viewer's call list, newest first.
-pub struct CallCursor {
-    created_at: DateTime<Utc>,
-    id: Uuid,
-}
-
-impl CallCursor {
-    pub fn of(call: &video_call::Model) -> Self {
-        Self {
-            created_at: call.created_at,
-            id: call.id,
-        }
-    }
-}
-
-impl CursorKey for CallCursor {
-    fn to_plain(&self) -> String {
-        format!("call:{}:{}", self.created_at.timestamp_micros(), self.id)
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        let mut parts = plain.strip_prefix("call:")?.splitn(2, ':');
-        let created_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
-        let id = Uuid::parse_str(parts.next()?).ok()?;
-        Some(Self { created_at, id })
-    }
 }
 
 /// The room name of a call, and back.
@@ -331,19 +303,27 @@ impl VideoService {
             .ok_or(AppError::NotFound("video call"))
     }
 
+    /// Where `call` stands in [`Self::list`].
+    pub fn position(call: &video_call::Model) -> TimeCursor {
+        TimeCursor {
+            at: call.created_at,
+            id: call.id,
+        }
+    }
+
     /// The viewer's calls, newest first.
     pub async fn list(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
         status: Option<VideoCallStatus>,
-        page: &PageRequest<CallCursor>,
+        page: &PageRequest<TimeCursor>,
     ) -> Result<Vec<video_call::Model>, AppError> {
         let mut query = video_call::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(video_call::Column::RequesterId.eq(viewer.id))
-                    .add(video_call::Column::CaregiverId.eq(viewer.id)),
-            )
+            .filter(either_party(
+                video_call::Column::RequesterId,
+                video_call::Column::CaregiverId,
+                viewer.id,
+            ))
             .order_by_desc(video_call::Column::CreatedAt)
             .order_by_desc(video_call::Column::Id)
             .limit(page.fetch_limit());
@@ -351,15 +331,11 @@ impl VideoService {
             query = query.filter(video_call::Column::Status.eq(status));
         }
         if let Some(after) = &page.after {
-            query = query.filter(
-                Condition::any()
-                    .add(video_call::Column::CreatedAt.lt(after.created_at))
-                    .add(
-                        Condition::all()
-                            .add(video_call::Column::CreatedAt.eq(after.created_at))
-                            .add(video_call::Column::Id.lt(after.id)),
-                    ),
-            );
+            query = query.filter(after.rows_after(
+                video_call::Column::CreatedAt,
+                video_call::Column::Id,
+                Order::Desc,
+            ));
         }
         Ok(query.all(conn).await?)
     }

@@ -27,7 +27,7 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
-use crate::{auth::Credentials, config::GraphqlConfig, error::AppError, rate_limit::UsageLimits};
+use crate::{config::GraphqlConfig, error::AppError, rate_limit::UsageLimits, viewer::Credentials};
 
 /// The longest message a syntax error carries: the parser's own message quotes the
 /// offending line, which may be the whole document.

@@ -1,10 +1,17 @@
-//! Relay connections: page-size rules and opaque keyset cursors shared by every list.
+//! Keyset paging, shared by every list: page-size rules, the three kinds of cursor, the
+//! condition that selects the rows after one, and the Relay connection a resolver returns.
+//!
+//! It sits below the domains: their services page with it and their resolvers present pages
+//! with it, so no domain reaches up into the schema's assembly (`docs/architecture.md`).
 
 use async_graphql::{
     OutputType,
     connection::{Connection, Edge},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition, Order};
+use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -103,5 +110,82 @@ impl<K: CursorKey> PageRequest<K> {
             .map(|row| Edge::new(key(&row).encode(), node(row)))
             .collect();
         connection
+    }
+}
+
+/// A position in a list ordered by a sequence number of its own (a chat's messages, a user's
+/// notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqCursor(pub i64);
+
+impl CursorKey for SeqCursor {
+    fn to_plain(&self) -> String {
+        format!("seq:{}", self.0)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        plain
+            .strip_prefix("seq:")?
+            .parse()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .map(SeqCursor)
+    }
+}
+
+/// A position in a list ordered by a timestamp, ties broken by id (bookings by start, calls
+/// by creation, chats by latest activity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeCursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl TimeCursor {
+    /// The rows after this position in a list ordered by `at_column` then `id_column`, both
+    /// in `order`.
+    pub fn rows_after(
+        &self,
+        at_column: impl ColumnTrait,
+        id_column: impl ColumnTrait,
+        order: Order,
+    ) -> Condition {
+        let (at_after, id_after) = match order {
+            Order::Desc => (at_column.lt(self.at), id_column.lt(self.id)),
+            _ => (at_column.gt(self.at), id_column.gt(self.id)),
+        };
+        Condition::any()
+            .add(at_after)
+            .add(Condition::all().add(at_column.eq(self.at)).add(id_after))
+    }
+}
+
+impl CursorKey for TimeCursor {
+    fn to_plain(&self) -> String {
+        format!("time:{}:{}", self.at.timestamp_micros(), self.id)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        let (at, id) = plain.strip_prefix("time:")?.split_once(':')?;
+        Some(Self {
+            at: DateTime::from_timestamp_micros(at.parse().ok()?)?,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
+/// A position in a list ordered by id alone (caregivers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdCursor(pub Uuid);
+
+impl CursorKey for IdCursor {
+    fn to_plain(&self) -> String {
+        format!("id:{}", self.0)
+    }
+
+    fn from_plain(plain: &str) -> Option<Self> {
+        Uuid::parse_str(plain.strip_prefix("id:")?)
+            .ok()
+            .map(IdCursor)
     }
 }
