@@ -10,7 +10,9 @@ use async_graphql::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, Condition, Order};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -157,6 +159,27 @@ impl TimeCursor {
         Condition::any()
             .add(at_after)
             .add(Condition::all().add(at_column.eq(self.at)).add(id_after))
+    }
+}
+
+impl PageRequest<TimeCursor> {
+    /// `query` as this page of a list ordered by `at_column` then `id_column`, both in
+    /// `order`: the rows after the cursor, one more than the page (see [`Self::fetch_limit`]).
+    pub fn select<E: EntityTrait>(
+        &self,
+        query: Select<E>,
+        at_column: E::Column,
+        id_column: E::Column,
+        order: Order,
+    ) -> Select<E> {
+        let query = query
+            .order_by(at_column, order.clone())
+            .order_by(id_column, order.clone())
+            .limit(self.fetch_limit());
+        match &self.after {
+            Some(after) => query.filter(after.rows_after(at_column, id_column, order)),
+            None => query,
+        }
     }
 }
 

@@ -11,9 +11,11 @@ use crate::{
     chat::{SendQueue, TypingGate},
     clock::Clock,
     config::ReminderConfig,
-    db::{WriteQueue, Writer},
+    db::{Write, WriteQueue, Writer},
+    error::AppError,
     rate_limit::UsageLimits,
     video::Video,
+    viewer::{Viewer, viewer},
 };
 
 /// The application's shared services, cheap to clone.
@@ -43,4 +45,17 @@ impl AppState {
     pub fn of<'a>(ctx: &Context<'a>) -> &'a AppState {
         ctx.data_unchecked::<AppState>()
     }
+}
+
+/// Runs `change` for the request's viewer in one write transaction, committed before it
+/// answers: the whole of a mutation resolver but for turning the row into its GraphQL type.
+pub async fn write_as_viewer<T>(
+    ctx: &Context<'_>,
+    change: impl AsyncFnOnce(&Write, &Viewer) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let viewer = viewer(ctx)?;
+    AppState::of(ctx)
+        .writer
+        .run(async |write| change(write, viewer).await)
+        .await
 }

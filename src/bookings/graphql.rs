@@ -24,7 +24,7 @@ use crate::{
     bus::{Delivery, Event, Topic},
     error::AppError,
     paging::{PageRequest, page_cost},
-    state::AppState,
+    state::{AppState, write_as_viewer},
     sync::lock,
     users::User,
     viewer::viewer,
@@ -206,8 +206,6 @@ impl BookingMutation {
         ctx: &Context<'_>,
         input: CreateBookingInput,
     ) -> Result<Booking, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
         let new_booking = NewBooking {
             caregiver_id: input.caregiver_id,
             starts_at: input.starts_at,
@@ -219,10 +217,10 @@ impl BookingMutation {
                 until: rule.until,
             }),
         };
-        let booking = state
-            .writer
-            .run(async |write| BookingService::create(write, viewer, new_booking).await)
-            .await?;
+        let booking = write_as_viewer(ctx, async |write, viewer| {
+            BookingService::create(write, viewer, new_booking).await
+        })
+        .await?;
         Ok(booking.into())
     }
 

@@ -20,7 +20,10 @@ use super::{
 };
 use crate::{
     bus::Event,
-    db::{Write, conditions::either_party},
+    db::{
+        Write,
+        conditions::{either_party, rows_of},
+    },
     error::AppError,
     notifications::NotificationService,
     paging::{PageRequest, TimeCursor},
@@ -338,26 +341,14 @@ impl BookingService {
         status: Option<BookingStatus>,
         page: &PageRequest<TimeCursor>,
     ) -> Result<Vec<booking::Model>, AppError> {
-        let mut query = booking::Entity::find()
-            .filter(either_party(
-                booking::Column::CareRecipientId,
-                booking::Column::CaregiverId,
-                viewer.id,
-            ))
-            .order_by_asc(booking::Column::StartsAt)
-            .order_by_asc(booking::Column::Id)
-            .limit(page.fetch_limit());
-        if let Some(status) = status {
-            query = query.filter(booking::Column::Status.eq(status));
-        }
-        if let Some(after) = &page.after {
-            query = query.filter(after.rows_after(
-                booking::Column::StartsAt,
-                booking::Column::Id,
-                Order::Asc,
-            ));
-        }
-        Ok(query.all(conn).await?)
+        use booking::Column;
+        let mine = rows_of::<booking::Entity>(
+            [Column::CareRecipientId, Column::CaregiverId],
+            viewer.id,
+            status.map(|status| (Column::Status, status)),
+        );
+        let by_start = page.select(mine, Column::StartsAt, Column::Id, Order::Asc);
+        Ok(by_start.all(conn).await?)
     }
 
     /// The viewer's bookings changed at or after `since`, oldest change first: what a

@@ -19,7 +19,7 @@ use crate::{
     bus::Event,
     error::AppError,
     paging::{CursorKey, PageRequest, page_cost, page_size},
-    state::AppState,
+    state::{AppState, write_as_viewer},
     users::User,
     viewer::viewer,
 };
@@ -354,12 +354,10 @@ impl ChatMutation {
         ctx: &Context<'_>,
         booking_id: Uuid,
     ) -> Result<ChatSession, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let session = state
-            .writer
-            .run(async |write| ChatService::enable(write, viewer, booking_id).await)
-            .await?;
+        let session = write_as_viewer(ctx, async |write, viewer| {
+            ChatService::enable(write, viewer, booking_id).await
+        })
+        .await?;
         Ok(ChatSession(session))
     }
 
@@ -438,11 +436,9 @@ async fn mark(
     up_to_seq: i64,
     horizon: Horizon,
 ) -> Result<ChatMember, AppError> {
-    let viewer = viewer(ctx)?;
-    let state = AppState::of(ctx);
-    let member = state
-        .writer
-        .run(async |write| ChatService::mark(write, viewer, session_id, up_to_seq, horizon).await)
-        .await?;
+    let member = write_as_viewer(ctx, async |write, viewer| {
+        ChatService::mark(write, viewer, session_id, up_to_seq, horizon).await
+    })
+    .await?;
     Ok(ChatMember(member))
 }

@@ -27,7 +27,7 @@ use crate::{
     },
     error::AppError,
     paging::{CursorKey, PageRequest, SeqCursor, page_cost},
-    state::AppState,
+    state::{AppState, write_as_viewer},
     viewer::viewer,
 };
 
@@ -183,12 +183,10 @@ impl NotificationMutation {
 
     /// Marks every notification read; returns how many were unread.
     async fn mark_all_notifications_read(&self, ctx: &Context<'_>) -> Result<u64, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        state
-            .writer
-            .run(async |write| NotificationService::mark_all_read(write, viewer.id).await)
-            .await
+        write_as_viewer(ctx, async |write, viewer| {
+            NotificationService::mark_all_read(write, viewer.id).await
+        })
+        .await
     }
 
     /// Deletes a notification; returns its id.
@@ -208,29 +206,25 @@ impl NotificationMutation {
         ctx: &Context<'_>,
         input: UpdateNotificationPreferencesInput,
     ) -> Result<Vec<NotificationPreference>, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
         let changes: Vec<_> = input
             .preferences
             .iter()
             .map(|preference| (preference.kind, preference.channel, preference.enabled))
             .collect();
-        state
-            .writer
-            .run(async |write| PreferenceService::update(write, viewer.id, &changes).await)
-            .await?;
-        let all = PreferenceService::all(&state.db, viewer.id).await?;
+        let all = write_as_viewer(ctx, async |write, viewer| {
+            PreferenceService::update(write, viewer.id, &changes).await?;
+            PreferenceService::all(write, viewer.id).await
+        })
+        .await?;
         Ok(all.into_iter().map(NotificationPreference::from).collect())
     }
 }
 
 async fn set_read(ctx: &Context<'_>, id: Uuid, read: bool) -> Result<Notification, AppError> {
-    let viewer = viewer(ctx)?;
-    let state = AppState::of(ctx);
-    let updated = state
-        .writer
-        .run(async |write| NotificationService::set_read(write, viewer.id, id, read).await)
-        .await?;
+    let updated = write_as_viewer(ctx, async |write, viewer| {
+        NotificationService::set_read(write, viewer.id, id, read).await
+    })
+    .await?;
     Ok(Notification(Arc::new(updated)))
 }
 

@@ -13,14 +13,14 @@ use entity::{
     enums::{Availability, Role},
     user,
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use uuid::Uuid;
 
 use super::service::{ProfileChanges, Registration, UserService};
 use crate::{
     error::AppError,
     paging::{IdCursor, PageRequest, page_cost},
-    state::AppState,
+    state::{AppState, write_as_viewer},
     users::password,
     viewer::{ClientAddr, viewer},
 };
@@ -267,8 +267,6 @@ impl UserMutation {
         ctx: &Context<'_>,
         input: UpdateProfileInput,
     ) -> Result<User, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
         let changes = ProfileChanges {
             display_name: input.display_name,
             timezone: input.timezone,
@@ -279,11 +277,11 @@ impl UserMutation {
                 async_graphql::MaybeUndefined::Value(rate) => Some(Some(rate)),
             },
         };
-        state
-            .writer
-            .run(async |write| UserService::update_profile(write, viewer, changes).await)
-            .await?;
-        reloaded(&state.db, viewer.id).await
+        write_as_viewer(ctx, async |write, viewer| {
+            UserService::update_profile(write, viewer, changes).await?;
+            reloaded(write, viewer.id).await
+        })
+        .await
     }
 
     /// Says whether the viewer (a caregiver) takes new work.
@@ -292,13 +290,11 @@ impl UserMutation {
         ctx: &Context<'_>,
         availability: Availability,
     ) -> Result<User, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        state
-            .writer
-            .run(async |write| UserService::set_availability(write, viewer, availability).await)
-            .await?;
-        reloaded(&state.db, viewer.id).await
+        write_as_viewer(ctx, async |write, viewer| {
+            UserService::set_availability(write, viewer, availability).await?;
+            reloaded(write, viewer.id).await
+        })
+        .await
     }
 }
 
@@ -317,7 +313,7 @@ async fn signed_in(ctx: &Context<'_>, user_id: Uuid) -> Result<AuthPayload, AppE
 }
 
 /// The user as stored now, bypassing the request's loader cache after a change.
-async fn reloaded(db: &DatabaseConnection, id: Uuid) -> Result<User, AppError> {
+async fn reloaded(db: &impl ConnectionTrait, id: Uuid) -> Result<User, AppError> {
     let (user, profile) = UserService::load_many(db, &[id])
         .await?
         .remove(&id)

@@ -20,7 +20,7 @@ use crate::{
     bus::{Delivery, Event, Topic},
     error::AppError,
     paging::{PageRequest, page_cost},
-    state::AppState,
+    state::{AppState, write_as_viewer},
     users::User,
     viewer::viewer,
 };
@@ -172,35 +172,29 @@ impl VideoMutation {
 
     /// The caregiver accepts a pending request; the room is created and both may join.
     async fn accept_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let call = state
-            .writer
-            .run(async |write| VideoService::answer(write, viewer, id, true).await)
-            .await?;
-        rooms::open_room(state, &call).await;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            VideoService::answer(write, viewer, id, true).await
+        })
+        .await?;
+        rooms::open_room(AppState::of(ctx), &call).await;
         Ok(call.into())
     }
 
     /// The caregiver declines a pending request.
     async fn decline_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let call = state
-            .writer
-            .run(async |write| VideoService::answer(write, viewer, id, false).await)
-            .await?;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            VideoService::answer(write, viewer, id, false).await
+        })
+        .await?;
         Ok(call.into())
     }
 
     /// The requester withdraws a pending request.
     async fn cancel_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let call = state
-            .writer
-            .run(async |write| VideoService::cancel(write, viewer, id).await)
-            .await?;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            VideoService::cancel(write, viewer, id).await
+        })
+        .await?;
         Ok(call.into())
     }
 
@@ -240,15 +234,11 @@ impl VideoMutation {
 
     /// A participant says the call started, when no provider webhook reports it.
     async fn start_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let call = state
-            .writer
-            .run(async |write| {
-                let call = VideoService::find_for(write, viewer, id).await?;
-                VideoService::start(write, &call).await
-            })
-            .await?;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            let call = VideoService::find_for(write, viewer, id).await?;
+            VideoService::start(write, &call).await
+        })
+        .await?;
         Ok(call.into())
     }
 
@@ -258,16 +248,12 @@ impl VideoMutation {
         ctx: &Context<'_>,
         id: Uuid,
     ) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let call = state
-            .writer
-            .run(async |write| {
-                let call = VideoService::find_for(write, viewer, id).await?;
-                VideoService::complete(write, &call, false).await
-            })
-            .await?;
-        rooms::close_room(state, &call).await?;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            let call = VideoService::find_for(write, viewer, id).await?;
+            VideoService::complete(write, &call, false).await
+        })
+        .await?;
+        rooms::close_room(AppState::of(ctx), &call).await?;
         Ok(call.into())
     }
 }

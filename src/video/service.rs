@@ -10,8 +10,8 @@ use entity::{
     video_call,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
-    QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, Set,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use crate::{
     bookings::BookingService,
     bus::Event,
     chat::ChatService,
-    db::{Write, conditions::either_party},
+    db::{Write, conditions::rows_of},
     error::AppError,
     notifications::NotificationService,
     paging::{PageRequest, TimeCursor},
@@ -318,26 +318,14 @@ impl VideoService {
         status: Option<VideoCallStatus>,
         page: &PageRequest<TimeCursor>,
     ) -> Result<Vec<video_call::Model>, AppError> {
-        let mut query = video_call::Entity::find()
-            .filter(either_party(
-                video_call::Column::RequesterId,
-                video_call::Column::CaregiverId,
-                viewer.id,
-            ))
-            .order_by_desc(video_call::Column::CreatedAt)
-            .order_by_desc(video_call::Column::Id)
-            .limit(page.fetch_limit());
-        if let Some(status) = status {
-            query = query.filter(video_call::Column::Status.eq(status));
-        }
-        if let Some(after) = &page.after {
-            query = query.filter(after.rows_after(
-                video_call::Column::CreatedAt,
-                video_call::Column::Id,
-                Order::Desc,
-            ));
-        }
-        Ok(query.all(conn).await?)
+        use video_call::Column;
+        let mine = rows_of::<video_call::Entity>(
+            [Column::RequesterId, Column::CaregiverId],
+            viewer.id,
+            status.map(|status| (Column::Status, status)),
+        );
+        let newest_first = page.select(mine, Column::CreatedAt, Column::Id, Order::Desc);
+        Ok(newest_first.all(conn).await?)
     }
 
     /// Pending requests whose answer time is up.
