@@ -3,6 +3,7 @@
 mod graphql;
 mod locked;
 mod notices;
+mod receipts;
 mod send;
 mod send_queue;
 mod service;
@@ -10,8 +11,9 @@ mod subscription;
 mod typing;
 
 pub use graphql::{ChatMutation, ChatQuery};
+pub use receipts::Horizon;
 pub use send::SendRequest;
 pub use send_queue::SendQueue;
-pub use service::{ChatService, Horizon, NewMessage};
+pub use service::{ChatService, NewMessage};
 pub use subscription::ChatSubscription;
 pub use typing::TypingGate;

@@ -25,7 +25,8 @@ use uuid::Uuid;
 use super::{
     locked::LockedSessions,
     notices,
-    service::{ChatService, Horizons, NewMessage, forward_only, members},
+    receipts::{Receipts, SessionReceipts, forward_only, members},
+    service::{ChatService, NewMessage},
 };
 use crate::{
     bus::Event,
@@ -47,11 +48,11 @@ pub struct SendRequest {
     pub message: NewMessage,
 }
 
-/// A stored message with both members' horizons after it, for its delivery status.
+/// A stored message with both members' receipts after it, for its delivery status.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub message: message::Model,
-    pub members: HashMap<Uuid, chat_member::Model>,
+    pub receipts: SessionReceipts,
 }
 
 /// A message about to take its session's next seq.
@@ -96,7 +97,7 @@ impl ChatService {
         let LockedSessions {
             sessions,
             closed,
-            horizons,
+            receipts,
             names,
         } = LockedSessions::lock(write, &wanted).await?;
         let stored = stored_messages(write, requests, &checked).await?;
@@ -115,10 +116,10 @@ impl ChatService {
             .collect();
         let drafts = planner.drafts;
 
-        let (appended, horizons) = Self::append_all(write, &sessions, horizons, drafts).await?;
+        let (appended, receipts) = Self::append_all(write, &sessions, receipts, drafts).await?;
         notify_recipients(write, &sessions, &names, &appended).await?;
         let sent = |message: &message::Model| Sent {
-            members: horizons
+            receipts: receipts
                 .get(&message.chat_session_id)
                 .cloned()
                 .unwrap_or_default(),
@@ -140,17 +141,17 @@ impl ChatService {
     /// Stores drafts in their sessions, whose row locks the caller holds: each takes its
     /// session's next seq, in order. Writing a message means having read everything before
     /// it, so each sender's horizons move up to their last message. Takes the members'
-    /// `horizons` as read under the locks, and returns the messages, in the drafts' order,
-    /// and those horizons after them.
+    /// `receipts` as read under the locks, and returns the messages, in the drafts' order,
+    /// and those receipts after them.
     pub async fn append_all(
         write: &Write,
         sessions: &HashMap<Uuid, chat_session::Model>,
-        mut horizons: Horizons,
+        mut receipts: Receipts,
         drafts: Vec<Draft>,
-    ) -> Result<(Vec<message::Model>, Horizons), AppError> {
+    ) -> Result<(Vec<message::Model>, Receipts), AppError> {
         let now = write.now();
         if drafts.is_empty() {
-            return Ok((Vec::new(), horizons));
+            return Ok((Vec::new(), receipts));
         }
         let mut last_seq: BTreeMap<Uuid, i64> = BTreeMap::new();
         let mut messages = Vec::with_capacity(drafts.len());
@@ -197,28 +198,28 @@ impl ChatService {
             });
         }
         for ((session_id, sender_id), (seq, count)) in written {
-            let (Some(session), Some(member)) = (
+            let (Some(session), Some(receipt)) = (
                 sessions.get(&session_id),
-                horizons
+                receipts
                     .get_mut(&session_id)
-                    .and_then(|members| members.get_mut(&sender_id)),
+                    .and_then(|session_receipts| session_receipts.get_mut(&sender_id)),
             ) else {
                 continue;
             };
             // Nothing else can move past `seq` before this commits, so the new horizons are
             // known without reading back. Only the other member's messages make news.
-            let read_others = seq - member.last_read_seq > count;
-            member.last_read_seq = Ord::max(member.last_read_seq, seq);
-            member.last_delivered_seq = Ord::max(member.last_delivered_seq, seq);
+            let read_others = seq - receipt.last_read_seq > count;
+            receipt.last_read_seq = Ord::max(receipt.last_read_seq, seq);
+            receipt.last_delivered_seq = Ord::max(receipt.last_delivered_seq, seq);
             if read_others {
                 write.publish(Event::ReceiptsMoved {
-                    receipt: member.clone(),
+                    receipt: receipt.clone(),
                     members: members(session),
                     read_moved: true,
                 });
             }
         }
-        Ok((messages, horizons))
+        Ok((messages, receipts))
     }
 }
 
