@@ -11,9 +11,9 @@ use entity::{chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
 use super::{
+    plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
-    send::SendRequest,
-    service::{ChatService, MessageCursor, NewMessage, SessionCursor},
+    service::{ChatService, MessageCursor, SessionCursor},
 };
 use crate::{
     auth::viewer,

@@ -3,6 +3,7 @@
 mod graphql;
 mod locked;
 mod notices;
+mod plan;
 mod receipts;
 mod send;
 mod send_queue;
@@ -11,9 +12,9 @@ mod subscription;
 mod typing;
 
 pub use graphql::{ChatMutation, ChatQuery};
+pub use plan::{NewMessage, SendRequest};
 pub use receipts::Horizon;
-pub use send::SendRequest;
 pub use send_queue::SendQueue;
-pub use service::{ChatService, NewMessage};
+pub use service::ChatService;
 pub use subscription::ChatSubscription;
 pub use typing::TypingGate;

@@ -10,11 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entity::{
-    chat_member, chat_session,
-    enums::{BookingStatus, MessageKind},
-    message,
-};
+use entity::{chat_member, chat_session, message};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, Statement,
     Value,
@@ -24,55 +20,23 @@ use uuid::Uuid;
 
 use super::{
     locked::LockedSessions,
-    notices,
+    notices::notify_recipients,
+    plan::{Draft, Plan, Planner, SendRequest, stored_messages, validate},
     receipts::{Receipts, SessionReceipts, forward_only, members},
-    service::{ChatService, NewMessage},
+    service::ChatService,
 };
 use crate::{
     bus::Event,
     db::Write,
     db::batch_shape::{BatchShape, array},
     error::AppError,
-    notifications::NotificationService,
 };
-
-/// The longest message body, in characters, after trimming.
-const MAX_BODY_CHARS: usize = 4000;
-/// The longest client message id.
-const MAX_CLIENT_ID: usize = 100;
-
-/// One `sendMessage` call: who sends what.
-#[derive(Debug)]
-pub struct SendRequest {
-    pub sender_id: Uuid,
-    pub message: NewMessage,
-}
 
 /// A stored message with both members' receipts after it, for its delivery status.
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub message: message::Model,
     pub receipts: SessionReceipts,
-}
-
-/// A message about to take its session's next seq.
-pub struct Draft {
-    pub session_id: Uuid,
-    pub sender_id: Uuid,
-    pub body: String,
-    pub client_message_id: String,
-    pub kind: MessageKind,
-}
-
-/// How one request of a batch is answered before anything is written.
-enum Plan {
-    Refused(AppError),
-    /// A retry of a message stored earlier.
-    Stored(message::Model),
-    /// A retry of the draft at this index, sent in the same batch.
-    SameAs(usize),
-    /// A new message: the index of its draft.
-    New(usize),
 }
 
 impl ChatService {
@@ -102,19 +66,13 @@ impl ChatService {
         } = LockedSessions::lock(write, &wanted).await?;
         let stored = stored_messages(write, requests, &checked).await?;
 
-        let mut planner = Planner {
-            sessions: &sessions,
-            closed: &closed,
-            stored: &stored,
-            in_batch: HashMap::new(),
-            drafts: Vec::new(),
-        };
+        let mut planner = Planner::new(&sessions, &closed, &stored);
         let plans: Vec<Plan> = requests
             .iter()
             .zip(checked)
             .map(|(request, checked)| planner.plan(request, checked))
             .collect();
-        let drafts = planner.drafts;
+        let drafts = planner.into_drafts();
 
         let (appended, receipts) = Self::append_all(write, &sessions, receipts, drafts).await?;
         notify_recipients(write, &sessions, &names, &appended).await?;
@@ -221,131 +179,6 @@ impl ChatService {
         }
         Ok((messages, receipts))
     }
-}
-
-/// Decides each request of a batch in turn, against what is stored and what the batch
-/// already holds.
-struct Planner<'a> {
-    sessions: &'a HashMap<Uuid, chat_session::Model>,
-    closed: &'a HashMap<Uuid, BookingStatus>,
-    stored: &'a HashMap<(Uuid, String), message::Model>,
-    /// The draft each (sender, client id) of this batch became.
-    in_batch: HashMap<(Uuid, String), usize>,
-    drafts: Vec<Draft>,
-}
-
-impl Planner<'_> {
-    /// Membership first (an outsider learns nothing), then retries, then a closed chat.
-    fn plan(&mut self, request: &SendRequest, checked: Result<(String, String), AppError>) -> Plan {
-        let (sender_id, session_id) = (request.sender_id, request.message.session_id);
-        let (body, client_id) = match checked {
-            Ok(checked) => checked,
-            Err(err) => return Plan::Refused(err),
-        };
-        if !self
-            .sessions
-            .get(&session_id)
-            .is_some_and(|session| session.is_member(sender_id))
-        {
-            return Plan::Refused(AppError::NotFound("chat session"));
-        }
-        let key = (sender_id, client_id);
-        let earlier = match (self.stored.get(&key), self.in_batch.get(&key)) {
-            (Some(original), _) => Some((original.chat_session_id, Plan::Stored(original.clone()))),
-            (None, Some(&index)) => self
-                .drafts
-                .get(index)
-                .map(|draft| (draft.session_id, Plan::SameAs(index))),
-            (None, None) => None,
-        };
-        match (earlier, self.closed.get(&session_id)) {
-            (Some((earlier_session, plan)), _) if earlier_session == session_id => plan,
-            (Some(_), _) => Plan::Refused(AppError::Conflict(
-                "this clientMessageId was already used in another chat".to_owned(),
-            )),
-            (None, Some(status)) => Plan::Refused(AppError::InvalidState(format!(
-                "this chat is read-only: its booking is {}",
-                status.as_str()
-            ))),
-            (None, None) => {
-                let index = self.drafts.len();
-                self.in_batch.insert(key.clone(), index);
-                self.drafts.push(Draft {
-                    session_id,
-                    sender_id,
-                    body,
-                    client_message_id: key.1,
-                    kind: MessageKind::Text,
-                });
-                Plan::New(index)
-            }
-        }
-    }
-}
-
-/// Trims and checks a message's body and client id.
-fn validate(message: &NewMessage) -> Result<(String, String), AppError> {
-    let body = message.body.trim().to_owned();
-    if body.is_empty() {
-        return Err(AppError::bad_input("body", "a message cannot be empty"));
-    }
-    // PostgreSQL refuses NUL in text: caught here, it cannot fail a whole batch of sends.
-    if body.contains('\0') {
-        return Err(AppError::bad_input(
-            "body",
-            "a message cannot contain NUL characters",
-        ));
-    }
-    if body.chars().count() > MAX_BODY_CHARS {
-        return Err(AppError::bad_input(
-            "body",
-            format!("a message has at most {MAX_BODY_CHARS} characters"),
-        ));
-    }
-    let client_id = message.client_message_id.trim().to_owned();
-    if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID || client_id.contains('\0')
-    {
-        return Err(AppError::bad_input(
-            "clientMessageId",
-            format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters, without NUL"),
-        ));
-    }
-    Ok((body, client_id))
-}
-
-/// Messages already stored under the requests' (sender, client id) pairs.
-async fn stored_messages(
-    conn: &impl ConnectionTrait,
-    requests: &[SendRequest],
-    checked: &[Result<(String, String), AppError>],
-) -> Result<HashMap<(Uuid, String), message::Model>, AppError> {
-    let keys: Vec<(Uuid, &str)> = requests
-        .iter()
-        .zip(checked)
-        .filter_map(|(request, checked)| {
-            let (_, client_id) = checked.as_ref().ok()?;
-            Some((request.sender_id, client_id.as_str()))
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let any_key = BatchShape::of(conn).pair_in(
-        (message::Column::SenderId, message::Column::ClientMessageId),
-        keys,
-    );
-    Ok(message::Entity::find()
-        .filter(any_key)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|message| {
-            (
-                (message.sender_id, message.client_message_id.clone()),
-                message,
-            )
-        })
-        .collect())
 }
 
 /// Sets each session's last seq, and its last activity to `now`.
@@ -463,29 +296,4 @@ fn cases(
         case.case(condition, value)
     })
     .finally(Expr::col(otherwise))
-}
-
-/// Tells each message's recipient, in one batch of notifications.
-async fn notify_recipients(
-    write: &Write,
-    sessions: &HashMap<Uuid, chat_session::Model>,
-    names: &HashMap<Uuid, String>,
-    messages: &[message::Model],
-) -> Result<(), AppError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let mut notices = Vec::with_capacity(messages.len());
-    for message in messages {
-        let session = sessions
-            .get(&message.chat_session_id)
-            .ok_or(AppError::NotFound("chat session"))?;
-        let sender_name = names
-            .get(&message.sender_id)
-            .ok_or(AppError::NotFound("user"))?;
-        let recipient = session.other_member(message.sender_id);
-        notices.push(notices::received(session, message, sender_name, recipient));
-    }
-    // The keys name seqs handed out just now: they cannot have notified anyone yet.
-    NotificationService::notify_all_first_time(write, notices).await
 }

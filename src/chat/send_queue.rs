@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::send::{SendRequest, Sent};
+use super::{plan::SendRequest, send::Sent};
 use crate::{chat::ChatService, db::Writer, error::AppError};
 
 /// The most sends written in one transaction; the rest wait for the next.

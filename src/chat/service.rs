@@ -16,22 +16,14 @@ use uuid::Uuid;
 
 use super::{
     notices,
+    plan::Draft,
     receipts::{Horizon, Receipt, Receipts, SessionReceipts, forward_only, members},
-    send::Draft,
 };
 use crate::{
     auth::Viewer, bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape,
     error::AppError, graphql::pagination::CursorKey, notifications::NotificationService,
     users::UserService,
 };
-
-/// What `sendMessage` asks for.
-#[derive(Debug)]
-pub struct NewMessage {
-    pub session_id: Uuid,
-    pub body: String,
-    pub client_message_id: String,
-}
 
 /// A position among a session's messages: their `seq`.
 #[derive(Debug, Clone, Copy)]
