@@ -1,11 +1,11 @@
 //! Chat: one private session per booking, messages with receipts, typing indicators.
 
+mod batch;
 mod graphql;
 mod locked;
 mod notices;
 mod plan;
 mod receipts;
-mod send;
 mod send_queue;
 mod service;
 mod subscription;

@@ -15,6 +15,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
+    batch::MessageBatch,
     notices,
     plan::Draft,
     receipts::{Horizon, Receipt, Receipts, SessionReceipts, forward_only, members},
@@ -207,7 +208,7 @@ impl ChatService {
         };
         let receipts = Self::receipts_of(write, [session.id]).await?;
         let sessions = HashMap::from([(session.id, session)]);
-        let (stored, _) = Self::append_all(write, &sessions, receipts, vec![draft]).await?;
+        let (stored, _) = MessageBatch::append(write, &sessions, receipts, vec![draft]).await?;
         Ok(stored.into_iter().next())
     }
 

@@ -1,10 +1,13 @@
-//! Sending messages in batches: every send that reaches the writer together is checked and
+//! Writing messages in batches: every send that reaches the writer together is checked and
 //! stored in one transaction of eight statements, however many there are (on SQLite,
 //! where a statement is no round trip, each insert goes in up to nine runs; on PostgreSQL
 //! each list is one array parameter, and the two updates join the batch's arrays instead of
 //! testing every row against a `CASE` arm per send: `batch_shape`). The first statement
 //! locks the sessions and reads, beside each, what the batch needs to know about it
 //! (`locked`). A round trip to the database, not the work inside it, is what a send costs.
+//!
+//! This file runs a batch and writes its statements; what each send becomes is decided in
+//! `plan`, and its recipient is told by `notices`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,7 +26,6 @@ use super::{
     notices::notify_recipients,
     plan::{Draft, Plan, Planner, SendRequest, stored_messages, validate},
     receipts::{Receipts, SessionReceipts, forward_only, members},
-    service::ChatService,
 };
 use crate::{
     bus::Event,
@@ -35,16 +37,24 @@ use crate::{
 /// A stored message with both members' receipts after it, for its delivery status.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The message as stored (for a retry, the original).
     pub message: message::Model,
+    /// Both members' receipts once the batch is written, by user.
     pub receipts: SessionReceipts,
 }
 
-impl ChatService {
+/// The batch writer: the one way a message is stored, so that every message, a person's or
+/// a system line, takes its session's next seq under the session's lock and moves its
+/// sender's receipt in the same statements. Group commit (`send_queue`) hands it whole
+/// batches; `ChatService::post_system` appends one line.
+pub struct MessageBatch;
+
+impl MessageBatch {
     /// Stores each request's message with its session's next seq, under the sessions' row
     /// locks, and notifies each recipient. A retry with a used `clientMessageId` returns the
     /// original and changes nothing. One request's refusal does not affect the others; only a
     /// database fault fails the batch.
-    pub async fn send_all(
+    pub async fn send(
         write: &Write,
         requests: &[SendRequest],
     ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
@@ -74,7 +84,7 @@ impl ChatService {
             .collect();
         let drafts = planner.into_drafts();
 
-        let (appended, receipts) = Self::append_all(write, &sessions, receipts, drafts).await?;
+        let (appended, receipts) = Self::append(write, &sessions, receipts, drafts).await?;
         notify_recipients(write, &sessions, &names, &appended).await?;
         let sent = |message: &message::Model| Sent {
             receipts: receipts
@@ -101,7 +111,7 @@ impl ChatService {
     /// it, so each sender's horizons move up to their last message. Takes the members'
     /// `receipts` as read under the locks, and returns the messages, in the drafts' order,
     /// and those receipts after them.
-    pub async fn append_all(
+    pub async fn append(
         write: &Write,
         sessions: &HashMap<Uuid, chat_session::Model>,
         mut receipts: Receipts,
