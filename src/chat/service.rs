@@ -1,4 +1,7 @@
-//! The rules of chat, over SeaORM: who may chat, sending with seq and idempotency, receipts.
+//! The rules of chat, over SeaORM, as resolvers and other domains call them: who may chat
+//! (opening and finding sessions), reading messages and unread counts, reading and marking
+//! receipts, and system lines. Storing messages is `batch`'s job; a system line goes through
+//! it like any send.
 
 use std::collections::HashMap;
 
@@ -80,7 +83,8 @@ impl CursorKey for SessionCursor {
     }
 }
 
-/// Chat sessions and messages. Every function sees only sessions the viewer is a member of.
+/// Chat sessions, messages and receipts. Every function sees only sessions the viewer is a
+/// member of.
 pub struct ChatService;
 
 impl ChatService {
