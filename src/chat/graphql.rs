@@ -1,18 +1,19 @@
 //! The GraphQL face of chat: sessions, messages with receipts, and the chat mutations.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use async_graphql::{
     Context, Enum, InputObject, Object,
     connection::{Connection, Edge},
 };
 use chrono::{DateTime, Utc};
-use entity::{chat_member, chat_session, enums::MessageKind, message};
+use entity::{chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
 use super::{
-    send::SendRequest,
-    service::{ChatService, Horizon, MessageCursor, NewMessage, SessionCursor},
+    plan::{NewMessage, SendRequest},
+    receipts::{Horizon, Receipt, SessionReceipts, members},
+    service::{ChatService, MessageCursor, SessionCursor},
 };
 use crate::{
     bookings::Booking,
@@ -36,11 +37,11 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    /// The status of `message` against the receiving member's horizons.
-    pub fn of(message: &message::Model, members: &HashMap<Uuid, chat_member::Model>) -> Self {
-        let receiver = members
+    /// The status of `message` against the receiving member's receipt.
+    pub fn of(message: &message::Model, receipts: &SessionReceipts) -> Self {
+        let receiver = receipts
             .values()
-            .find(|member| member.user_id != message.sender_id);
+            .find(|receipt| receipt.user_id != message.sender_id);
         match receiver {
             Some(receiver) if message.seq <= receiver.last_read_seq => MessageStatus::Read,
             Some(receiver) if message.seq <= receiver.last_delivered_seq => {
@@ -106,7 +107,7 @@ impl Message {
 }
 
 /// A member's receipt horizons.
-pub struct ChatMember(pub chat_member::Model);
+pub struct ChatMember(pub Receipt);
 
 #[Object]
 impl ChatMember {
@@ -176,9 +177,9 @@ impl ChatSession {
         let Some(last) = ChatService::last_message(db, &self.0).await? else {
             return Ok(None);
         };
-        let members = ChatService::members(db, self.0.id).await?;
+        let receipts = ChatService::receipts(db, self.0.id).await?;
         Ok(Some(Message {
-            status: MessageStatus::of(&last, &members),
+            status: MessageStatus::of(&last, &receipts),
             model: Arc::new(last),
         }))
     }
@@ -191,10 +192,10 @@ impl ChatSession {
     /// Both members' receipt horizons.
     #[graphql(complexity = "2 * child_complexity")]
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<ChatMember>, AppError> {
-        let members = ChatService::members(&AppState::of(ctx).db, self.0.id).await?;
-        let mut members: Vec<_> = members.into_values().map(ChatMember).collect();
-        members.sort_by_key(|member| member.0.user_id != self.0.care_recipient_id);
-        Ok(members)
+        let receipts = ChatService::receipts(&AppState::of(ctx).db, self.0.id).await?;
+        let mut receipts: Vec<_> = receipts.into_values().map(ChatMember).collect();
+        receipts.sort_by_key(|receipt| receipt.0.user_id != self.0.care_recipient_id);
+        Ok(receipts)
     }
 
     /// Messages in chronological order. `first`/`after` pages forward from the oldest;
@@ -221,8 +222,8 @@ impl ChatSession {
                 rows
             }
         };
-        let members = ChatService::members(db, self.0.id).await?;
-        Ok(window.connection(rows, &members))
+        let receipts = ChatService::receipts(db, self.0.id).await?;
+        Ok(window.connection(rows, &receipts))
     }
 }
 
@@ -266,7 +267,7 @@ impl MessageWindow {
     fn connection(
         &self,
         mut rows: Vec<message::Model>,
-        members: &HashMap<Uuid, chat_member::Model>,
+        receipts: &SessionReceipts,
     ) -> Connection<String, Message> {
         let (has_previous, has_next) = match *self {
             MessageWindow::Forward { after, limit } => {
@@ -286,7 +287,7 @@ impl MessageWindow {
         connection.edges = rows
             .into_iter()
             .map(|row| {
-                let status = MessageStatus::of(&row, members);
+                let status = MessageStatus::of(&row, receipts);
                 Edge::new(
                     MessageCursor(row.seq).encode(),
                     Message {
@@ -379,7 +380,7 @@ impl ChatMutation {
         };
         let sent = state.sends.send(request).await?;
         Ok(Message {
-            status: MessageStatus::of(&sent.message, &sent.members),
+            status: MessageStatus::of(&sent.message, &sent.receipts),
             model: Arc::new(sent.message),
         })
     }
@@ -423,7 +424,7 @@ impl ChatMutation {
         state.bus.publish(Event::Typing {
             session_id: session.id,
             user_id: viewer.id,
-            members: super::service::members(&session),
+            members: members(&session),
             typing,
         });
         Ok(true)
@@ -436,9 +437,9 @@ async fn mark(
     up_to_seq: i64,
     horizon: Horizon,
 ) -> Result<ChatMember, AppError> {
-    let member = write_as_viewer(ctx, async |write, viewer| {
+    let receipt = write_as_viewer(ctx, async |write, viewer| {
         ChatService::mark(write, viewer, session_id, up_to_seq, horizon).await
     })
     .await?;
-    Ok(ChatMember(member))
+    Ok(ChatMember(receipt))
 }

@@ -1,6 +1,6 @@
 //! The sessions a batch of sends writes to, locked and read in one statement together with
 //! everything deciding and notifying the sends needs: whether each booking still takes
-//! messages, both members' horizons and both members' names. Four separate lookups were four
+//! messages, both members' receipts and both members' names. Four separate lookups were four
 //! round trips per batch, and at low rates a batch holds one or two sends, so each of them
 //! paid for all four.
 
@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::service::Horizons;
+use super::receipts::{Receipt, Receipts};
 use crate::{db::batch_shape::BatchShape, error::AppError};
 
 /// The sessions of a batch, under their row locks, and what the batch needs about them.
@@ -23,12 +23,12 @@ pub struct LockedSessions {
     pub sessions: HashMap<Uuid, chat_session::Model>,
     /// The sessions whose booking has ended, with its final status: they are read-only.
     pub closed: HashMap<Uuid, BookingStatus>,
-    /// Both members' horizons in each session, as of the statement's snapshot. On PostgreSQL,
+    /// Both members' receipts in each session, as of the statement's snapshot. On PostgreSQL,
     /// a lock that waited for another instance's batch returns the session's newest row but
-    /// the horizons from before that batch: older, never ahead. The writer only moves them
+    /// the receipts from before that batch: older, never ahead. The writer only moves them
     /// forward to seqs it hands out itself, so at worst it reports a sender's receipt as
     /// moved once more.
-    pub horizons: Horizons,
+    pub receipts: Receipts,
     /// Every member's display name, for the notifications of their messages.
     pub names: HashMap<Uuid, String>,
 }
@@ -51,7 +51,7 @@ impl LockedSessions {
     /// Locks the sessions, in id order so that two batches cannot deadlock: the row lock
     /// orders a session's sends (on PostgreSQL; SQLite's write transaction already does), so
     /// seq order is commit order. Only the sessions' rows are locked (`FOR UPDATE OF`): a
-    /// booking, its users and the members' horizons change under their own statements.
+    /// booking, its users and the members' receipts change under their own statements.
     pub async fn lock(conn: &impl ConnectionTrait, ids: &BTreeSet<Uuid>) -> Result<Self, AppError> {
         if ids.is_empty() {
             return Ok(Self::default());
@@ -60,7 +60,7 @@ impl LockedSessions {
         let mut select = chat_session::Entity::find()
             .filter(BatchShape::of(conn).is_in(Id, ids.iter().copied()))
             .order_by_asc(Id);
-        let member = |column, user| {
+        let receipt = |column, user| {
             beside(
                 column,
                 &[
@@ -81,11 +81,11 @@ impl LockedSessions {
                     Alias::new(format!("{side}_name")),
                 )
                 .expr_as(
-                    member(chat_member::Column::LastDeliveredSeq, user_id),
+                    receipt(chat_member::Column::LastDeliveredSeq, user_id),
                     Alias::new(format!("{side}_delivered_seq")),
                 )
                 .expr_as(
-                    member(chat_member::Column::LastReadSeq, user_id),
+                    receipt(chat_member::Column::LastReadSeq, user_id),
                     Alias::new(format!("{side}_read_seq")),
                 );
         }
@@ -97,29 +97,29 @@ impl LockedSessions {
     /// `self` with one more locked session.
     fn with(mut self, row: LockedRow) -> Self {
         let session = row.session;
-        let member = |user_id, last_delivered_seq, last_read_seq| chat_member::Model {
+        let receipt = |user_id, last_delivered_seq, last_read_seq| Receipt {
             session_id: session.id,
             user_id,
             last_delivered_seq,
             last_read_seq,
         };
-        let members = [
-            member(
+        let receipts = [
+            receipt(
                 session.care_recipient_id,
                 row.recipient_delivered_seq,
                 row.recipient_read_seq,
             ),
-            member(
+            receipt(
                 session.caregiver_id,
                 row.caregiver_delivered_seq,
                 row.caregiver_read_seq,
             ),
         ];
-        self.horizons.insert(
+        self.receipts.insert(
             session.id,
-            members
+            receipts
                 .into_iter()
-                .map(|member| (member.user_id, member))
+                .map(|receipt| (receipt.user_id, receipt))
                 .collect(),
         );
         self.names

@@ -1,21 +1,29 @@
-//! What chat tells people in their inbox.
+//! What chat tells people in their inbox, and telling the recipients of a batch of messages
+//! in one go.
+
+use std::collections::HashMap;
 
 use entity::{chat_session, enums::NotificationType, message, user};
 use serde_json::json;
+use uuid::Uuid;
 
-use crate::notifications::Notice;
+use crate::{
+    db::Write,
+    error::AppError,
+    notifications::{Notice, NotificationService},
+};
 
 /// How much of a message the inbox shows; the rest is in the chat.
 const PREVIEW_CHARS: usize = 140;
 
 /// The dedupe key of a message's notification. Zero-padded so that keys order like seqs,
 /// which lets reading a session mark its notifications read up to a seq.
-pub fn message_key(session_id: uuid::Uuid, seq: i64) -> String {
+pub fn message_key(session_id: Uuid, seq: i64) -> String {
     format!("chat:{session_id}:{seq:020}")
 }
 
 /// The prefix shared by every message notification of a session.
-pub fn session_key_prefix(session_id: uuid::Uuid) -> String {
+pub fn session_key_prefix(session_id: Uuid) -> String {
     format!("chat:{session_id}:")
 }
 
@@ -39,7 +47,7 @@ pub fn received(
     session: &chat_session::Model,
     message: &message::Model,
     sender_name: &str,
-    recipient_id: uuid::Uuid,
+    recipient_id: Uuid,
 ) -> Notice {
     let mut preview: String = message.body.chars().take(PREVIEW_CHARS).collect();
     if message.body.chars().count() > PREVIEW_CHARS {
@@ -59,7 +67,7 @@ pub fn received(
 pub fn read(
     session: &chat_session::Model,
     reader: &user::Model,
-    sender_id: uuid::Uuid,
+    sender_id: Uuid,
     seq: i64,
 ) -> Notice {
     Notice {
@@ -70,4 +78,29 @@ pub fn read(
         data: json!({ "sessionId": session.id, "lastReadSeq": seq }),
         dedupe_key: Some(format!("chat:{}:read:{}:{seq}", session.id, reader.id)),
     }
+}
+
+/// Tells each message's recipient, in one batch of notifications.
+pub async fn notify_recipients(
+    write: &Write,
+    sessions: &HashMap<Uuid, chat_session::Model>,
+    names: &HashMap<Uuid, String>,
+    messages: &[message::Model],
+) -> Result<(), AppError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut notices = Vec::with_capacity(messages.len());
+    for message in messages {
+        let session = sessions
+            .get(&message.chat_session_id)
+            .ok_or(AppError::NotFound("chat session"))?;
+        let sender_name = names
+            .get(&message.sender_id)
+            .ok_or(AppError::NotFound("user"))?;
+        let recipient = session.other_member(message.sender_id);
+        notices.push(received(session, message, sender_name, recipient));
+    }
+    // The keys name seqs handed out just now: they cannot have notified anyone yet.
+    NotificationService::notify_all_first_time(write, notices).await
 }

@@ -4,8 +4,11 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::send::{SendRequest, Sent};
-use crate::{chat::ChatService, db::Writer, error::AppError};
+use super::{
+    batch::{MessageBatch, Sent},
+    plan::SendRequest,
+};
+use crate::{db::Writer, error::AppError};
 
 /// The most sends written in one transaction; the rest wait for the next.
 const MAX_BATCH: usize = 256;
@@ -101,7 +104,7 @@ impl BatchWriter {
         requests: &[SendRequest],
     ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
         self.writer
-            .run(async |write| ChatService::send_all(write, requests).await)
+            .run(async |write| MessageBatch::send(write, requests).await)
             .await
     }
 }

@@ -1,4 +1,7 @@
-//! The rules of chat, over SeaORM: who may chat, sending with seq and idempotency, receipts.
+//! The rules of chat, over SeaORM, as resolvers and other domains call them: who may chat
+//! (opening and finding sessions), reading messages and unread counts, reading and marking
+//! receipts, and system lines. Storing messages is `batch`'s job; a system line goes through
+//! it like any send.
 
 use std::collections::HashMap;
 
@@ -11,32 +14,19 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use super::{notices, send::Draft};
+use super::{
+    batch::MessageBatch,
+    notices,
+    plan::Draft,
+    receipts::{Horizon, Receipt, Receipts, SessionReceipts, forward_only, members},
+};
 use crate::{
     bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape, error::AppError,
     notifications::NotificationService, paging::CursorKey, users::UserService, viewer::Viewer,
 };
-
-/// What `sendMessage` asks for.
-#[derive(Debug)]
-pub struct NewMessage {
-    pub session_id: Uuid,
-    pub body: String,
-    pub client_message_id: String,
-}
-
-/// Which receipt horizon a member moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Horizon {
-    /// The member's client received the messages.
-    Delivered,
-    /// The member read them (which implies delivery).
-    Read,
-}
 
 /// A position among a session's messages: their `seq`.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +82,8 @@ impl CursorKey for SessionCursor {
     }
 }
 
-/// Chat sessions and messages. Every function sees only sessions the viewer is a member of.
+/// Chat sessions, messages and receipts. Every function sees only sessions the viewer is a
+/// member of.
 pub struct ChatService;
 
 impl ChatService {
@@ -218,9 +209,9 @@ impl ChatService {
             client_message_id: format!("system:{}", Uuid::now_v7()),
             kind: MessageKind::System,
         };
-        let horizons = Self::members_of(write, [session.id]).await?;
+        let receipts = Self::receipts_of(write, [session.id]).await?;
         let sessions = HashMap::from([(session.id, session)]);
-        let (stored, _) = Self::append_all(write, &sessions, horizons, vec![draft]).await?;
+        let (stored, _) = MessageBatch::append(write, &sessions, receipts, vec![draft]).await?;
         Ok(stored.into_iter().next())
     }
 
@@ -232,12 +223,12 @@ impl ChatService {
         session_id: Uuid,
         up_to_seq: i64,
         horizon: Horizon,
-    ) -> Result<chat_member::Model, AppError> {
+    ) -> Result<Receipt, AppError> {
         if up_to_seq < 0 {
             return Err(AppError::bad_input("upToSeq", "upToSeq cannot be negative"));
         }
         let session = Self::find_for(write, viewer, session_id).await?;
-        let before = Self::member(write, session.id, viewer.id).await?;
+        let before = Self::receipt(write, session.id, viewer.id).await?;
         let target = Ord::min(up_to_seq, session.last_seq);
         let after = Self::advance(write, &before, target, horizon).await?;
         let read_moved = after.last_read_seq > before.last_read_seq;
@@ -271,21 +262,21 @@ impl ChatService {
         Ok(after)
     }
 
-    /// Moves one member's horizon(s) forward to `seq` with SQL `max`, so concurrent marks
+    /// Moves one receipt's horizon(s) forward to `seq` with SQL `max`, so concurrent marks
     /// can only ever move it further; returns the stored result.
     async fn advance(
         write: &Write,
-        member: &chat_member::Model,
+        receipt: &Receipt,
         seq: i64,
         horizon: Horizon,
-    ) -> Result<chat_member::Model, AppError> {
+    ) -> Result<Receipt, AppError> {
         let mut update = chat_member::Entity::update_many()
             .col_expr(
                 chat_member::Column::LastDeliveredSeq,
                 forward_only(chat_member::Column::LastDeliveredSeq, seq),
             )
-            .filter(chat_member::Column::SessionId.eq(member.session_id))
-            .filter(chat_member::Column::UserId.eq(member.user_id));
+            .filter(chat_member::Column::SessionId.eq(receipt.session_id))
+            .filter(chat_member::Column::UserId.eq(receipt.user_id));
         if horizon == Horizon::Read {
             update = update.col_expr(
                 chat_member::Column::LastReadSeq,
@@ -293,53 +284,53 @@ impl ChatService {
             );
         }
         update.exec(write).await?;
-        Self::member(write, member.session_id, member.user_id).await
+        Self::receipt(write, receipt.session_id, receipt.user_id).await
     }
 
-    /// One member's receipt horizons.
-    pub async fn member(
+    /// One member's receipt in a session.
+    pub async fn receipt(
         conn: &impl ConnectionTrait,
         session_id: Uuid,
         user_id: Uuid,
-    ) -> Result<chat_member::Model, AppError> {
+    ) -> Result<Receipt, AppError> {
         chat_member::Entity::find_by_id((session_id, user_id))
             .one(conn)
             .await?
             .ok_or(AppError::NotFound("chat session"))
     }
 
-    /// Both members' horizons, by user.
-    pub async fn members(
+    /// Both members' receipts of a session, by user.
+    pub async fn receipts(
         conn: &impl ConnectionTrait,
         session_id: Uuid,
-    ) -> Result<HashMap<Uuid, chat_member::Model>, AppError> {
-        Ok(Self::members_of(conn, [session_id])
+    ) -> Result<SessionReceipts, AppError> {
+        Ok(Self::receipts_of(conn, [session_id])
             .await?
             .remove(&session_id)
             .unwrap_or_default())
     }
 
-    /// Both members' horizons of each session, in one query: a batch of sends needs them all.
-    pub async fn members_of(
+    /// Both members' receipts of each session, in one query: a batch of sends needs them all.
+    pub async fn receipts_of(
         conn: &impl ConnectionTrait,
         session_ids: impl IntoIterator<Item = Uuid>,
-    ) -> Result<Horizons, AppError> {
+    ) -> Result<Receipts, AppError> {
         let ids: Vec<Uuid> = session_ids.into_iter().collect();
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut horizons: Horizons = HashMap::new();
-        for member in chat_member::Entity::find()
+        let mut receipts: Receipts = HashMap::new();
+        for receipt in chat_member::Entity::find()
             .filter(BatchShape::of(conn).is_in(chat_member::Column::SessionId, ids))
             .all(conn)
             .await?
         {
-            horizons
-                .entry(member.session_id)
+            receipts
+                .entry(receipt.session_id)
                 .or_default()
-                .insert(member.user_id, member);
+                .insert(receipt.user_id, receipt);
         }
-        Ok(horizons)
+        Ok(receipts)
     }
 
     /// The viewer's sessions, most recently active first.
@@ -423,16 +414,16 @@ impl ChatService {
         user_id: Uuid,
         session_id: Option<Uuid>,
     ) -> Result<i64, AppError> {
-        let mut memberships =
+        let mut receipts =
             chat_member::Entity::find().filter(chat_member::Column::UserId.eq(user_id));
         if let Some(session_id) = session_id {
-            memberships = memberships.filter(chat_member::Column::SessionId.eq(session_id));
+            receipts = receipts.filter(chat_member::Column::SessionId.eq(session_id));
         }
-        let read: HashMap<Uuid, i64> = memberships
+        let read: HashMap<Uuid, i64> = receipts
             .all(conn)
             .await?
             .into_iter()
-            .map(|member| (member.session_id, member.last_read_seq))
+            .map(|receipt| (receipt.session_id, receipt.last_read_seq))
             .collect();
         let sessions = chat_session::Entity::find()
             .filter(chat_session::Column::Id.is_in(read.keys().copied()))
@@ -448,21 +439,4 @@ impl ChatService {
             })
             .sum())
     }
-}
-
-/// Each session's members' horizons, by session and user.
-pub type Horizons = HashMap<Uuid, HashMap<Uuid, chat_member::Model>>;
-
-/// `CASE WHEN column < target THEN target ELSE column END`: a horizon that a concurrent
-/// update may already have moved further is never moved back.
-pub fn forward_only(column: chat_member::Column, target: impl Into<Expr>) -> Expr {
-    let target = target.into();
-    Expr::case(Expr::col(column).lt(target.clone()), target)
-        .finally(Expr::col(column))
-        .into()
-}
-
-/// The two members of a session.
-pub fn members(session: &chat_session::Model) -> [Uuid; 2] {
-    [session.care_recipient_id, session.caregiver_id]
 }

@@ -64,7 +64,7 @@ impl SequencedSource for SessionMessages {
     ) -> BoxFuture<'_, Result<Vec<Message>, AppError>> {
         Box::pin(async move {
             let rows = ChatService::messages_after(&self.db, self.session_id, after, limit).await?;
-            let members = ChatService::members(&self.db, self.session_id).await?;
+            let members = ChatService::receipts(&self.db, self.session_id).await?;
             Ok(rows
                 .into_iter()
                 .map(|row| Message {
@@ -250,7 +250,7 @@ async fn receipts(
                         vec![receipt]
                     }
                     Delivery::Event(_) => Vec::new(),
-                    Delivery::Missed(_) => match ChatService::members(&db, session.id).await {
+                    Delivery::Missed(_) => match ChatService::receipts(&db, session.id).await {
                         Ok(members) => members.into_values().collect(),
                         Err(err) => return stream::iter(vec![Err(err)]),
                     },

@@ -1,20 +1,19 @@
-//! Sending messages in batches: every send that reaches the writer together is checked and
+//! Writing messages in batches: every send that reaches the writer together is checked and
 //! stored in one transaction of eight statements, however many there are (on SQLite,
 //! where a statement is no round trip, each insert goes in up to nine runs; on PostgreSQL
 //! each list is one array parameter, and the two updates join the batch's arrays instead of
 //! testing every row against a `CASE` arm per send: `batch_shape`). The first statement
 //! locks the sessions and reads, beside each, what the batch needs to know about it
 //! (`locked`). A round trip to the database, not the work inside it, is what a send costs.
+//!
+//! This file runs a batch and writes its statements; what each send becomes is decided in
+//! `plan`, and its recipient is told by `notices`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use entity::{
-    chat_member, chat_session,
-    enums::{BookingStatus, MessageKind},
-    message,
-};
+use entity::{chat_member, chat_session, message};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, Statement,
     Value,
@@ -24,62 +23,38 @@ use uuid::Uuid;
 
 use super::{
     locked::LockedSessions,
-    notices,
-    service::{ChatService, Horizons, NewMessage, forward_only, members},
+    notices::notify_recipients,
+    plan::{Draft, Plan, Planner, SendRequest, stored_messages, validate},
+    receipts::{Receipts, SessionReceipts, forward_only, members},
 };
 use crate::{
     bus::Event,
     db::Write,
     db::batch_shape::{BatchShape, array},
     error::AppError,
-    notifications::NotificationService,
 };
 
-/// The longest message body, in characters, after trimming.
-const MAX_BODY_CHARS: usize = 4000;
-/// The longest client message id.
-const MAX_CLIENT_ID: usize = 100;
-
-/// One `sendMessage` call: who sends what.
-#[derive(Debug)]
-pub struct SendRequest {
-    pub sender_id: Uuid,
-    pub message: NewMessage,
-}
-
-/// A stored message with both members' horizons after it, for its delivery status.
+/// A stored message with both members' receipts after it, for its delivery status.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The message as stored (for a retry, the original).
     pub message: message::Model,
-    pub members: HashMap<Uuid, chat_member::Model>,
+    /// Both members' receipts once the batch is written, by user.
+    pub receipts: SessionReceipts,
 }
 
-/// A message about to take its session's next seq.
-pub struct Draft {
-    pub session_id: Uuid,
-    pub sender_id: Uuid,
-    pub body: String,
-    pub client_message_id: String,
-    pub kind: MessageKind,
-}
+/// The batch writer: the one way a message is stored, so that every message, a person's or
+/// a system line, takes its session's next seq under the session's lock and moves its
+/// sender's receipt in the same statements. Group commit (`send_queue`) hands it whole
+/// batches; `ChatService::post_system` appends one line.
+pub struct MessageBatch;
 
-/// How one request of a batch is answered before anything is written.
-enum Plan {
-    Refused(AppError),
-    /// A retry of a message stored earlier.
-    Stored(message::Model),
-    /// A retry of the draft at this index, sent in the same batch.
-    SameAs(usize),
-    /// A new message: the index of its draft.
-    New(usize),
-}
-
-impl ChatService {
+impl MessageBatch {
     /// Stores each request's message with its session's next seq, under the sessions' row
     /// locks, and notifies each recipient. A retry with a used `clientMessageId` returns the
     /// original and changes nothing. One request's refusal does not affect the others; only a
     /// database fault fails the batch.
-    pub async fn send_all(
+    pub async fn send(
         write: &Write,
         requests: &[SendRequest],
     ) -> Result<Vec<Result<Sent, AppError>>, AppError> {
@@ -96,29 +71,23 @@ impl ChatService {
         let LockedSessions {
             sessions,
             closed,
-            horizons,
+            receipts,
             names,
         } = LockedSessions::lock(write, &wanted).await?;
         let stored = stored_messages(write, requests, &checked).await?;
 
-        let mut planner = Planner {
-            sessions: &sessions,
-            closed: &closed,
-            stored: &stored,
-            in_batch: HashMap::new(),
-            drafts: Vec::new(),
-        };
+        let mut planner = Planner::new(&sessions, &closed, &stored);
         let plans: Vec<Plan> = requests
             .iter()
             .zip(checked)
             .map(|(request, checked)| planner.plan(request, checked))
             .collect();
-        let drafts = planner.drafts;
+        let drafts = planner.into_drafts();
 
-        let (appended, horizons) = Self::append_all(write, &sessions, horizons, drafts).await?;
+        let (appended, receipts) = Self::append(write, &sessions, receipts, drafts).await?;
         notify_recipients(write, &sessions, &names, &appended).await?;
         let sent = |message: &message::Model| Sent {
-            members: horizons
+            receipts: receipts
                 .get(&message.chat_session_id)
                 .cloned()
                 .unwrap_or_default(),
@@ -140,17 +109,17 @@ impl ChatService {
     /// Stores drafts in their sessions, whose row locks the caller holds: each takes its
     /// session's next seq, in order. Writing a message means having read everything before
     /// it, so each sender's horizons move up to their last message. Takes the members'
-    /// `horizons` as read under the locks, and returns the messages, in the drafts' order,
-    /// and those horizons after them.
-    pub async fn append_all(
+    /// `receipts` as read under the locks, and returns the messages, in the drafts' order,
+    /// and those receipts after them.
+    pub async fn append(
         write: &Write,
         sessions: &HashMap<Uuid, chat_session::Model>,
-        mut horizons: Horizons,
+        mut receipts: Receipts,
         drafts: Vec<Draft>,
-    ) -> Result<(Vec<message::Model>, Horizons), AppError> {
+    ) -> Result<(Vec<message::Model>, Receipts), AppError> {
         let now = write.now();
         if drafts.is_empty() {
-            return Ok((Vec::new(), horizons));
+            return Ok((Vec::new(), receipts));
         }
         let mut last_seq: BTreeMap<Uuid, i64> = BTreeMap::new();
         let mut messages = Vec::with_capacity(drafts.len());
@@ -197,154 +166,29 @@ impl ChatService {
             });
         }
         for ((session_id, sender_id), (seq, count)) in written {
-            let (Some(session), Some(member)) = (
+            let (Some(session), Some(receipt)) = (
                 sessions.get(&session_id),
-                horizons
+                receipts
                     .get_mut(&session_id)
-                    .and_then(|members| members.get_mut(&sender_id)),
+                    .and_then(|session_receipts| session_receipts.get_mut(&sender_id)),
             ) else {
                 continue;
             };
             // Nothing else can move past `seq` before this commits, so the new horizons are
             // known without reading back. Only the other member's messages make news.
-            let read_others = seq - member.last_read_seq > count;
-            member.last_read_seq = Ord::max(member.last_read_seq, seq);
-            member.last_delivered_seq = Ord::max(member.last_delivered_seq, seq);
+            let read_others = seq - receipt.last_read_seq > count;
+            receipt.last_read_seq = Ord::max(receipt.last_read_seq, seq);
+            receipt.last_delivered_seq = Ord::max(receipt.last_delivered_seq, seq);
             if read_others {
                 write.publish(Event::ReceiptsMoved {
-                    receipt: member.clone(),
+                    receipt: receipt.clone(),
                     members: members(session),
                     read_moved: true,
                 });
             }
         }
-        Ok((messages, horizons))
+        Ok((messages, receipts))
     }
-}
-
-/// Decides each request of a batch in turn, against what is stored and what the batch
-/// already holds.
-struct Planner<'a> {
-    sessions: &'a HashMap<Uuid, chat_session::Model>,
-    closed: &'a HashMap<Uuid, BookingStatus>,
-    stored: &'a HashMap<(Uuid, String), message::Model>,
-    /// The draft each (sender, client id) of this batch became.
-    in_batch: HashMap<(Uuid, String), usize>,
-    drafts: Vec<Draft>,
-}
-
-impl Planner<'_> {
-    /// Membership first (an outsider learns nothing), then retries, then a closed chat.
-    fn plan(&mut self, request: &SendRequest, checked: Result<(String, String), AppError>) -> Plan {
-        let (sender_id, session_id) = (request.sender_id, request.message.session_id);
-        let (body, client_id) = match checked {
-            Ok(checked) => checked,
-            Err(err) => return Plan::Refused(err),
-        };
-        if !self
-            .sessions
-            .get(&session_id)
-            .is_some_and(|session| session.is_member(sender_id))
-        {
-            return Plan::Refused(AppError::NotFound("chat session"));
-        }
-        let key = (sender_id, client_id);
-        let earlier = match (self.stored.get(&key), self.in_batch.get(&key)) {
-            (Some(original), _) => Some((original.chat_session_id, Plan::Stored(original.clone()))),
-            (None, Some(&index)) => self
-                .drafts
-                .get(index)
-                .map(|draft| (draft.session_id, Plan::SameAs(index))),
-            (None, None) => None,
-        };
-        match (earlier, self.closed.get(&session_id)) {
-            (Some((earlier_session, plan)), _) if earlier_session == session_id => plan,
-            (Some(_), _) => Plan::Refused(AppError::Conflict(
-                "this clientMessageId was already used in another chat".to_owned(),
-            )),
-            (None, Some(status)) => Plan::Refused(AppError::InvalidState(format!(
-                "this chat is read-only: its booking is {}",
-                status.as_str()
-            ))),
-            (None, None) => {
-                let index = self.drafts.len();
-                self.in_batch.insert(key.clone(), index);
-                self.drafts.push(Draft {
-                    session_id,
-                    sender_id,
-                    body,
-                    client_message_id: key.1,
-                    kind: MessageKind::Text,
-                });
-                Plan::New(index)
-            }
-        }
-    }
-}
-
-/// Trims and checks a message's body and client id.
-fn validate(message: &NewMessage) -> Result<(String, String), AppError> {
-    let body = message.body.trim().to_owned();
-    if body.is_empty() {
-        return Err(AppError::bad_input("body", "a message cannot be empty"));
-    }
-    // PostgreSQL refuses NUL in text: caught here, it cannot fail a whole batch of sends.
-    if body.contains('\0') {
-        return Err(AppError::bad_input(
-            "body",
-            "a message cannot contain NUL characters",
-        ));
-    }
-    if body.chars().count() > MAX_BODY_CHARS {
-        return Err(AppError::bad_input(
-            "body",
-            format!("a message has at most {MAX_BODY_CHARS} characters"),
-        ));
-    }
-    let client_id = message.client_message_id.trim().to_owned();
-    if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID || client_id.contains('\0')
-    {
-        return Err(AppError::bad_input(
-            "clientMessageId",
-            format!("clientMessageId must be 1 to {MAX_CLIENT_ID} characters, without NUL"),
-        ));
-    }
-    Ok((body, client_id))
-}
-
-/// Messages already stored under the requests' (sender, client id) pairs.
-async fn stored_messages(
-    conn: &impl ConnectionTrait,
-    requests: &[SendRequest],
-    checked: &[Result<(String, String), AppError>],
-) -> Result<HashMap<(Uuid, String), message::Model>, AppError> {
-    let keys: Vec<(Uuid, &str)> = requests
-        .iter()
-        .zip(checked)
-        .filter_map(|(request, checked)| {
-            let (_, client_id) = checked.as_ref().ok()?;
-            Some((request.sender_id, client_id.as_str()))
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let any_key = BatchShape::of(conn).pair_in(
-        (message::Column::SenderId, message::Column::ClientMessageId),
-        keys,
-    );
-    Ok(message::Entity::find()
-        .filter(any_key)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|message| {
-            (
-                (message.sender_id, message.client_message_id.clone()),
-                message,
-            )
-        })
-        .collect())
 }
 
 /// Sets each session's last seq, and its last activity to `now`.
@@ -462,29 +306,4 @@ fn cases(
         case.case(condition, value)
     })
     .finally(Expr::col(otherwise))
-}
-
-/// Tells each message's recipient, in one batch of notifications.
-async fn notify_recipients(
-    write: &Write,
-    sessions: &HashMap<Uuid, chat_session::Model>,
-    names: &HashMap<Uuid, String>,
-    messages: &[message::Model],
-) -> Result<(), AppError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let mut notices = Vec::with_capacity(messages.len());
-    for message in messages {
-        let session = sessions
-            .get(&message.chat_session_id)
-            .ok_or(AppError::NotFound("chat session"))?;
-        let sender_name = names
-            .get(&message.sender_id)
-            .ok_or(AppError::NotFound("user"))?;
-        let recipient = session.other_member(message.sender_id);
-        notices.push(notices::received(session, message, sender_name, recipient));
-    }
-    // The keys name seqs handed out just now: they cannot have notified anyone yet.
-    NotificationService::notify_all_first_time(write, notices).await
 }
