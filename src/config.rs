@@ -3,7 +3,11 @@
 //! Every setting has a default that runs on a fresh machine; tests build a
 //! [`Config`] by hand instead of touching the environment.
 
+mod secret;
+
 use std::{net::SocketAddr, num::NonZeroU64, time::Duration};
+
+pub use secret::Secret;
 
 /// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "caregraph-dev-secret-do-not-use-in-production";
@@ -39,8 +43,8 @@ pub enum Environment {
 pub struct Config {
     /// Where the HTTP server listens (`CAREGRAPH_ADDR`, default 127.0.0.1:8000).
     pub addr: SocketAddr,
-    /// `DATABASE_URL`: an SQLite file by default, or `postgres://…`.
-    pub database_url: String,
+    /// `DATABASE_URL`: an SQLite file by default, or `postgres://…`, which may carry a password.
+    pub database_url: Secret,
     /// `CAREGRAPH_ENV`: `development` (default) or `production`.
     pub environment: Environment,
     pub database: DatabaseConfig,
@@ -75,7 +79,7 @@ pub struct VideoConfig {
     /// `VIDEO_TOKEN_TTL_SECONDS` (default 300): how long an access token is valid.
     pub token_ttl: Duration,
     /// `VIDEO_DEV_SECRET`: signs the dev provider's tokens.
-    pub dev_secret: String,
+    pub dev_secret: Secret,
 }
 
 /// Twilio credentials, named as in the seed plan.
@@ -84,11 +88,11 @@ pub struct TwilioConfig {
     /// `TWILIO_ACCOUNT_SID`: the `sub` of access tokens.
     pub account_sid: String,
     /// `TWILIO_AUTH_TOKEN`: verifies the signatures of status callbacks.
-    pub auth_token: String,
+    pub auth_token: Secret,
     /// `TWILIO_API_KEY_SID`: the `iss` of access tokens and the REST user.
     pub api_key_sid: String,
     /// `TWILIO_API_KEY_SECRET`: signs access tokens and authenticates REST calls.
-    pub api_key_secret: String,
+    pub api_key_secret: Secret,
     /// `TWILIO_API_BASE_URL` (default `https://video.twilio.com`).
     pub api_base_url: String,
 }
@@ -107,7 +111,7 @@ pub struct ReminderConfig {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// `JWT_SECRET`: signs and verifies caregraph's own HS256 tokens.
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     /// `JWT_ISSUER` (default `caregraph`): the `iss` of issued tokens, required on verified ones.
     pub issuer: String,
     /// `JWT_AUDIENCE` (default `caregraph`): the `aud` of issued tokens, required on verified ones.
@@ -115,7 +119,7 @@ pub struct AuthConfig {
     /// `JWT_TTL_SECONDS` (default 86400): how long an issued token is valid.
     pub token_ttl: Duration,
     /// `SUPABASE_JWT_SECRET`: when set, Supabase Auth access tokens are accepted too.
-    pub supabase_jwt_secret: Option<String>,
+    pub supabase_jwt_secret: Option<Secret>,
 }
 
 /// How long the service waits for the database before telling the client to retry.
@@ -278,7 +282,8 @@ impl Config {
         Ok(Config {
             addr,
             database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
+                .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned())
+                .into(),
             environment,
             database: DatabaseConfig {
                 acquire_timeout: millis(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", 1000)?,
@@ -304,11 +309,13 @@ impl Config {
                 client_ip_header: var("CLIENT_IP_HEADER"),
             },
             auth: AuthConfig {
-                jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
+                jwt_secret: var("JWT_SECRET")
+                    .unwrap_or_else(|| DEV_JWT_SECRET.to_owned())
+                    .into(),
                 issuer: var("JWT_ISSUER").unwrap_or_else(|| "caregraph".to_owned()),
                 audience: var("JWT_AUDIENCE").unwrap_or_else(|| "caregraph".to_owned()),
                 token_ttl: Duration::from_secs(parsed(&var, "JWT_TTL_SECONDS", 86_400)?),
-                supabase_jwt_secret: var("SUPABASE_JWT_SECRET"),
+                supabase_jwt_secret: var("SUPABASE_JWT_SECRET").map(Secret::from),
             },
             graphql: GraphqlConfig {
                 max_depth: parsed(&var, "GRAPHQL_MAX_DEPTH", 12)?,
@@ -372,9 +379,9 @@ impl Config {
                         Some(api_key_secret),
                     ) => Some(TwilioConfig {
                         account_sid,
-                        auth_token,
+                        auth_token: auth_token.into(),
                         api_key_sid,
-                        api_key_secret,
+                        api_key_secret: api_key_secret.into(),
                         api_base_url: var("TWILIO_API_BASE_URL")
                             .unwrap_or_else(|| "https://video.twilio.com".to_owned()),
                     }),
@@ -384,7 +391,8 @@ impl Config {
                 request_ttl: Duration::from_secs(parsed(&var, "VIDEO_REQUEST_TTL_SECONDS", 600)?),
                 token_ttl: Duration::from_secs(parsed(&var, "VIDEO_TOKEN_TTL_SECONDS", 300)?),
                 dev_secret: var("VIDEO_DEV_SECRET")
-                    .unwrap_or_else(|| "caregraph-dev-video-secret".to_owned()),
+                    .unwrap_or_else(|| "caregraph-dev-video-secret".to_owned())
+                    .into(),
             },
             public_url: var("PUBLIC_URL").unwrap_or_else(|| format!("http://{addr}")),
             reminders: ReminderConfig {
@@ -411,7 +419,8 @@ impl Config {
         if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
             return Err(ConfigError::CorsUnsetInProduction);
         }
-        let weak = self.auth.jwt_secret == DEV_JWT_SECRET || self.auth.jwt_secret.len() < 32;
+        let secret = self.auth.jwt_secret.expose();
+        let weak = secret == DEV_JWT_SECRET || secret.len() < 32;
         match (weak, self.environment) {
             (true, Environment::Production) => Err(ConfigError::DevSecretInProduction),
             (true, Environment::Development) => {

@@ -71,7 +71,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Migrate => {
             let config = Config::from_env()?;
-            let db = db::connect(&config.database_url, &config.database).await?;
+            let db = db::connect(config.database_url.expose(), &config.database).await?;
             Migrator::up(&db, None).await?;
             println!("migrations applied");
         }
