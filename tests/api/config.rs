@@ -1,8 +1,9 @@
-//! The configuration: secrets kept out of logs.
+//! The configuration: secrets kept out of logs, and the environment's rules (blank is
+//! unset, values are trimmed, a refused value names its variable).
 
 use std::collections::BTreeMap;
 
-use caregraph::config::Config;
+use caregraph::config::{Config, DEV_JWT_SECRET};
 
 #[test]
 fn debug_output_never_shows_a_secret() {
@@ -40,4 +41,38 @@ fn debug_output_never_shows_a_secret() {
     );
     assert_eq!(config.auth.jwt_secret.expose(), secrets["JWT_SECRET"]);
     assert_eq!(config.database_url.expose(), secrets["DATABASE_URL"]);
+}
+
+#[test]
+fn blank_variables_are_unset_and_values_are_trimmed() {
+    let defaults = Config::from_lookup(|_| None).expect("the defaults are valid");
+    assert_eq!(defaults.auth.jwt_secret.expose(), DEV_JWT_SECRET);
+    let blank = Config::from_lookup(|name| {
+        ["EVENT_BUS_CAPACITY", "JWT_SECRET", "CORS_ALLOWED_ORIGINS"]
+            .contains(&name)
+            .then(|| "  ".to_owned())
+    })
+    .expect("blank is unset");
+    assert_eq!(blank.bus_capacity, defaults.bus_capacity);
+    assert_eq!(blank.auth.jwt_secret.expose(), DEV_JWT_SECRET);
+    assert_eq!(blank.http.cors_allowed_origins, None);
+    let padded =
+        Config::from_lookup(|name| (name == "EVENT_BUS_CAPACITY").then(|| " 7 ".to_owned()))
+            .expect("surrounding blanks are ignored");
+    assert_eq!(padded.bus_capacity, 7);
+}
+
+#[test]
+fn a_refused_value_names_its_variable() {
+    for (name, value) in [
+        ("EVENT_BUS_CAPACITY", "many"),
+        ("CAREGRAPH_ENV", "staging"),
+        ("GRAPHQL_COST_PER_SECOND", "0"),
+        ("WS_KEEPALIVE_MS", "0"),
+        ("REMINDER_OFFSETS_MINUTES", "60,-5"),
+    ] {
+        let err = Config::from_lookup(|var| (var == name).then(|| value.to_owned()))
+            .expect_err("refused");
+        assert!(err.to_string().contains(name), "{name}={value}: {err}");
+    }
 }
