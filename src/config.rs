@@ -1,15 +1,18 @@
 //! Typed configuration, read once at start-up from the environment and the command line.
 //!
 //! Every variable is declared once, in [`Settings`]: its name, its default, its
-//! documentation and how its value is read. From that one declaration come the parsing and
-//! `caregraph --help`. The rest of the code reads the typed [`Config`] built from it;
+//! documentation and how its value is read. From that one declaration come the parsing,
+//! `caregraph --help` and the reference in `docs/configuration.md`
+//! ([`reference_markdown`]). The rest of the code reads the typed [`Config`] built from it;
 //! tests build one with [`Config::from_lookup`] instead of touching the environment.
 
+mod reference;
 mod secret;
 mod settings;
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
+pub use reference::{Variable, reference_markdown, variables};
 pub use secret::Secret;
 pub use settings::Settings;
 

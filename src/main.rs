@@ -1,9 +1,10 @@
-//! The `caregraph` command: serve (default), migrate, export the schema, mint a dev token.
+//! The `caregraph` command: serve (default), migrate, export the schema, mint a dev token,
+//! print the configuration reference.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use caregraph::{
-    config::{Config, Settings},
+    config::{self, Config, Settings},
     db,
     startup::Application,
     users::UserService,
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Print the configuration reference (docs/configuration.md) in Markdown.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[tokio::main]
@@ -107,6 +111,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             );
             println!("{token}");
         }
+        Command::ConfigReference => print!("{}", config::reference_markdown()),
     }
     Ok(())
 }

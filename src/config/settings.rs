@@ -4,7 +4,7 @@
 //! A field is named after its variable (`event_bus_capacity` is `EVENT_BUS_CAPACITY` and
 //! `--event-bus-capacity`), so `#[arg(long, env)]` spells the name once; `--addr`, `--env`
 //! and `--log` keep short options for the three variables with a prefix. Its doc comment
-//! is what `--help` shows.
+//! is what `--help` and `docs/configuration.md` show.
 
 use std::{fmt::Display, net::SocketAddr, str::FromStr, time::Duration};
 
@@ -355,12 +355,17 @@ impl Settings {
         })
     }
 
+    /// The declarations alone, on a bare command, for the reference and for lookups.
+    pub(super) fn command() -> Command {
+        Self::augment_args(Command::new("caregraph"))
+    }
+
     /// Reads every variable through `lookup` (and nothing from the process), with the
     /// rules of [`Settings::configure`]: blank counts as unset.
     pub(super) fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, clap::Error> {
-        let declared = Self::augment_args(Command::new("caregraph"));
+        let declared = Self::command();
         let options: Vec<String> = declared
             .get_arguments()
             .filter_map(|arg| {
