@@ -1,16 +1,23 @@
-//! Typed configuration, read once from the environment at start-up.
+//! Typed configuration, read once at start-up from the environment and the command line.
 //!
-//! Every setting has a default that runs on a fresh machine; tests build a
-//! [`Config`] by hand instead of touching the environment.
+//! Every variable is declared once, in [`Settings`]: its name, its default, its
+//! documentation and how its value is read. From that one declaration come the parsing,
+//! `caregraph --help` and the reference in `docs/configuration.md`
+//! ([`reference_markdown`]). The rest of the code reads the typed [`Config`] built from it;
+//! tests build one with [`Config::from_lookup`] instead of touching the environment.
 
-use std::{net::SocketAddr, num::NonZeroU64, time::Duration};
+mod reference;
+mod secret;
+mod settings;
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+pub use reference::{Variable, reference_markdown, variables};
+pub use secret::Secret;
+pub use settings::Settings;
 
 /// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "caregraph-dev-secret-do-not-use-in-production";
-
-/// 12 s between server pings: under the 30 to 60 s idle timeouts of common proxies. Never
-/// zero, which would ping in a busy loop.
-const DEFAULT_KEEPALIVE_MS: NonZeroU64 = NonZeroU64::new(12_000).unwrap();
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +32,10 @@ pub enum ConfigError {
         "CORS_ALLOWED_ORIGINS is unset and CAREGRAPH_ENV=production: list the origins of your web apps (or `*` to allow any)"
     )]
     CorsUnsetInProduction,
+    /// A value its declaration refuses, as [`Config::from_lookup`] reads it; the message
+    /// names the variable.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// Whether the server may run with development conveniences.
@@ -34,15 +45,31 @@ pub enum Environment {
     Production,
 }
 
+/// Parses `CAREGRAPH_ENV`, refusing anything but the two names so a typo cannot quietly
+/// run production with development defaults.
+impl FromStr for Environment {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "development" => Ok(Self::Development),
+            "production" => Ok(Self::Production),
+            other => Err(format!("expected development or production, got {other:?}")),
+        }
+    }
+}
+
 /// Everything the service is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the HTTP server listens (`CAREGRAPH_ADDR`, default 127.0.0.1:8000).
+    /// Where the HTTP server listens.
     pub addr: SocketAddr,
-    /// `DATABASE_URL`: an SQLite file by default, or `postgres://…`.
-    pub database_url: String,
-    /// `CAREGRAPH_ENV`: `development` (default) or `production`.
+    /// An SQLite file or a `postgres://…` URL, which may carry a password.
+    pub database_url: Secret,
+    /// Development or production.
     pub environment: Environment,
+    /// The log filter, in tracing's `EnvFilter` syntax.
+    pub log_filter: String,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub sign_in: SignInConfig,
@@ -50,75 +77,75 @@ pub struct Config {
     pub http: HttpConfig,
     pub websocket: WebSocketConfig,
     pub usage: UsageConfig,
-    /// `EVENT_BUS_CAPACITY` (default 64): how many events of one topic (a user, a chat) a slow
-    /// subscriber may fall behind before it is told it missed some and resynchronises from
-    /// the database. Each live topic holds this many slots.
+    /// How many events of one topic (a user, a chat) a slow subscriber may fall behind
+    /// before it is told it missed some and resynchronises from the database. Each live
+    /// topic holds this many slots.
     pub bus_capacity: usize,
     pub reminders: ReminderConfig,
-    /// `TYPING_TTL_MS` (default 5000): how long "typing" shows without a refresh.
+    /// How long "typing" shows without a refresh.
     pub typing_ttl: Duration,
     pub video: VideoConfig,
-    /// `PUBLIC_URL` (default `http://{CAREGRAPH_ADDR}`): where clients and providers reach this
-    /// server; behind a proxy, the URL Twilio signs its callbacks with.
+    /// Where clients and providers reach this server; behind a proxy, the URL Twilio signs
+    /// its callbacks with.
     pub public_url: String,
 }
 
 /// Video calls and their provider.
 #[derive(Debug, Clone)]
 pub struct VideoConfig {
-    /// Set when all four `TWILIO_*` variables are; otherwise the dev provider is used.
+    /// Set when all four Twilio credentials are; otherwise the dev provider is used.
     pub twilio: Option<TwilioConfig>,
-    /// `VIDEO_MAX_DURATION_SECONDS` (default 15): the server ends a call this long after it starts.
+    /// The server ends a call this long after it starts.
     pub max_duration: Duration,
-    /// `VIDEO_REQUEST_TTL_SECONDS` (default 600): an unanswered request expires after this.
+    /// An unanswered request expires after this.
     pub request_ttl: Duration,
-    /// `VIDEO_TOKEN_TTL_SECONDS` (default 300): how long an access token is valid.
+    /// How long an access token is valid.
     pub token_ttl: Duration,
-    /// `VIDEO_DEV_SECRET`: signs the dev provider's tokens.
-    pub dev_secret: String,
+    /// Signs the dev provider's tokens.
+    pub dev_secret: Secret,
 }
 
 /// Twilio credentials, named as in the seed plan.
 #[derive(Debug, Clone)]
 pub struct TwilioConfig {
-    /// `TWILIO_ACCOUNT_SID`: the `sub` of access tokens.
+    /// The `sub` of access tokens.
     pub account_sid: String,
-    /// `TWILIO_AUTH_TOKEN`: verifies the signatures of status callbacks.
-    pub auth_token: String,
-    /// `TWILIO_API_KEY_SID`: the `iss` of access tokens and the REST user.
+    /// Verifies the signatures of status callbacks.
+    pub auth_token: Secret,
+    /// The `iss` of access tokens and the REST user.
     pub api_key_sid: String,
-    /// `TWILIO_API_KEY_SECRET`: signs access tokens and authenticates REST calls.
-    pub api_key_secret: String,
-    /// `TWILIO_API_BASE_URL` (default `https://video.twilio.com`).
+    /// Signs access tokens and authenticates REST calls.
+    pub api_key_secret: Secret,
+    /// Where the Rooms REST API is (tests point it at a fake).
     pub api_base_url: String,
 }
 
 /// Booking reminders and the scheduler that sends them.
 #[derive(Debug, Clone)]
 pub struct ReminderConfig {
-    /// `REMINDER_OFFSETS_MINUTES` (default `1440,60`): remind both parties this long before an
-    /// accepted booking starts. Offsets of 60 minutes or less are "starting soon" reminders.
+    /// Remind both parties this long before an accepted booking starts. Offsets of 60
+    /// minutes or less are "starting soon" reminders.
     pub offsets_minutes: Vec<i32>,
-    /// `SCHEDULER_INTERVAL_MS` (default 5000): how often the scheduler looks for due work.
+    /// How often the scheduler looks for due work.
     pub scheduler_interval: Duration,
 }
 
 /// Token issuing and verification.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// `JWT_SECRET`: signs and verifies caregraph's own HS256 tokens.
-    pub jwt_secret: String,
-    /// `JWT_ISSUER` (default `caregraph`): the `iss` of issued tokens, required on verified ones.
+    /// Signs and verifies caregraph's own HS256 tokens.
+    pub jwt_secret: Secret,
+    /// The `iss` of issued tokens, required on verified ones.
     pub issuer: String,
-    /// `JWT_AUDIENCE` (default `caregraph`): the `aud` of issued tokens, required on verified ones.
+    /// The `aud` of issued tokens, required on verified ones.
     pub audience: String,
-    /// `JWT_TTL_SECONDS` (default 86400): how long an issued token is valid.
+    /// How long an issued token is valid.
     pub token_ttl: Duration,
-    /// `SUPABASE_JWT_SECRET`: when set, Supabase Auth access tokens are accepted too.
-    pub supabase_jwt_secret: Option<String>,
-    /// `KNOWN_USERS_CAPACITY` (default 100000): how many users found in the database this
-    /// instance remembers, so their requests skip the users table and they stay signed in
-    /// while the database does not answer; it bounds the memory that takes.
+    /// When set, Supabase Auth access tokens are accepted too.
+    pub supabase_jwt_secret: Option<Secret>,
+    /// How many users found in the database this instance remembers, so their requests skip
+    /// the users table and they stay signed in while the database does not answer; it bounds
+    /// the memory that takes.
     pub known_users_capacity: usize,
 }
 
@@ -128,15 +155,14 @@ pub struct AuthConfig {
 /// (the user lookup, then the resolver's), so a client hears `SERVICE_UNAVAILABLE` within 3 s.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 1000): the longest wait for a pooled connection,
-    /// including opening a new one and pinging an idle one; also bounds a writer's wait for
-    /// its turn in SQLite's write queue.
+    /// The longest wait for a pooled connection, including opening a new one and pinging an
+    /// idle one; also bounds a writer's wait for its turn in SQLite's write queue.
     pub acquire_timeout: Duration,
-    /// `DATABASE_STATEMENT_TIMEOUT_MS` (default 2000; 0 disables): PostgreSQL cancels a
-    /// statement that runs longer. Migrations run under it too.
+    /// PostgreSQL cancels a statement that runs longer (zero disables). Migrations run
+    /// under it too.
     pub statement_timeout: Duration,
-    /// `SQLITE_BUSY_TIMEOUT_MS` (default 2000): how long a write waits for SQLite's write lock
-    /// held by another process before it is refused.
+    /// How long a write waits for SQLite's write lock held by another process before it is
+    /// refused.
     pub sqlite_busy_timeout: Duration,
 }
 
@@ -146,18 +172,15 @@ pub struct DatabaseConfig {
 /// when to retry.
 #[derive(Debug, Clone)]
 pub struct SignInConfig {
-    /// `LOGIN_ACCOUNT_BURST` (default 5) and `LOGIN_ACCOUNT_PERIOD_MS` (default 20000):
-    /// sign-in attempts on one email, from anywhere.
+    /// Sign-in attempts on one email, from anywhere.
     pub per_account: RateConfig,
-    /// `LOGIN_ADDRESS_BURST` (default 20) and `LOGIN_ADDRESS_PERIOD_MS` (default 3000):
-    /// sign-in attempts from one client address, on any email.
+    /// Sign-in attempts from one client address, on any email.
     pub per_address: RateConfig,
-    /// `REGISTER_ADDRESS_BURST` (default 5) and `REGISTER_ADDRESS_PERIOD_MS` (default 60000):
-    /// registrations from one client address.
+    /// Registrations from one client address.
     pub registrations_per_address: RateConfig,
-    /// `CLIENT_IP_HEADER` (unset by default): behind a trusted proxy, the header whose
-    /// rightmost entry is the client's address (e.g. `X-Forwarded-For`). Unset, the peer
-    /// address of the connection is used, since any client can write such a header.
+    /// Behind a trusted proxy, the header whose rightmost entry is the client's address
+    /// (e.g. `X-Forwarded-For`). Unset, the peer address of the connection is used, since
+    /// any client can write such a header.
     pub client_ip_header: Option<String>,
 }
 
@@ -174,16 +197,14 @@ pub struct RateConfig {
 /// instance, so that a few users cannot take the server's time from everyone else.
 #[derive(Debug, Clone)]
 pub struct UsageConfig {
-    /// `GRAPHQL_COST_BURST` (default 5000) and `GRAPHQL_COST_PER_SECOND` (default 1000):
-    /// the cost a user may spend at once, and then per second. Every request costs 50 before
-    /// it is read, refused or not, and then its complexity as `GRAPHQL_MAX_COMPLEXITY` counts
-    /// it. The burst must hold the costliest query.
+    /// The cost a user may spend at once, and then per period. Every request costs 50
+    /// before it is read, refused or not, and then its complexity as
+    /// [`GraphqlConfig::max_complexity`] counts it. The burst must hold the costliest query.
     pub cost: RateConfig,
-    /// `WS_OPEN_BURST` (default 20) and `WS_OPEN_PERIOD_MS` (default 1000): new sockets a user
-    /// may open at once, then one per period; past it the socket closes with 1013.
+    /// New sockets a user may open at once, then one per period; past it the socket closes
+    /// with 1013.
     pub socket_opens: RateConfig,
-    /// `WS_OPERATION_BURST` (default 20) and `WS_OPERATION_PERIOD_MS` (default 100):
-    /// operations a user may start over their sockets at once, then one per period; past it
+    /// Operations a user may start over their sockets at once, then one per period; past it
     /// the start is refused with `RATE_LIMITED` and the socket stays open.
     pub socket_operations: RateConfig,
 }
@@ -191,216 +212,79 @@ pub struct UsageConfig {
 /// Limits that keep one query from occupying the server, and what the schema shows of itself.
 #[derive(Debug, Clone)]
 pub struct GraphqlConfig {
-    /// `GRAPHQL_MAX_DEPTH` (default 12): how deeply selections may nest.
+    /// How deeply selections may nest.
     pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY` (default 5000): the most a query may cost, where a field
-    /// costs 1 and a list multiplies its children by its page size or its longest length.
+    /// The most a query may cost, where a field costs 1 and a list multiplies its children
+    /// by its page size or its longest length.
     pub max_complexity: usize,
-    /// `GRAPHQL_MAX_TOKENS` (default 5000): a longer document is refused while it is scanned.
+    /// A longer document is refused while it is scanned.
     pub max_tokens: usize,
-    /// `GRAPHQL_MAX_ALIASES` (default 30): aliases in one document.
+    /// Aliases in one document.
     pub max_aliases: usize,
-    /// `GRAPHQL_MAX_DIRECTIVES` (default 50): directives in one document, in every position.
+    /// Directives in one document, in every position.
     pub max_directives: usize,
-    /// `GRAPHQL_TIMEOUT_MS` (default 5000): a query or mutation still running after this is
-    /// stopped (its transaction rolls back) and answered with `TIMEOUT`.
+    /// A query or mutation still running after this is stopped (its transaction rolls back)
+    /// and answered with `TIMEOUT`.
     pub timeout: Duration,
-    /// `GRAPHQL_MAX_RESPONSE_BYTES` (default 4 MiB): a larger result is replaced by
-    /// `RESPONSE_TOO_LARGE`.
+    /// A larger result is replaced by `RESPONSE_TOO_LARGE`.
     pub max_response_bytes: usize,
-    /// `GRAPHQL_INTROSPECTION` (default on in development, off in production): whether
-    /// `__schema`/`__type` answer and errors suggest field names.
+    /// Whether `__schema`/`__type` answer and errors suggest field names.
     pub introspection: bool,
-    /// `GRAPHIQL` (default on in development, off in production): the explorer on `GET /graphql`.
+    /// The explorer on `GET /graphql`.
     pub graphiql: bool,
 }
 
 /// Bounds on what one HTTP request may cost before GraphQL sees it, and who may call.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
-    /// `HTTP_MAX_BODY_BYTES` (default 256 KiB): larger bodies get 413 before they are read.
+    /// Larger bodies get 413 before they are read.
     pub max_body_bytes: usize,
-    /// `HTTP_HEADER_TIMEOUT_MS` (default 10000): a connection that has not sent a request's
-    /// headers within this is closed.
+    /// A connection that has not sent a request's headers within this is closed.
     pub header_timeout: Duration,
-    /// `HTTP_BODY_TIMEOUT_MS` (default 10000): a body not received within this gets 408.
+    /// A body not received within this gets 408.
     pub body_timeout: Duration,
-    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may call from, or `*`.
-    /// Unset means any origin in development; production refuses to start without it.
+    /// The origins browsers may call from, or `*`. `None` means any origin in development;
+    /// production refuses to start without it.
     pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// graphql-ws connection handling.
 #[derive(Debug, Clone)]
 pub struct WebSocketConfig {
-    /// `WS_INIT_TIMEOUT_MS` (default 5000): a socket silent this long after the upgrade is closed with 4408.
+    /// A socket silent this long after the upgrade is closed with 4408.
     pub init_timeout: Duration,
-    /// `WS_MAX_MESSAGE_BYTES` (default 65536): the largest message or frame read from a client,
-    /// from the first one on; a larger one closes the socket with 1009 before it is buffered.
+    /// The largest message or frame read from a client, from the first one on; a larger
+    /// one closes the socket with 1009 before it is buffered.
     pub max_message_bytes: usize,
-    /// `WS_MAX_SUBSCRIPTIONS_PER_SOCKET` (default 100): live operations on one socket; one more
-    /// is refused with `TOO_MANY_SUBSCRIPTIONS` and the socket stays open.
+    /// Live operations on one socket; one more is refused with `TOO_MANY_SUBSCRIPTIONS`
+    /// and the socket stays open.
     pub max_subscriptions_per_socket: usize,
-    /// `WS_MAX_SOCKETS_PER_USER` (default 20): sockets one user may hold on this instance; one
-    /// more is closed with 1013 after `connection_init`, so clients retry with backoff.
+    /// Sockets one user may hold on this instance; one more is closed with 1013 after
+    /// `connection_init`, so clients retry with backoff.
     pub max_sockets_per_user: usize,
-    /// `WS_MESSAGES_PER_SECOND` (default 20): the sustained rate of client messages on one socket.
+    /// The sustained rate of client messages on one socket.
     pub messages_per_second: u32,
-    /// `WS_MESSAGE_BURST` (default 200): client messages one socket may send at once, above the
-    /// sustained rate; past it the socket is closed with 1008.
+    /// Client messages one socket may send at once, above the sustained rate; past it the
+    /// socket is closed with 1008.
     pub message_burst: u32,
-    /// `WS_KEEPALIVE_MS` (default 12000): how often the server pings (`ping` or `ka`), shorter than
-    /// the idle timeouts of common proxies (30 to 60 s).
+    /// How often the server pings (`ping` or `ka`), shorter than the idle timeouts of
+    /// common proxies (30 to 60 s). Never zero.
     pub keepalive: Duration,
 }
 
 impl Config {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the configuration through `lookup`, so the parsing rules are testable without the environment.
+    /// Reads the configuration through `lookup` instead of the process environment, with
+    /// the same declarations and rules as the server, so tests (and the rules themselves)
+    /// do not depend on the machine's variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let environment = match var("CAREGRAPH_ENV").as_deref() {
-            None | Some("development") => Environment::Development,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "CAREGRAPH_ENV",
-                    reason: format!("expected development or production, got {other:?}"),
-                });
-            }
-        };
-        let development = environment == Environment::Development;
-        let addr = parsed(
-            &var,
-            "CAREGRAPH_ADDR",
-            SocketAddr::from(([127, 0, 0, 1], 8000)),
-        )?;
-        Ok(Config {
-            addr,
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://caregraph.sqlite?mode=rwc".to_owned()),
-            environment,
-            database: DatabaseConfig {
-                acquire_timeout: millis(&var, "DATABASE_ACQUIRE_TIMEOUT_MS", 1000)?,
-                statement_timeout: millis(&var, "DATABASE_STATEMENT_TIMEOUT_MS", 2000)?,
-                sqlite_busy_timeout: millis(&var, "SQLITE_BUSY_TIMEOUT_MS", 2000)?,
-            },
-            sign_in: SignInConfig {
-                per_account: rate(
-                    &var,
-                    ("LOGIN_ACCOUNT_BURST", 5),
-                    ("LOGIN_ACCOUNT_PERIOD_MS", 20_000),
-                )?,
-                per_address: rate(
-                    &var,
-                    ("LOGIN_ADDRESS_BURST", 20),
-                    ("LOGIN_ADDRESS_PERIOD_MS", 3000),
-                )?,
-                registrations_per_address: rate(
-                    &var,
-                    ("REGISTER_ADDRESS_BURST", 5),
-                    ("REGISTER_ADDRESS_PERIOD_MS", 60_000),
-                )?,
-                client_ip_header: var("CLIENT_IP_HEADER"),
-            },
-            auth: AuthConfig {
-                jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
-                issuer: var("JWT_ISSUER").unwrap_or_else(|| "caregraph".to_owned()),
-                audience: var("JWT_AUDIENCE").unwrap_or_else(|| "caregraph".to_owned()),
-                token_ttl: Duration::from_secs(parsed(&var, "JWT_TTL_SECONDS", 86_400)?),
-                supabase_jwt_secret: var("SUPABASE_JWT_SECRET"),
-                known_users_capacity: parsed(&var, "KNOWN_USERS_CAPACITY", 100_000)?,
-            },
-            graphql: GraphqlConfig {
-                max_depth: parsed(&var, "GRAPHQL_MAX_DEPTH", 12)?,
-                max_complexity: parsed(&var, "GRAPHQL_MAX_COMPLEXITY", 5000)?,
-                max_tokens: parsed(&var, "GRAPHQL_MAX_TOKENS", 5000)?,
-                max_aliases: parsed(&var, "GRAPHQL_MAX_ALIASES", 30)?,
-                max_directives: parsed(&var, "GRAPHQL_MAX_DIRECTIVES", 50)?,
-                timeout: millis(&var, "GRAPHQL_TIMEOUT_MS", 5000)?,
-                max_response_bytes: parsed(&var, "GRAPHQL_MAX_RESPONSE_BYTES", 4 << 20)?,
-                introspection: parsed(&var, "GRAPHQL_INTROSPECTION", development)?,
-                graphiql: parsed(&var, "GRAPHIQL", development)?,
-            },
-            http: HttpConfig {
-                max_body_bytes: parsed(&var, "HTTP_MAX_BODY_BYTES", 256 << 10)?,
-                header_timeout: millis(&var, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
-                body_timeout: millis(&var, "HTTP_BODY_TIMEOUT_MS", 10_000)?,
-                cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").map(|raw| {
-                    raw.split(',')
-                        .map(|origin| origin.trim().to_owned())
-                        .filter(|origin| !origin.is_empty())
-                        .collect()
-                }),
-            },
-            usage: UsageConfig {
-                cost: per_second(
-                    &var,
-                    ("GRAPHQL_COST_BURST", 5_000),
-                    ("GRAPHQL_COST_PER_SECOND", 1_000),
-                )?,
-                socket_opens: rate(&var, ("WS_OPEN_BURST", 20), ("WS_OPEN_PERIOD_MS", 1000))?,
-                socket_operations: rate(
-                    &var,
-                    ("WS_OPERATION_BURST", 20),
-                    ("WS_OPERATION_PERIOD_MS", 100),
-                )?,
-            },
-            websocket: WebSocketConfig {
-                init_timeout: Duration::from_millis(parsed(&var, "WS_INIT_TIMEOUT_MS", 5000)?),
-                max_message_bytes: parsed(&var, "WS_MAX_MESSAGE_BYTES", 64 * 1024)?,
-                max_subscriptions_per_socket: parsed(&var, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
-                max_sockets_per_user: parsed(&var, "WS_MAX_SOCKETS_PER_USER", 20)?,
-                messages_per_second: parsed(&var, "WS_MESSAGES_PER_SECOND", 20)?,
-                message_burst: parsed(&var, "WS_MESSAGE_BURST", 200)?,
-                keepalive: Duration::from_millis(
-                    parsed(&var, "WS_KEEPALIVE_MS", DEFAULT_KEEPALIVE_MS)?.get(),
-                ),
-            },
-            bus_capacity: parsed(&var, "EVENT_BUS_CAPACITY", 64)?,
-            typing_ttl: Duration::from_millis(parsed(&var, "TYPING_TTL_MS", 5000)?),
-            video: VideoConfig {
-                twilio: match (
-                    var("TWILIO_ACCOUNT_SID"),
-                    var("TWILIO_AUTH_TOKEN"),
-                    var("TWILIO_API_KEY_SID"),
-                    var("TWILIO_API_KEY_SECRET"),
-                ) {
-                    (
-                        Some(account_sid),
-                        Some(auth_token),
-                        Some(api_key_sid),
-                        Some(api_key_secret),
-                    ) => Some(TwilioConfig {
-                        account_sid,
-                        auth_token,
-                        api_key_sid,
-                        api_key_secret,
-                        api_base_url: var("TWILIO_API_BASE_URL")
-                            .unwrap_or_else(|| "https://video.twilio.com".to_owned()),
-                    }),
-                    _ => None,
-                },
-                max_duration: Duration::from_secs(parsed(&var, "VIDEO_MAX_DURATION_SECONDS", 15)?),
-                request_ttl: Duration::from_secs(parsed(&var, "VIDEO_REQUEST_TTL_SECONDS", 600)?),
-                token_ttl: Duration::from_secs(parsed(&var, "VIDEO_TOKEN_TTL_SECONDS", 300)?),
-                dev_secret: var("VIDEO_DEV_SECRET")
-                    .unwrap_or_else(|| "caregraph-dev-video-secret".to_owned()),
-            },
-            public_url: var("PUBLIC_URL").unwrap_or_else(|| format!("http://{addr}")),
-            reminders: ReminderConfig {
-                offsets_minutes: offsets(var("REMINDER_OFFSETS_MINUTES").as_deref())?,
-                scheduler_interval: Duration::from_millis(parsed(
-                    &var,
-                    "SCHEDULER_INTERVAL_MS",
-                    5000,
-                )?),
-            },
-        })
+        Settings::from_lookup(lookup)
+            .map(Config::from)
+            .map_err(|err| {
+                // clap renders "error: <what>" and a hint about --help; keep the first part.
+                let rendered = err.to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                ConfigError::Unreadable(first.trim_start_matches("error: ").to_owned())
+            })
     }
 
     /// Refuses settings that are unsafe for the chosen environment; warns loudly about the dev secret.
@@ -416,7 +300,8 @@ impl Config {
         if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
             return Err(ConfigError::CorsUnsetInProduction);
         }
-        let weak = self.auth.jwt_secret == DEV_JWT_SECRET || self.auth.jwt_secret.len() < 32;
+        let secret = self.auth.jwt_secret.expose();
+        let weak = secret == DEV_JWT_SECRET || secret.len() < 32;
         match (weak, self.environment) {
             (true, Environment::Production) => Err(ConfigError::DevSecretInProduction),
             (true, Environment::Development) => {
@@ -428,93 +313,5 @@ impl Config {
             }
             (false, _) => Ok(()),
         }
-    }
-}
-
-fn offsets(raw: Option<&str>) -> Result<Vec<i32>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(vec![1440, 60]);
-    };
-    raw.split(',')
-        .map(|part| match part.trim().parse::<i32>() {
-            Ok(minutes) if minutes > 0 => Ok(minutes),
-            _ => Err(ConfigError::Invalid {
-                name: "REMINDER_OFFSETS_MINUTES",
-                reason: format!("{part:?} is not a positive number of minutes"),
-            }),
-        })
-        .collect()
-}
-
-fn millis(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-) -> Result<Duration, ConfigError> {
-    parsed(var, name, default).map(Duration::from_millis)
-}
-
-/// A rate given as a burst and a number per second, for allowances spent in large units;
-/// both must be positive.
-fn per_second(
-    var: &impl Fn(&str) -> Option<String>,
-    (burst_name, burst): (&'static str, u32),
-    (rate_name, rate): (&'static str, u32),
-) -> Result<RateConfig, ConfigError> {
-    let per_second: u32 = parsed(var, rate_name, rate)?;
-    let config = RateConfig {
-        burst: parsed(var, burst_name, burst)?,
-        period: Duration::from_secs(1)
-            .checked_div(per_second)
-            .unwrap_or_default(),
-    };
-    positive(config, burst_name, rate_name)
-}
-
-/// A rate from its burst and period variables; both must be positive.
-fn rate(
-    var: &impl Fn(&str) -> Option<String>,
-    (burst_name, burst): (&'static str, u32),
-    (period_name, period_ms): (&'static str, u64),
-) -> Result<RateConfig, ConfigError> {
-    let config = RateConfig {
-        burst: parsed(var, burst_name, burst)?,
-        period: millis(var, period_name, period_ms)?,
-    };
-    positive(config, burst_name, period_name)
-}
-
-/// Refuses a rate that could never admit anything, naming the two variables that set it.
-fn positive(
-    config: RateConfig,
-    burst_name: &'static str,
-    pace_name: &'static str,
-) -> Result<RateConfig, ConfigError> {
-    if config.burst == 0 || config.period.is_zero() {
-        return Err(ConfigError::Invalid {
-            name: burst_name,
-            reason: format!("{burst_name} and {pace_name} must both be positive"),
-        });
-    }
-    Ok(config)
-}
-
-fn parsed<T: std::str::FromStr>(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|err: T::Err| ConfigError::Invalid {
-                name,
-                reason: err.to_string(),
-            }),
     }
 }

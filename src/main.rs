@@ -1,20 +1,31 @@
-//! The `caregraph` command: serve (default), migrate, export the schema, mint a dev token.
+//! The `caregraph` command: serve (default), migrate, export the schema, mint a dev token,
+//! print the configuration reference.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use caregraph::{config::Config, db, startup::Application, users::UserService};
-use clap::{Parser, Subcommand};
+use caregraph::{
+    config::{self, Config, Settings},
+    db,
+    startup::Application,
+    users::UserService,
+};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 use uuid::Uuid;
 
+// `long_about = None`: otherwise `--help` would describe the command with the doc comment of
+// the flattened `Settings`.
 #[derive(Parser)]
-#[command(version, about = "A realtime GraphQL backend for care marketplaces")]
+#[command(
+    version,
+    about = "A realtime GraphQL backend for care marketplaces",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Address to serve on; overrides CAREGRAPH_ADDR.
-    #[arg(long, global = true)]
-    addr: Option<SocketAddr>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
@@ -34,18 +45,25 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Print the configuration reference (docs/configuration.md) in Markdown.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     return_large_allocations_to_the_system();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .init();
-    match run(Cli::parse()).await {
+    let matches = Settings::configure(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let config = Config::from(cli.settings);
+    match tracing_subscriber::EnvFilter::try_new(&config.log_filter) {
+        Ok(filter) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Err(err) => {
+            eprintln!("caregraph: RUST_LOG is not valid: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match run(cli.command.unwrap_or(Command::Serve), config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("caregraph: {err}");
@@ -54,14 +72,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command.unwrap_or(Command::Serve) {
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
         Command::Serve => {
             raise_fd_limit();
-            let mut config = Config::from_env()?;
-            if let Some(addr) = cli.addr {
-                config.addr = addr;
-            }
             let app = Application::build(config).await?;
             tracing::info!(
                 "caregraph listening: GraphiQL at http://{0}/graphql, graphql-ws at ws://{0}/graphql",
@@ -70,8 +84,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             app.run_until_stopped().await?;
         }
         Command::Migrate => {
-            let config = Config::from_env()?;
-            let db = db::connect(&config.database_url, &config.database).await?;
+            let db = db::connect(config.database_url.expose(), &config.database).await?;
             Migrator::up(&db, None).await?;
             println!("migrations applied");
         }
@@ -80,8 +93,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("wrote {}", out.display());
         }
         Command::Token { user } => {
-            let mut config = Config::from_env()?;
-            config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            let config = Config {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..config
+            };
             let app = Application::build(config).await?;
             let state = app.state();
             let found = match Uuid::parse_str(&user) {
@@ -96,6 +111,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             println!("{token}");
         }
+        Command::ConfigReference => print!("{}", config::reference_markdown()),
     }
     Ok(())
 }

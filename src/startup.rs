@@ -43,7 +43,9 @@ fn video(config: &Config) -> Video {
         )),
         None => {
             tracing::info!("Twilio is not configured: video calls use the dev provider");
-            Arc::new(DevProvider::new(config.video.dev_secret.clone()))
+            Arc::new(DevProvider::new(
+                config.video.dev_secret.expose().to_owned(),
+            ))
         }
     };
     let seconds = |duration: std::time::Duration| {
@@ -80,16 +82,19 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         config.check()?;
-        let db = db::connect(&config.database_url, &config.database).await?;
+        let db = db::connect(config.database_url.expose(), &config.database).await?;
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let tokens = Arc::new(TokenService::new(&config.auth));
-        let write_queue =
-            db::WriteQueue::for_url(&config.database_url, config.database.acquire_timeout);
-        let writer = Writer::new(db.clone(), write_queue.clone(), clock.clone(), bus.clone());
-        let sends = SendQueue::start(
-            writer.on(db::writer_connection(&config.database_url, &config.database, &db).await?),
+        let write_queue = db::WriteQueue::for_url(
+            config.database_url.expose(),
+            config.database.acquire_timeout,
         );
+        let writer = Writer::new(db.clone(), write_queue.clone(), clock.clone(), bus.clone());
+        let sends =
+            SendQueue::start(writer.on(
+                db::writer_connection(config.database_url.expose(), &config.database, &db).await?,
+            ));
         let state = AppState {
             authenticator: Authenticator::new(
                 tokens.clone(),

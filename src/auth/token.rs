@@ -87,11 +87,14 @@ impl TokenService {
             validation.set_required_spec_claims(&["exp", "aud", "sub"]);
             validation.validate_exp = false;
             validation.leeway = 0;
-            (DecodingKey::from_secret(secret.as_bytes()), validation)
+            (
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                validation,
+            )
         });
         Self {
-            encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
-            decoding: DecodingKey::from_secret(config.jwt_secret.as_bytes()),
+            encoding: EncodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
             validation,
             supabase,
             issuer: config.issuer.clone(),

@@ -39,7 +39,10 @@ impl TwilioProvider {
                 "{}{path}",
                 self.config.api_base_url.trim_end_matches('/')
             ))
-            .basic_auth(&self.config.api_key_sid, Some(&self.config.api_key_secret))
+            .basic_auth(
+                &self.config.api_key_sid,
+                Some(self.config.api_key_secret.expose()),
+            )
             .form(form)
             .send()
             .await?;
@@ -69,7 +72,7 @@ impl VideoProvider for TwilioProvider {
         sign_access_token(
             &self.config.api_key_sid,
             &self.config.account_sid,
-            &self.config.api_key_secret,
+            self.config.api_key_secret.expose(),
             identity,
             room,
             now,
@@ -108,7 +111,8 @@ impl VideoProvider for TwilioProvider {
         let Ok(given) = STANDARD.decode(signature.trim()) else {
             return false;
         };
-        let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(self.config.auth_token.as_bytes()) else {
+        let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(self.config.auth_token.expose().as_bytes())
+        else {
             return false;
         };
         mac.update(signed_payload(&self.status_callback, params).as_bytes());

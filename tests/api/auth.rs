@@ -236,7 +236,7 @@ async fn supabase_tokens_are_refused_unless_configured() {
 async fn production_refuses_the_development_secret() {
     let mut config = test_config().await;
     config.environment = Environment::Production;
-    config.auth.jwt_secret = caregraph::config::DEV_JWT_SECRET.to_owned();
+    config.auth.jwt_secret = caregraph::config::DEV_JWT_SECRET.into();
     let refused = Application::build(config).await;
     assert!(
         refused.is_err(),

@@ -125,7 +125,7 @@ async fn next_any(ws: &mut WsClient) -> (String, Value) {
 #[tokio::test]
 async fn messages_are_sent_on_an_in_memory_sqlite_database() {
     let mut config = test_config().await;
-    config.database_url = "sqlite::memory:".to_owned();
+    config.database_url = "sqlite::memory:".into();
     let c = chat_on(TestApp::spawn_with(config).await).await;
     c.sent(&c.recipient, "first").await;
     c.sent(&c.caregiver, "second").await;

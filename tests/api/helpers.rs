@@ -43,9 +43,9 @@ pub struct TestUser {
 pub async fn test_config() -> Config {
     let mut config = Config::from_lookup(|_| None).expect("default config");
     config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.database_url = fresh_database().await;
-    config.auth.jwt_secret = TEST_JWT_SECRET.to_owned();
-    config.auth.supabase_jwt_secret = Some(TEST_SUPABASE_SECRET.to_owned());
+    config.database_url = fresh_database().await.into();
+    config.auth.jwt_secret = TEST_JWT_SECRET.into();
+    config.auth.supabase_jwt_secret = Some(TEST_SUPABASE_SECRET.into());
     config.websocket.init_timeout = Duration::from_millis(500);
     // Tests move the clock by days; their tokens must outlive that.
     config.auth.token_ttl = Duration::from_secs(365 * 86_400);
@@ -65,7 +65,7 @@ pub async fn test_config() -> Config {
     config.usage.cost = unbounded;
     config.usage.socket_opens = unbounded;
     config.usage.socket_operations = unbounded;
-    assert_ne!(config.auth.jwt_secret, DEV_JWT_SECRET);
+    assert_ne!(config.auth.jwt_secret.expose(), DEV_JWT_SECRET);
     config
 }
 

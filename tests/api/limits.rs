@@ -204,7 +204,7 @@ impl WriteLock {
 async fn an_operation_past_its_deadline_is_stopped_and_rolled_back() {
     let mut config = test_config().await;
     config.graphql.timeout = Duration::from_millis(300);
-    let database_url = config.database_url.clone();
+    let database_url = config.database_url.expose().to_owned();
     let app = TestApp::spawn_with(config).await;
     let user = app.register("CARE_RECIPIENT", "Vera").await;
     app.ok(&user, "{ me { id } }", json!({})).await;

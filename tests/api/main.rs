@@ -6,6 +6,7 @@ mod abuse;
 mod auth;
 mod bookings;
 mod chat;
+mod config;
 mod fake_twilio;
 mod helpers;
 mod limits;

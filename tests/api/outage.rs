@@ -114,7 +114,7 @@ async fn hold_while_black_hole(client: TcpStream, mut mode: watch::Receiver<Mode
 /// `None` on SQLite.
 async fn behind_proxy() -> Option<(Config, Proxy)> {
     let mut config = test_config().await;
-    let rest = config.database_url.strip_prefix("postgres")?;
+    let rest = config.database_url.expose().strip_prefix("postgres")?;
     let (scheme, rest) = rest.split_once("://")?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (user, host_port) = match authority.rsplit_once('@') {
@@ -132,7 +132,7 @@ async fn behind_proxy() -> Option<(Config, Proxy)> {
         .next()
         .expect("an address for the test cluster");
     let proxy = Proxy::start(upstream).await;
-    config.database_url = format!("postgres{scheme}://{user}{}/{path}", proxy.addr);
+    config.database_url = format!("postgres{scheme}://{user}{}/{path}", proxy.addr).into();
     Some((config, proxy))
 }
 
@@ -342,10 +342,10 @@ async fn write_lock_holder(url: &str) -> (DatabaseConnection, sea_orm::DatabaseT
 #[tokio::test]
 async fn a_locked_sqlite_file_refuses_writes_fast_and_keeps_serving_reads() {
     let config = test_config().await;
-    if !config.database_url.starts_with("sqlite:") {
+    if !config.database_url.expose().starts_with("sqlite:") {
         return;
     }
-    let url = config.database_url.clone();
+    let url = config.database_url.expose().to_owned();
     let app = TestApp::spawn_with(config).await;
     let user = app.register("CARE_RECIPIENT", "Locked").await;
 
@@ -367,7 +367,7 @@ async fn a_locked_sqlite_file_refuses_writes_fast_and_keeps_serving_reads() {
 #[tokio::test]
 async fn a_statement_that_outlives_the_statement_timeout_is_unavailable() {
     let config = test_config().await;
-    if !config.database_url.starts_with("postgres") {
+    if !config.database_url.expose().starts_with("postgres") {
         return;
     }
     let app = caregraph::startup::Application::build(config)

@@ -31,9 +31,9 @@ async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Config {
     let mut config = test_config().await;
     config.video.twilio = Some(TwilioConfig {
         account_sid: "ACtest".to_owned(),
-        auth_token: AUTH_TOKEN.to_owned(),
+        auth_token: AUTH_TOKEN.into(),
         api_key_sid: "SKtest".to_owned(),
-        api_key_secret: KEY_SECRET.to_owned(),
+        api_key_secret: KEY_SECRET.into(),
         api_base_url: twilio.base_url.clone(),
     });
     config.public_url = PUBLIC_URL.to_owned();
