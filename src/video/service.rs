@@ -520,4 +520,36 @@ impl VideoService {
             .await?;
         Ok(())
     }
+
+    /// The calls of `user_id` (either side) that are still current (pending, accepted or
+    /// active) or changed at or after `since`, only call `only` when given, oldest change
+    /// first: what a `videoCallUpdated` subscriber that fell behind the bus re-reads.
+    pub async fn current_or_changed_since(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        since: DateTime<Utc>,
+        only: Option<Uuid>,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        let mut query = video_call::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(video_call::Column::RequesterId.eq(user_id))
+                    .add(video_call::Column::CaregiverId.eq(user_id)),
+            )
+            .filter(
+                Condition::any()
+                    .add(video_call::Column::Status.is_in([
+                        VideoCallStatus::Pending,
+                        VideoCallStatus::Accepted,
+                        VideoCallStatus::Active,
+                    ]))
+                    .add(video_call::Column::UpdatedAt.gte(since)),
+            )
+            .order_by_asc(video_call::Column::UpdatedAt)
+            .order_by_asc(video_call::Column::Id);
+        if let Some(id) = only {
+            query = query.filter(video_call::Column::Id.eq(id));
+        }
+        Ok(query.all(conn).await?)
+    }
 }
