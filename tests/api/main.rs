@@ -8,6 +8,7 @@ mod bookings;
 mod chat;
 mod fake_twilio;
 mod helpers;
+mod lagging;
 mod limits;
 mod notifications;
 mod outage;
