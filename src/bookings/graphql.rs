@@ -1,18 +1,19 @@
 //! The GraphQL face of bookings: queries, lifecycle mutations and `bookingUpdated`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_graphql::{
     Context, InputObject, Object, Subscription,
     connection::Connection,
     dataloader::DataLoader,
-    futures_util::{Stream, StreamExt, stream},
+    futures_util::{Stream, future::BoxFuture},
 };
 use chrono::{DateTime, Utc};
 use entity::{
     booking, booking_series,
     enums::{BookingStatus, Frequency},
 };
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
@@ -21,11 +22,13 @@ use super::{
     service::{BookingAction, BookingService, NewBooking},
 };
 use crate::{
-    bus::{Delivery, Event, Topic},
+    bus::{
+        Event, Topic,
+        state::{Change, ChangedSince, Start, StateSource, live_state},
+    },
     error::AppError,
     paging::{PageRequest, page_cost},
     state::{AppState, write_as_viewer},
-    sync::lock,
     users::User,
     viewer::viewer,
 };
@@ -257,9 +260,42 @@ async fn apply(ctx: &Context<'_>, id: Uuid, action: BookingAction) -> Result<Boo
     Ok(booking.into())
 }
 
-/// How far before the last delivered change a lagging subscriber re-reads, to cover
-/// transactions that took their timestamp earlier but committed later.
-const RESYNC_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
+/// The viewer's bookings, on either side, as a stream of state.
+///
+/// An event passes on the booking it carries when the viewer is a party to it. After missed
+/// events, a resync yields the viewer's bookings changed since the last one delivered (less
+/// a margin for transactions that committed late), oldest change first: a booking may come
+/// twice, but its latest status never goes missing.
+struct ViewerBookings {
+    db: DatabaseConnection,
+    viewer_id: Uuid,
+    since: ChangedSince,
+}
+
+impl StateSource for ViewerBookings {
+    type Item = Booking;
+
+    fn change(&mut self, event: &Event) -> Change<Booking> {
+        match event {
+            Event::BookingChanged(booking) if booking.is_party(self.viewer_id) => {
+                self.since.saw(booking.updated_at);
+                Change::Items(vec![Booking(booking.clone())])
+            }
+            _ => Change::none(),
+        }
+    }
+
+    fn current(&mut self) -> BoxFuture<'_, Result<Vec<Booking>, AppError>> {
+        Box::pin(async move {
+            let changed =
+                BookingService::changed_since(&self.db, self.viewer_id, self.since.since()).await?;
+            for booking in &changed {
+                self.since.saw(booking.updated_at);
+            }
+            Ok(changed.into_iter().map(Booking::from).collect())
+        })
+    }
+}
 
 #[derive(Default)]
 pub struct BookingSubscription;
@@ -270,47 +306,21 @@ impl BookingSubscription {
     ///
     /// A subscriber that falls behind the bus re-reads what changed since the last booking it
     /// was sent (with a margin for transactions that committed late), so it may see a booking
-    /// twice but never misses its latest state.
+    /// twice but never misses its latest state. If that re-read fails, the stream ends with
+    /// the error (`SERVICE_UNAVAILABLE`, retryable, or `INTERNAL`): resubscribe, then query
+    /// `bookings` for what changed meanwhile.
     async fn booking_updated(
         &self,
         ctx: &Context<'_>,
-    ) -> Result<impl Stream<Item = Booking> + use<>, AppError> {
+    ) -> Result<impl Stream<Item = Result<Booking, AppError>> + use<>, AppError> {
         let viewer_id = viewer(ctx)?.id;
-        let state = AppState::of(ctx).clone();
-        let caught_up_to = Arc::new(Mutex::new(state.clock.now()));
+        let state = AppState::of(ctx);
         let deliveries = state.bus.subscribe(Topic::User(viewer_id));
-        Ok(deliveries
-            .then(move |delivery| {
-                let state = state.clone();
-                let caught_up_to = caught_up_to.clone();
-                async move {
-                    let batch: Vec<Arc<booking::Model>> = match delivery {
-                        Delivery::Event(Event::BookingChanged(booking))
-                            if booking.is_party(viewer_id) =>
-                        {
-                            vec![booking]
-                        }
-                        Delivery::Event(_) => Vec::new(),
-                        Delivery::Missed(_) => {
-                            let since = *lock(&caught_up_to) - RESYNC_MARGIN;
-                            BookingService::changed_since(&state.db, viewer_id, since)
-                                .await
-                                .unwrap_or_else(|err| {
-                                    tracing::error!(error = %err, "resynchronising bookingUpdated");
-                                    Vec::new()
-                                })
-                                .into_iter()
-                                .map(Arc::new)
-                                .collect()
-                        }
-                    };
-                    if let Some(latest) = batch.iter().map(|booking| booking.updated_at).max() {
-                        let mut caught_up_to = lock(&caught_up_to);
-                        *caught_up_to = (*caught_up_to).max(latest);
-                    }
-                    stream::iter(batch.into_iter().map(Booking))
-                }
-            })
-            .flatten())
+        let source = ViewerBookings {
+            db: state.db.clone(),
+            viewer_id,
+            since: ChangedSince::new(state.clock.now()),
+        };
+        Ok(live_state(source, deliveries, Start::Changes))
     }
 }

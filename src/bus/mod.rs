@@ -2,10 +2,21 @@
 //!
 //! Publishers are domain services (through [`crate::db::Write`], which publishes after commit);
 //! subscribers are GraphQL subscription resolvers, which filter by the viewer.
+//!
+//! A subscriber that falls behind is told so ([`Delivery::Missed`]) instead of being
+//! waited for, and every subscription recovers by the rule of its kind of stream:
+//! - stored items (`messageAdded`, `notificationAdded`) resume from their cursor: [`feed`];
+//! - current state (`bookingUpdated`, `videoCallUpdated`, `messagesRead`,
+//!   `messagesDelivered`) re-reads the state as stored: [`state`]; counts
+//!   (`unreadMessageCount`, `unreadNotificationCount`) are that rule for one number:
+//!   [`counter`];
+//! - `typing` is never stored, so there is nothing to re-read: the next typing event
+//!   supersedes what was missed, and "typing" ends by itself when no refresh comes.
 
 pub mod counter;
 pub mod feed;
 mod in_process;
+pub mod state;
 
 use std::sync::Arc;
 

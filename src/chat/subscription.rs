@@ -10,7 +10,6 @@ use async_graphql::{
     Context, Object, Subscription,
     futures_util::{Stream, StreamExt, future::BoxFuture, stream},
 };
-use entity::chat_member;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -24,6 +23,7 @@ use crate::{
         Delivery, Event, Topic,
         counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
+        state::{Change, Start, StateSource, live_state},
     },
     error::AppError,
     paging::CursorKey,
@@ -115,6 +115,42 @@ impl CountSource for UnreadMessages {
     }
 }
 
+/// One session's receipt horizons, read or delivered, as a stream of state.
+///
+/// An event passes on the member whose horizon it moved (the read stream only when the read
+/// horizon moved). After missed events, a resync yields both members' current horizons.
+struct Receipts {
+    db: DatabaseConnection,
+    session_id: Uuid,
+    kind: ReceiptKind,
+}
+
+impl StateSource for Receipts {
+    type Item = ChatMember;
+
+    fn change(&mut self, event: &Event) -> Change<ChatMember> {
+        match event {
+            Event::ReceiptsMoved {
+                receipt,
+                read_moved,
+                ..
+            } if receipt.session_id == self.session_id
+                && (*read_moved || self.kind == ReceiptKind::Delivered) =>
+            {
+                Change::Items(vec![ChatMember(receipt.clone())])
+            }
+            _ => Change::none(),
+        }
+    }
+
+    fn current(&mut self) -> BoxFuture<'_, Result<Vec<ChatMember>, AppError>> {
+        Box::pin(async move {
+            let receipts = ChatService::receipts(&self.db, self.session_id).await?;
+            Ok(receipts.into_values().map(ChatMember).collect())
+        })
+    }
+}
+
 /// Someone started or stopped typing.
 pub struct TypingUpdate {
     session_id: Uuid,
@@ -170,6 +206,10 @@ impl ChatSubscription {
     }
 
     /// A member's read horizon moved: the sender's ticks turn to "read".
+    ///
+    /// A subscriber that falls behind the bus receives both members' current horizons. If
+    /// that re-read fails, the stream ends with the error (`SERVICE_UNAVAILABLE`, retryable,
+    /// or `INTERNAL`): resubscribe, then query `chatSession` for the horizons.
     async fn messages_read(
         &self,
         ctx: &Context<'_>,
@@ -179,6 +219,8 @@ impl ChatSubscription {
     }
 
     /// A member's delivered horizon moved (reading moves it too).
+    ///
+    /// Falling behind and failing re-reads are handled as for `messagesRead`.
     async fn messages_delivered(
         &self,
         ctx: &Context<'_>,
@@ -189,6 +231,9 @@ impl ChatSubscription {
 
     /// The other member started or stopped typing; "typing" ends by itself when no refresh
     /// comes within a few seconds.
+    ///
+    /// Typing is never stored: a subscriber that falls behind re-reads nothing, and the next
+    /// typing event supersedes what it missed.
     async fn typing(
         &self,
         ctx: &Context<'_>,
@@ -205,6 +250,10 @@ impl ChatSubscription {
 
     /// The viewer's unread messages in one session, or in all their chats without
     /// `sessionId`: the current value first, then every change.
+    ///
+    /// A subscriber that falls behind the bus receives the current count. If that re-read
+    /// fails, the stream ends with the error (`SERVICE_UNAVAILABLE`, retryable, or
+    /// `INTERNAL`): resubscribe.
     async fn unread_message_count(
         &self,
         ctx: &Context<'_>,
@@ -225,7 +274,7 @@ impl ChatSubscription {
     }
 }
 
-/// Receipt updates of one session; after missed events, both members' current horizons.
+/// Receipt updates of one session, for a member of it; see [`Receipts`].
 async fn receipts(
     ctx: &Context<'_>,
     session_id: Uuid,
@@ -234,39 +283,17 @@ async fn receipts(
     let state = AppState::of(ctx);
     let deliveries = state.bus.subscribe(Topic::Session(session_id));
     let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-    let db = state.db.clone();
-    Ok(deliveries
-        .then(move |delivery| {
-            let db = db.clone();
-            async move {
-                let members: Vec<chat_member::Model> = match delivery {
-                    Delivery::Event(Event::ReceiptsMoved {
-                        receipt,
-                        read_moved,
-                        ..
-                    }) if receipt.session_id == session.id
-                        && (read_moved || kind == ReceiptKind::Delivered) =>
-                    {
-                        vec![receipt]
-                    }
-                    Delivery::Event(_) => Vec::new(),
-                    Delivery::Missed(_) => match ChatService::receipts(&db, session.id).await {
-                        Ok(members) => members.into_values().collect(),
-                        Err(err) => return stream::iter(vec![Err(err)]),
-                    },
-                };
-                let updates: Vec<Result<ChatMember, AppError>> = members
-                    .into_iter()
-                    .map(|member| Ok(ChatMember(member)))
-                    .collect();
-                stream::iter(updates)
-            }
-        })
-        .flatten())
+    let source = Receipts {
+        db: state.db.clone(),
+        session_id: session.id,
+        kind,
+    };
+    Ok(live_state(source, deliveries, Start::Changes))
 }
 
 /// Turns the other member's typing events into start/stop updates, ending "typing" by itself
-/// `ttl` after the last refresh.
+/// `ttl` after the last refresh. Missed events are passed over on purpose: the stream's rule
+/// is that the next typing event supersedes them.
 fn typing_updates(
     deliveries: async_graphql::futures_util::stream::BoxStream<'static, Delivery>,
     session_id: Uuid,
@@ -310,7 +337,11 @@ fn typing_updates(
                                 return Some((update(typing), state));
                             }
                         }
-                        _ => {}
+                        Delivery::Event(_) => {}
+                        // Typing is never stored, so there is nothing to re-read: the next
+                        // event supersedes what was missed (a typing client refreshes every
+                        // second or so), and a missed stop ends "typing" at its expiry.
+                        Delivery::Missed(_) => {}
                     },
                 }
             }

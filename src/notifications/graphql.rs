@@ -322,6 +322,10 @@ impl NotificationSubscription {
     }
 
     /// The viewer's unread count now, then every time it changes.
+    ///
+    /// A subscriber that falls behind the bus receives the current count. If that re-read
+    /// fails, the stream ends with the error (`SERVICE_UNAVAILABLE`, retryable, or
+    /// `INTERNAL`): resubscribe.
     async fn unread_notification_count(
         &self,
         ctx: &Context<'_>,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use async_graphql::{
     Context, InputObject, Object, SimpleObject, Subscription,
     connection::Connection,
-    futures_util::{Stream, StreamExt, future},
+    futures_util::{Stream, future::BoxFuture},
 };
 use chrono::{DateTime, Utc};
 use entity::{enums::VideoCallStatus, video_call};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
@@ -17,7 +18,10 @@ use super::{
 };
 use crate::{
     bookings::Booking,
-    bus::{Delivery, Event, Topic},
+    bus::{
+        Event, Topic,
+        state::{Change, ChangedSince, Start, StateSource, live_state},
+    },
     error::AppError,
     paging::{PageRequest, page_cost},
     state::{AppState, write_as_viewer},
@@ -258,6 +262,52 @@ impl VideoMutation {
     }
 }
 
+/// The viewer's calls (or one of them) as a stream of state.
+///
+/// An event passes on the call it carries when the viewer takes part in it (and it is the
+/// one asked for). After missed events, a resync yields the viewer's calls that are current
+/// (pending, accepted or active) and those changed since the last call delivered (less a
+/// margin for transactions that committed late), oldest change first: a caregiver whose
+/// stream fell behind still receives a pending request, and an ended call its last status.
+struct ViewerCalls {
+    db: DatabaseConnection,
+    viewer_id: Uuid,
+    only: Option<Uuid>,
+    since: ChangedSince,
+}
+
+impl StateSource for ViewerCalls {
+    type Item = VideoCall;
+
+    fn change(&mut self, event: &Event) -> Change<VideoCall> {
+        match event {
+            Event::VideoCallChanged(call)
+                if call.is_party(self.viewer_id) && self.only.is_none_or(|id| id == call.id) =>
+            {
+                self.since.saw(call.updated_at);
+                Change::Items(vec![VideoCall(call.clone())])
+            }
+            _ => Change::none(),
+        }
+    }
+
+    fn current(&mut self) -> BoxFuture<'_, Result<Vec<VideoCall>, AppError>> {
+        Box::pin(async move {
+            let calls = VideoService::current_or_changed_since(
+                &self.db,
+                self.viewer_id,
+                self.since.since(),
+                self.only,
+            )
+            .await?;
+            for call in &calls {
+                self.since.saw(call.updated_at);
+            }
+            Ok(calls.into_iter().map(VideoCall::from).collect())
+        })
+    }
+}
+
 #[derive(Default)]
 pub struct VideoSubscription;
 
@@ -265,27 +315,29 @@ pub struct VideoSubscription;
 impl VideoSubscription {
     /// Changes of one of the viewer's calls, or of all of them without `id` (how a caregiver
     /// hears of incoming requests).
+    ///
+    /// A subscriber that falls behind the bus re-reads the calls that are pending, accepted or
+    /// active and those changed since the last call it was sent, so it may see a call twice
+    /// but never misses a request or a call's latest status. If that re-read fails, the stream
+    /// ends with the error (`SERVICE_UNAVAILABLE`, retryable, or `INTERNAL`): resubscribe,
+    /// then query `videoCalls` for what changed meanwhile.
     async fn video_call_updated(
         &self,
         ctx: &Context<'_>,
         id: Option<Uuid>,
-    ) -> Result<impl Stream<Item = VideoCall> + use<>, AppError> {
+    ) -> Result<impl Stream<Item = Result<VideoCall, AppError>> + use<>, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
         let deliveries = state.bus.subscribe(Topic::User(viewer.id));
         if let Some(id) = id {
             VideoService::find_for(&state.db, viewer, id).await?;
         }
-        let viewer_id = viewer.id;
-        Ok(deliveries.filter_map(move |delivery| {
-            future::ready(match delivery {
-                Delivery::Event(Event::VideoCallChanged(call))
-                    if call.is_party(viewer_id) && id.is_none_or(|id| id == call.id) =>
-                {
-                    Some(VideoCall(call))
-                }
-                _ => None,
-            })
-        }))
+        let source = ViewerCalls {
+            db: state.db.clone(),
+            viewer_id: viewer.id,
+            only: id,
+            since: ChangedSince::new(state.clock.now()),
+        };
+        Ok(live_state(source, deliveries, Start::Changes))
     }
 }

@@ -10,8 +10,8 @@ use entity::{
     video_call,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, Order,
+    QueryFilter, QueryOrder, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -20,7 +20,10 @@ use crate::{
     bookings::BookingService,
     bus::Event,
     chat::ChatService,
-    db::{Write, conditions::rows_of},
+    db::{
+        Write,
+        conditions::{either_party, rows_of},
+    },
     error::AppError,
     notifications::NotificationService,
     paging::{PageRequest, TimeCursor},
@@ -92,11 +95,10 @@ impl VideoService {
         let open = video_call::Entity::find()
             .filter(video_call::Column::RequesterId.eq(viewer.id))
             .filter(video_call::Column::CaregiverId.eq(input.caregiver_id))
-            .filter(video_call::Column::Status.is_in([
-                VideoCallStatus::Pending,
-                VideoCallStatus::Accepted,
-                VideoCallStatus::Active,
-            ]))
+            .filter(
+                video_call::Column::Status
+                    .is_in(VideoCallStatus::iter().filter(|status| !status.is_final())),
+            )
             .one(write)
             .await?;
         if let Some(open) = open {
@@ -404,5 +406,35 @@ impl VideoService {
             .exec(write)
             .await?;
         Ok(())
+    }
+
+    /// The calls of `user_id` (either side) that are still current (pending, accepted or
+    /// active) or changed at or after `since`, only call `only` when given, oldest change
+    /// first: what a `videoCallUpdated` subscriber that fell behind the bus re-reads.
+    pub async fn current_or_changed_since(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        since: DateTime<Utc>,
+        only: Option<Uuid>,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        use video_call::Column;
+        let current = VideoCallStatus::iter().filter(|status| !status.is_final());
+        let mut query = video_call::Entity::find()
+            .filter(either_party(
+                Column::RequesterId,
+                Column::CaregiverId,
+                user_id,
+            ))
+            .filter(
+                Condition::any()
+                    .add(Column::Status.is_in(current))
+                    .add(Column::UpdatedAt.gte(since)),
+            )
+            .order_by_asc(Column::UpdatedAt)
+            .order_by_asc(Column::Id);
+        if let Some(id) = only {
+            query = query.filter(video_call::Column::Id.eq(id));
+        }
+        Ok(query.all(conn).await?)
     }
 }

@@ -4,12 +4,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use caregraph::{
     clock::ManualClock,
-    config::{Config, DEV_JWT_SECRET, RateConfig},
+    config::{Config, DEV_JWT_SECRET, GraphqlConfig, RateConfig},
     startup::Application,
+    state::AppState,
+    viewer::Credentials,
 };
 use chrono::{SubsecRound, Utc};
-use futures_util::{SinkExt, StreamExt};
-use sea_orm::ConnectionTrait;
+use futures_util::{FutureExt, SinkExt, StreamExt, stream::BoxStream};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
@@ -30,6 +32,9 @@ pub struct TestApp {
     pub clock: ManualClock,
     http: reqwest::Client,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server's shared services, for subscribers run beside it (see [`Subscriber`]).
+    state: AppState,
+    graphql: GraphqlConfig,
 }
 
 /// A registered user and their token.
@@ -110,17 +115,51 @@ impl TestApp {
 
     /// A server on `config` reading time from `clock`, which other servers may share.
     pub async fn spawn_with_clock(config: Config, clock: ManualClock) -> TestApp {
+        let graphql = config.graphql.clone();
         let app = Application::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .expect("application builds");
         let addr = app.local_addr().expect("bound address");
+        let state = app.state().clone();
         let server = tokio::spawn(app.run_until_stopped());
         TestApp {
             addr,
             clock,
             http: reqwest::Client::new(),
             server,
+            state,
+            graphql,
         }
+    }
+
+    /// The server's database, for a test that breaks it on purpose.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    /// Starts subscription `query` as `user` on the server's schema, database and bus, in the
+    /// test's own task (see [`Subscriber`]). When this returns, the subscription listens to
+    /// the bus.
+    pub async fn subscriber(&self, user: &TestUser, query: &str, variables: Value) -> Subscriber {
+        let viewer = self
+            .state
+            .authenticator
+            .authenticate(&user.token)
+            .await
+            .expect("a valid token");
+        let schema = caregraph::graphql::build(self.state.clone(), &self.graphql);
+        let request = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables))
+            .data(Credentials::Authenticated(viewer));
+        let mut responses = schema.execute_stream(request);
+        // One poll runs the resolver, which subscribes to the bus before its first await; a
+        // stream that starts with the current state may answer at once.
+        let early = match responses.next().now_or_never() {
+            None => None,
+            Some(Some(response)) => Some(response),
+            Some(None) => panic!("the subscription ended before it started"),
+        };
+        Subscriber { responses, early }
     }
 
     /// Stops the server and its scheduler, as a crash or a restart would.
@@ -421,6 +460,50 @@ impl WsClient {
     pub async fn expect_silence(&mut self, wait: Duration) {
         if let Some(event) = self.next_event_within(wait).await {
             panic!("expected silence, got {event:?}");
+        }
+    }
+}
+
+/// A subscription that takes events from the server's bus only while the test reads it.
+///
+/// A socket cannot make a subscriber fall behind on cue: the server keeps moving events into
+/// the socket's buffers while the client does not read. This subscriber runs the server's own
+/// schema in the test's task, so nothing is taken from the bus between two reads, and events
+/// published meanwhile beyond the bus's capacity are missed, every time.
+pub struct Subscriber {
+    responses: BoxStream<'static, async_graphql::Response>,
+    /// A result that came with the poll that started the subscription.
+    early: Option<async_graphql::Response>,
+}
+
+impl Subscriber {
+    /// The next result as a client receives it (`data`, `errors`), or None once the
+    /// subscription ended; fails after five seconds of silence.
+    pub async fn next_response(&mut self) -> Option<Value> {
+        let response = match self.early.take() {
+            Some(early) => early,
+            None => tokio::time::timeout(Duration::from_secs(5), self.responses.next())
+                .await
+                .expect("the subscription said nothing for five seconds")?,
+        };
+        Some(serde_json::to_value(response).expect("a response is JSON"))
+    }
+
+    /// Reads results until one's `data` satisfies `reached`, failing on an error, on the
+    /// end of the subscription, or after five seconds of silence; returns each `data` read.
+    pub async fn read_until(&mut self, mut reached: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let mut read = Vec::new();
+        loop {
+            let response = self
+                .next_response()
+                .await
+                .unwrap_or_else(|| panic!("the subscription ended after {read:?}"));
+            let data = data(response);
+            let done = reached(&data);
+            read.push(data);
+            if done {
+                return read;
+            }
         }
     }
 }
