@@ -13,13 +13,13 @@ use uuid::Uuid;
 use super::{
     plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
-    service::{ChatService, MessageCursor, SessionCursor},
+    service::ChatService,
 };
 use crate::{
     bookings::Booking,
     bus::Event,
     error::AppError,
-    paging::{CursorKey, PageRequest, page_cost, page_size},
+    paging::{CursorKey, PageRequest, SeqCursor, page_cost, page_size},
     state::{AppState, write_as_viewer},
     users::User,
     viewer::viewer,
@@ -102,7 +102,7 @@ impl Message {
 
     /// Pass as `after` to `messageAdded` or `messages` to continue after this message.
     async fn cursor(&self) -> String {
-        MessageCursor(self.model.seq).encode()
+        SeqCursor(self.model.seq).encode()
     }
 }
 
@@ -241,8 +241,7 @@ impl MessageWindow {
         before: Option<String>,
     ) -> Result<Self, AppError> {
         let cursor = |value: Option<String>, field: &'static str| {
-            MessageCursor::from_argument(value, field)
-                .map(|cursor| cursor.map(|MessageCursor(seq)| seq))
+            SeqCursor::from_argument(value, field).map(|cursor| cursor.map(|SeqCursor(seq)| seq))
         };
         match (
             first.is_some() || after.is_some(),
@@ -289,7 +288,7 @@ impl MessageWindow {
             .map(|row| {
                 let status = MessageStatus::of(&row, receipts);
                 Edge::new(
-                    MessageCursor(row.seq).encode(),
+                    SeqCursor(row.seq).encode(),
                     Message {
                         model: Arc::new(row),
                         status,
@@ -325,15 +324,9 @@ impl ChatQuery {
         after: Option<String>,
     ) -> Result<Connection<String, ChatSession>, AppError> {
         let viewer = viewer(ctx)?;
-        let page = PageRequest::<SessionCursor>::new(first, after)?;
-        let rows = ChatService::sessions(
-            &AppState::of(ctx).db,
-            viewer,
-            page.after.as_ref(),
-            page.fetch_limit(),
-        )
-        .await?;
-        Ok(page.connection(rows, SessionCursor::of, ChatSession))
+        let page = PageRequest::new(first, after)?;
+        let rows = ChatService::sessions(&AppState::of(ctx).db, viewer, &page).await?;
+        Ok(page.connection(rows, ChatService::position, ChatSession))
     }
 
     /// One chat the viewer is a member of.

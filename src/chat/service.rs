@@ -5,15 +5,14 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use entity::{
     booking, chat_member, chat_session,
     enums::{BookingStatus, MessageKind},
     message,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -24,63 +23,19 @@ use super::{
     receipts::{Horizon, Receipt, Receipts, SessionReceipts, forward_only, members},
 };
 use crate::{
-    bookings::BookingService, bus::Event, db::Write, db::batch_shape::BatchShape, error::AppError,
-    notifications::NotificationService, paging::CursorKey, users::UserService, viewer::Viewer,
+    bookings::BookingService,
+    bus::Event,
+    db::{
+        Write,
+        batch_shape::BatchShape,
+        conditions::{between, either_party},
+    },
+    error::AppError,
+    notifications::NotificationService,
+    paging::{PageRequest, TimeCursor},
+    users::UserService,
+    viewer::Viewer,
 };
-
-/// A position among a session's messages: their `seq`.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageCursor(pub i64);
-
-impl CursorKey for MessageCursor {
-    fn to_plain(&self) -> String {
-        format!("message:{}", self.0)
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        plain
-            .strip_prefix("message:")?
-            .parse()
-            .ok()
-            .filter(|seq| *seq >= 0)
-            .map(MessageCursor)
-    }
-}
-
-/// A position in the viewer's session list, ordered by latest activity.
-pub struct SessionCursor {
-    last_activity_at: DateTime<Utc>,
-    id: Uuid,
-}
-
-impl SessionCursor {
-    pub fn of(session: &chat_session::Model) -> Self {
-        Self {
-            last_activity_at: session.last_activity_at,
-            id: session.id,
-        }
-    }
-}
-
-impl CursorKey for SessionCursor {
-    fn to_plain(&self) -> String {
-        format!(
-            "session:{}:{}",
-            self.last_activity_at.timestamp_micros(),
-            self.id
-        )
-    }
-
-    fn from_plain(plain: &str) -> Option<Self> {
-        let mut parts = plain.strip_prefix("session:")?.splitn(2, ':');
-        let last_activity_at = DateTime::from_timestamp_micros(parts.next()?.parse().ok()?)?;
-        let id = Uuid::parse_str(parts.next()?).ok()?;
-        Some(Self {
-            last_activity_at,
-            id,
-        })
-    }
-}
 
 /// Chat sessions, messages and receipts. Every function sees only sessions the viewer is a
 /// member of.
@@ -177,17 +132,11 @@ impl ChatService {
         author_id: Uuid,
         body: String,
     ) -> Result<Option<message::Model>, AppError> {
-        let pair = Condition::any()
-            .add(
-                Condition::all()
-                    .add(chat_session::Column::CareRecipientId.eq(members[0]))
-                    .add(chat_session::Column::CaregiverId.eq(members[1])),
-            )
-            .add(
-                Condition::all()
-                    .add(chat_session::Column::CareRecipientId.eq(members[1]))
-                    .add(chat_session::Column::CaregiverId.eq(members[0])),
-            );
+        let pair = between(
+            chat_session::Column::CareRecipientId,
+            chat_session::Column::CaregiverId,
+            members,
+        );
         // Locked as it is found: the line takes the session's next seq like any send.
         let mut query = chat_session::Entity::find()
             .filter(pair)
@@ -337,30 +286,24 @@ impl ChatService {
     pub async fn sessions(
         conn: &impl ConnectionTrait,
         viewer: &Viewer,
-        after: Option<&SessionCursor>,
-        limit: u64,
+        page: &PageRequest<TimeCursor>,
     ) -> Result<Vec<chat_session::Model>, AppError> {
-        let mut query = chat_session::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(chat_session::Column::CareRecipientId.eq(viewer.id))
-                    .add(chat_session::Column::CaregiverId.eq(viewer.id)),
-            )
-            .order_by_desc(chat_session::Column::LastActivityAt)
-            .order_by_desc(chat_session::Column::Id)
-            .limit(limit);
-        if let Some(after) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(chat_session::Column::LastActivityAt.lt(after.last_activity_at))
-                    .add(
-                        Condition::all()
-                            .add(chat_session::Column::LastActivityAt.eq(after.last_activity_at))
-                            .add(chat_session::Column::Id.lt(after.id)),
-                    ),
-            );
+        use chat_session::Column;
+        let mine = chat_session::Entity::find().filter(either_party(
+            Column::CareRecipientId,
+            Column::CaregiverId,
+            viewer.id,
+        ));
+        let latest_first = page.select(mine, Column::LastActivityAt, Column::Id, Order::Desc);
+        Ok(latest_first.all(conn).await?)
+    }
+
+    /// Where `session` stands in [`Self::sessions`].
+    pub fn position(session: &chat_session::Model) -> TimeCursor {
+        TimeCursor {
+            at: session.last_activity_at,
+            id: session.id,
         }
-        Ok(query.all(conn).await?)
     }
 
     /// Messages after `after_seq`, oldest first.

@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::{
     graphql::{ChatMember, Message, MessageStatus},
-    service::{ChatService, MessageCursor},
+    receipts::Horizon,
+    service::ChatService,
 };
 use crate::{
     bus::{
@@ -26,7 +27,7 @@ use crate::{
         state::{Change, Start, StateSource, live_state},
     },
     error::AppError,
-    paging::CursorKey,
+    paging::{CursorKey, SeqCursor},
     state::AppState,
     users::User,
     viewer::viewer,
@@ -122,7 +123,7 @@ impl CountSource for UnreadMessages {
 struct Receipts {
     db: DatabaseConnection,
     session_id: Uuid,
-    kind: ReceiptKind,
+    kind: Horizon,
 }
 
 impl StateSource for Receipts {
@@ -135,7 +136,7 @@ impl StateSource for Receipts {
                 read_moved,
                 ..
             } if receipt.session_id == self.session_id
-                && (*read_moved || self.kind == ReceiptKind::Delivered) =>
+                && (*read_moved || self.kind == Horizon::Delivered) =>
             {
                 Change::Items(vec![ChatMember(receipt.clone())])
             }
@@ -173,13 +174,6 @@ impl TypingUpdate {
     }
 }
 
-/// Which receipts a receipt stream passes on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ReceiptKind {
-    Read,
-    Delivered,
-}
-
 #[derive(Default)]
 pub struct ChatSubscription;
 
@@ -197,7 +191,7 @@ impl ChatSubscription {
         // Subscribe before the first await, so nothing published from here on is missed.
         let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-        let after = MessageCursor::from_argument(after, "after")?.map(|MessageCursor(seq)| seq);
+        let after = SeqCursor::from_argument(after, "after")?.map(|SeqCursor(seq)| seq);
         let source = SessionMessages {
             db: state.db.clone(),
             session_id: session.id,
@@ -215,7 +209,7 @@ impl ChatSubscription {
         ctx: &Context<'_>,
         session_id: Uuid,
     ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
-        receipts(ctx, session_id, ReceiptKind::Read).await
+        receipts(ctx, session_id, Horizon::Read).await
     }
 
     /// A member's delivered horizon moved (reading moves it too).
@@ -226,7 +220,7 @@ impl ChatSubscription {
         ctx: &Context<'_>,
         session_id: Uuid,
     ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
-        receipts(ctx, session_id, ReceiptKind::Delivered).await
+        receipts(ctx, session_id, Horizon::Delivered).await
     }
 
     /// The other member started or stopped typing; "typing" ends by itself when no refresh
@@ -278,7 +272,7 @@ impl ChatSubscription {
 async fn receipts(
     ctx: &Context<'_>,
     session_id: Uuid,
-    kind: ReceiptKind,
+    kind: Horizon,
 ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
     let state = AppState::of(ctx);
     let deliveries = state.bus.subscribe(Topic::Session(session_id));
