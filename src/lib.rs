@@ -15,7 +15,8 @@
 //! - [`db`]: connecting, and the write transaction that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
 //! - [`error`]: the one error type and its GraphQL codes.
-//! - [`state`]: the services every resolver shares.
+//! - [`state`]: what every domain shares: the pool, the writer, the bus, the clock.
+//! - [`services`]: the shared state and each domain's runtime parts, assembled at start-up.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`sync`]: locking that survives a panic elsewhere.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
@@ -34,6 +35,7 @@ pub mod jobs;
 pub mod notifications;
 pub mod paging;
 pub mod rate_limit;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod sync;

@@ -98,13 +98,14 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 ..config
             };
             let app = Application::build(config).await?;
-            let state = app.state();
+            let services = app.services();
+            let state = &services.state;
             let found = match Uuid::parse_str(&user) {
                 Ok(id) => UserService::find(&state.db, id).await?,
                 Err(_) => UserService::find_by_email(&state.db, &user).await?,
             }
             .ok_or_else(|| format!("no user {user}"))?;
-            let (token, expires_at) = state.tokens.issue(found.id, state.clock.now())?;
+            let (token, expires_at) = services.auth.tokens.issue(found.id, state.clock.now())?;
             eprintln!(
                 "token for {} ({}), valid until {expires_at}",
                 found.email, found.id

@@ -6,7 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{Authenticator, SignInLimits, TokenService},
+    auth::{Auth, Authenticator, SignInLimits, TokenService},
     bus::{EventBus, InProcessBus},
     chat::{SendQueue, TypingGate},
     clock::{Clock, SystemClock},
@@ -16,6 +16,7 @@ use crate::{
     http::{self, HttpState},
     jobs,
     rate_limit::UsageLimits,
+    services::Services,
     state::AppState,
     video::{DevProvider, TwilioProvider, Video, VideoProvider, VideoSettings},
 };
@@ -65,7 +66,7 @@ fn video(config: &Config) -> Video {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    state: AppState,
+    services: Services,
     scheduler_interval: std::time::Duration,
     header_timeout: std::time::Duration,
 }
@@ -95,7 +96,7 @@ impl Application {
             SendQueue::start(writer.on(
                 db::writer_connection(config.database_url.expose(), &config.database, &db).await?,
             ));
-        let state = AppState {
+        let auth = Auth {
             authenticator: Authenticator::new(
                 tokens.clone(),
                 db.clone(),
@@ -104,21 +105,26 @@ impl Application {
                 config.auth.known_users_capacity,
             ),
             sign_in: Arc::new(SignInLimits::new(&config.sign_in, clock.clone())?),
-            usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),
-            db,
-            bus,
-            clock,
             tokens,
-            reminders: Arc::new(config.reminders.clone()),
+        };
+        let services = Services {
+            state: AppState {
+                usage: Arc::new(UsageLimits::new(&config.usage, clock.clone())),
+                db,
+                bus,
+                clock,
+                reminders: Arc::new(config.reminders.clone()),
+                write_queue,
+                writer,
+            },
+            auth,
+            sends,
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
             video: Arc::new(video(&config)),
-            write_queue,
-            writer,
-            sends,
         };
-        let schema = graphql::build(state.clone(), &config.graphql);
+        let schema = graphql::build(&services, &config.graphql);
         let router = http::router(HttpState {
-            app: state.clone(),
+            services: services.clone(),
             schema,
             http: Arc::new(config.http.clone()),
             websocket: Arc::new(config.websocket.clone()),
@@ -129,7 +135,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            state,
+            services,
             scheduler_interval: config.reminders.scheduler_interval,
             header_timeout: config.http.header_timeout,
         })
@@ -141,8 +147,8 @@ impl Application {
     }
 
     /// The shared services, for commands that act without HTTP (e.g. minting a token).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Serves, with the background scheduler and SQLite's checkpointer beside it, until ctrl-c
@@ -151,12 +157,12 @@ impl Application {
         let server = http::serve(self.listener, self.router, self.header_timeout, async {
             let _ = tokio::signal::ctrl_c().await;
         });
-        let checkpoints =
-            db::checkpoint::run(self.state.db.clone(), self.state.write_queue.clone());
+        let Services { state, video, .. } = self.services;
+        let checkpoints = db::checkpoint::run(state.db.clone(), state.write_queue.clone());
         tokio::select! {
             () = server => Ok(()),
             () = checkpoints => Ok(()),
-            () = jobs::run(self.state, self.scheduler_interval) => Ok(()),
+            () = jobs::run(state, &video, self.scheduler_interval) => Ok(()),
         }
     }
 }

@@ -1,4 +1,8 @@
-//! What every resolver and handler shares: the pool, the bus, the clock and the token service.
+//! What every domain shares: the pool, the writer, the bus, the clock and the usage limits.
+//!
+//! It sits below the domains, so it names none of them: what one domain alone needs (chat's
+//! send queue, the video provider, the token service) is handed to its resolvers as its own
+//! context data by `services`.
 
 use std::sync::Arc;
 
@@ -6,38 +10,27 @@ use async_graphql::Context;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{Authenticator, SignInLimits, TokenService},
     bus::EventBus,
-    chat::{SendQueue, TypingGate},
     clock::Clock,
     config::ReminderConfig,
     db::{Write, WriteQueue, Writer},
     error::AppError,
     rate_limit::UsageLimits,
-    video::Video,
     viewer::{Viewer, viewer},
 };
 
-/// The application's shared services, cheap to clone.
+/// The state every domain shares, cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
-    pub tokens: Arc<TokenService>,
-    pub authenticator: Authenticator,
-    /// Rate limits on `login` and `register`.
-    pub sign_in: Arc<SignInLimits>,
     /// What each signed-in user may spend: query cost, new sockets, socket operations.
     pub usage: Arc<UsageLimits>,
     pub reminders: Arc<ReminderConfig>,
-    pub typing: Arc<TypingGate>,
-    pub video: Arc<Video>,
     pub write_queue: WriteQueue,
     /// Starts every write transaction: see `db::write`.
     pub writer: Writer,
-    /// Where `sendMessage` joins a batch (group commit).
-    pub sends: SendQueue,
 }
 
 impl AppState {

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::{
     plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
+    send_queue::SendQueue,
     service::ChatService,
+    typing::TypingGate,
 };
 use crate::{
     bookings::Booking,
@@ -362,7 +364,6 @@ impl ChatMutation {
         input: SendMessageInput,
     ) -> Result<Message, AppError> {
         let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
         let request = SendRequest {
             sender_id: viewer.id,
             message: NewMessage {
@@ -371,7 +372,7 @@ impl ChatMutation {
                 client_message_id: input.client_message_id,
             },
         };
-        let sent = state.sends.send(request).await?;
+        let sent = ctx.data_unchecked::<SendQueue>().send(request).await?;
         Ok(Message {
             status: MessageStatus::of(&sent.message, &sent.receipts),
             model: Arc::new(sent.message),
@@ -411,7 +412,10 @@ impl ChatMutation {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
         let session = ChatService::find_for(&state.db, viewer, session_id).await?;
-        if !state.typing.admit(viewer.id, session.id, typing)? {
+        if !ctx
+            .data_unchecked::<Arc<TypingGate>>()
+            .admit(viewer.id, session.id, typing)?
+        {
             return Ok(false);
         }
         state.bus.publish(Event::Typing {

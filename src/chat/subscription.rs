@@ -18,6 +18,7 @@ use super::{
     graphql::{ChatMember, Message, MessageStatus},
     receipts::Horizon,
     service::ChatService,
+    typing::TypingGate,
 };
 use crate::{
     bus::{
@@ -238,7 +239,7 @@ impl ChatSubscription {
         let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
         let other = session.other_member(viewer_id);
-        let ttl = state.typing.ttl();
+        let ttl = ctx.data_unchecked::<Arc<TypingGate>>().ttl();
         Ok(typing_updates(deliveries, session.id, other, ttl))
     }
 

@@ -8,12 +8,13 @@ use limits::QueryLimits;
 use parsed_queries::ParsedQueries;
 
 use crate::{
+    auth::AuthMutation,
     bookings::{BookingLoader, BookingMutation, BookingQuery, BookingSubscription, SeriesLoader},
     chat::{ChatMutation, ChatQuery, ChatSubscription},
     config::GraphqlConfig,
     error::ErrorCodes,
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
-    state::AppState,
+    services::Services,
     users::{UserLoader, UserMutation, UserQuery},
     video::{VideoMutation, VideoQuery, VideoSubscription},
 };
@@ -29,6 +30,7 @@ pub struct Query(
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
+    AuthMutation,
     UserMutation,
     BookingMutation,
     ChatMutation,
@@ -50,9 +52,10 @@ pub type CaregraphSchema = Schema<Query, Mutation, Subscription>;
 /// How deeply input values and fragments may nest, checked by the parser.
 const MAX_RECURSIVE_DEPTH: usize = 32;
 
-/// The schema serving requests, with the shared state and the loaders that batch each
-/// page's per-row look-ups into one query.
-pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
+/// The schema serving requests, with the shared services (each part as context data of its
+/// own type) and the loaders that batch each page's per-row look-ups into one query.
+pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
+    let state = services.state.clone();
     let users = DataLoader::new(UserLoader(state.db.clone()), tokio::spawn);
     let usage = state.usage.clone();
     let bookings = DataLoader::new(BookingLoader(state.db.clone()), tokio::spawn);
@@ -63,6 +66,10 @@ pub fn build(state: AppState, config: &GraphqlConfig) -> CaregraphSchema {
         Subscription::default(),
     )
     .data(state)
+    .data(services.auth.clone())
+    .data(services.sends.clone())
+    .data(services.typing.clone())
+    .data(services.video.clone())
     .data(users)
     .data(bookings)
     .data(series)

@@ -26,13 +26,18 @@ pub async fn execute(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let credentials = state.app.authenticator.from_header(authorization).await;
+    let credentials = state
+        .services
+        .auth
+        .authenticator
+        .from_header(authorization)
+        .await;
     let request = match request::read(&state.http, &headers, body).await {
         Ok(request) => request,
         // A refused body still costs its sender; one who keeps sending them is told to wait.
         Err(rejection) => {
             if let Credentials::Authenticated(viewer) = &credentials {
-                let usage = &state.app.usage;
+                let usage = &state.services.state.usage;
                 usage
                     .spend(viewer.id, 0)
                     .map_err(HttpRejection::RateLimited)?;
@@ -40,7 +45,7 @@ pub async fn execute(
             return Err(rejection);
         }
     };
-    let client = state.app.sign_in.client_addr(peer, &headers);
+    let client = state.services.auth.sign_in.client_addr(peer, &headers);
     Ok(state
         .schema
         .execute(request.data(credentials).data(client))
@@ -89,7 +94,7 @@ pub async fn graphiql_or_websocket(
         .max_message_size(state.websocket.max_message_bytes)
         .max_frame_size(state.websocket.max_message_bytes)
         .on_upgrade(move |socket| {
-            let client = state.app.sign_in.client_addr(peer, &headers);
+            let client = state.services.auth.sign_in.client_addr(peer, &headers);
             ws::serve(socket, protocol, state, client)
         })
 }
@@ -102,7 +107,7 @@ pub async fn health(State(state): State<HttpState>) -> Response {
         let body = serde_json::json!({ "status": "unavailable", "database": "unreachable" });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     };
-    match tokio::time::timeout(HEALTH_DEADLINE, state.app.db.ping()).await {
+    match tokio::time::timeout(HEALTH_DEADLINE, state.services.state.db.ping()).await {
         Ok(Ok(())) => Json(serde_json::json!({ "status": "ok" })).into_response(),
         Ok(Err(err)) => unavailable(err.to_string()),
         Err(_) => unavailable(format!("no answer within {HEALTH_DEADLINE:?}")),

@@ -26,13 +26,13 @@ pub use self::ws::OpenSockets;
 use crate::{
     config::{HttpConfig, WebSocketConfig},
     graphql::CaregraphSchema,
-    state::AppState,
+    services::Services,
 };
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct HttpState {
-    pub app: AppState,
+    pub services: Services,
     pub schema: CaregraphSchema,
     pub http: Arc<HttpConfig>,
     pub websocket: Arc<WebSocketConfig>,

@@ -24,7 +24,12 @@ pub async fn twilio_video(
     let Some(signature) = signature else {
         return StatusCode::FORBIDDEN;
     };
-    if !state.app.video.provider.verify_callback(signature, &params) {
+    if !state
+        .services
+        .video
+        .provider
+        .verify_callback(signature, &params)
+    {
         return StatusCode::FORBIDDEN;
     }
     let param = |name: &str| {
@@ -41,7 +46,7 @@ pub async fn twilio_video(
         "room-ended" => RoomEvent::RoomEnded,
         _ => return StatusCode::OK,
     };
-    match apply_room_event(&state.app, event, room, param("RoomSid")).await {
+    match apply_room_event(&state.services.state, event, room, param("RoomSid")).await {
         Ok(()) => StatusCode::OK,
         Err(err) => {
             tracing::error!(error = %err, ?event, room, "applying a Twilio status callback");

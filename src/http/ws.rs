@@ -101,7 +101,13 @@ pub async fn serve(
         return close_with(&mut sink, close::UNAUTHORIZED, "Unauthorized").await;
     }
     let payload = init.get("payload").cloned().unwrap_or_default();
-    let viewer = match state.app.authenticator.from_connection_init(&payload).await {
+    let viewer = match state
+        .services
+        .auth
+        .authenticator
+        .from_connection_init(&payload)
+        .await
+    {
         Ok(viewer) => viewer,
         Err(AppError::Unavailable(detail)) => {
             tracing::warn!(%detail, "graphql-ws connection_init: database unavailable");
@@ -112,7 +118,7 @@ pub async fn serve(
             return close_with(&mut sink, close::FORBIDDEN, &format!("Forbidden: {err}")).await;
         }
     };
-    if let Err(spent) = state.app.usage.open_socket(viewer.id) {
+    if let Err(spent) = state.services.state.usage.open_socket(viewer.id) {
         let reason = format!("Try again later: {spent}");
         return close_with(&mut sink, close::TRY_AGAIN_LATER, &reason).await;
     }
@@ -127,14 +133,14 @@ pub async fn serve(
         )
         .await;
     };
-    let until_expiry = (viewer.expires_at - state.app.clock.now())
+    let until_expiry = (viewer.expires_at - state.services.state.clock.now())
         .to_std()
         .unwrap_or_default();
     let gate = Gate::new(
         protocol,
         &state.websocket,
         viewer.id,
-        state.app.usage.clone(),
+        state.services.state.usage.clone(),
     );
     let gate = Arc::new(Mutex::new(gate));
     let mut connection_data = Data::default();

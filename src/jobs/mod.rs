@@ -7,19 +7,24 @@
 
 use std::time::Duration;
 
-use crate::{bookings::ReminderService, error::AppError, state::AppState, video};
+use crate::{
+    bookings::ReminderService,
+    error::AppError,
+    state::AppState,
+    video::{self, Video},
+};
 
 /// How many due reminders one pass handles before looking again.
 const BATCH: u64 = 100;
 
 /// Runs the scheduler until the process stops.
-pub async fn run(state: AppState, interval: Duration) {
+pub async fn run(state: AppState, video: &Video, interval: Duration) {
     let mut clock_moves = state.clock.moves();
     loop {
         if let Err(err) = send_due_reminders(&state).await {
             tracing::error!(error = %err, "sending booking reminders");
         }
-        if let Err(err) = video::rooms::run_due(&state).await {
+        if let Err(err) = video::rooms::run_due(&state, video).await {
             tracing::error!(error = %err, "ending video calls");
         }
         match clock_moves.as_mut() {

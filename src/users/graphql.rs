@@ -1,9 +1,9 @@
-//! The GraphQL face of accounts: `me`, `user`, `caregivers`, `register`, `login`, profiles.
+//! The GraphQL face of accounts: `me`, `user`, `caregivers`, profiles and availability.
 
 use std::collections::HashMap;
 
 use async_graphql::{
-    Context, InputObject, Object, SimpleObject,
+    Context, InputObject, Object,
     connection::Connection,
     dataloader::{DataLoader, Loader},
 };
@@ -16,13 +16,12 @@ use entity::{
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use uuid::Uuid;
 
-use super::service::{ProfileChanges, Registration, UserService};
+use super::service::{ProfileChanges, UserService};
 use crate::{
     error::AppError,
     paging::{IdCursor, PageRequest, page_cost},
     state::{AppState, write_as_viewer},
-    users::password,
-    viewer::{ClientAddr, viewer},
+    viewer::viewer,
 };
 
 /// A person on the marketplace, as the viewer may see them.
@@ -41,6 +40,15 @@ impl User {
             profile,
             is_self: false,
         }
+    }
+
+    /// The user as stored now, as themselves: what `register` and `login` answer with, before
+    /// any viewer exists.
+    pub async fn signed_in(db: &impl ConnectionTrait, id: Uuid) -> Result<User, AppError> {
+        Ok(User {
+            is_self: true,
+            ..reloaded(db, id).await?
+        })
     }
 
     /// Loads a user with their profile through the request's data loader.
@@ -135,33 +143,6 @@ impl From<std::sync::Arc<AppError>> for AppError {
     }
 }
 
-/// A signed-in session: the bearer token and who it is for.
-#[derive(SimpleObject)]
-pub struct AuthPayload {
-    /// Send as `Authorization: Bearer <token>`, or in the graphql-ws `connection_init` payload.
-    token: String,
-    expires_at: DateTime<Utc>,
-    user: User,
-}
-
-#[derive(InputObject)]
-pub struct RegisterInput {
-    email: String,
-    /// 8 to 128 characters.
-    password: String,
-    display_name: String,
-    /// CARE_RECIPIENT or CAREGIVER.
-    role: Role,
-    /// IANA timezone; UTC when omitted.
-    timezone: Option<String>,
-}
-
-#[derive(InputObject)]
-pub struct LoginInput {
-    email: String,
-    password: String,
-}
-
 /// Omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateProfileInput {
@@ -223,44 +204,6 @@ pub struct UserMutation;
 
 #[Object]
 impl UserMutation {
-    /// Creates an account and signs it in. Limited per client address and per email
-    /// (`RATE_LIMITED` with `extensions.retryAfterSeconds`).
-    async fn register(
-        &self,
-        ctx: &Context<'_>,
-        input: RegisterInput,
-    ) -> Result<AuthPayload, AppError> {
-        let state = AppState::of(ctx);
-        let registration = Registration {
-            email: input.email,
-            password: input.password,
-            display_name: input.display_name,
-            role: input.role,
-            timezone: input.timezone,
-        }
-        .validated()?;
-        state
-            .sign_in
-            .register(&registration.email, ctx.data_opt::<ClientAddr>().copied())?;
-        let password_hash = password::hash(registration.password.clone()).await?;
-        let user = state
-            .writer
-            .run(async |write| UserService::register(write, registration, password_hash).await)
-            .await?;
-        signed_in(ctx, user.id).await
-    }
-
-    /// Signs in with email and password. Limited per client address and per email
-    /// (`RATE_LIMITED` with `extensions.retryAfterSeconds`).
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload, AppError> {
-        let state = AppState::of(ctx);
-        state
-            .sign_in
-            .login(&input.email, ctx.data_opt::<ClientAddr>().copied())?;
-        let user = UserService::login(&state.db, &input.email, input.password).await?;
-        signed_in(ctx, user.id).await
-    }
-
     /// Changes the viewer's own profile.
     async fn update_profile(
         &self,
@@ -296,20 +239,6 @@ impl UserMutation {
         })
         .await
     }
-}
-
-async fn signed_in(ctx: &Context<'_>, user_id: Uuid) -> Result<AuthPayload, AppError> {
-    let state = AppState::of(ctx);
-    let (token, expires_at) = state.tokens.issue(user_id, state.clock.now())?;
-    let user = User {
-        is_self: true,
-        ..reloaded(&state.db, user_id).await?
-    };
-    Ok(AuthPayload {
-        token,
-        expires_at,
-        user,
-    })
 }
 
 /// The user as stored now, bypassing the request's loader cache after a change.

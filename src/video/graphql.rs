@@ -13,7 +13,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
-    rooms,
+    Video, rooms,
     service::{NewCall, VideoService},
 };
 use crate::{
@@ -157,20 +157,16 @@ impl VideoMutation {
         ctx: &Context<'_>,
         input: RequestVideoCallInput,
     ) -> Result<VideoCall, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
+        let video = ctx.data_unchecked::<Arc<Video>>();
         let new_call = NewCall {
             caregiver_id: input.caregiver_id,
             booking_id: input.booking_id,
         };
-        let call = state
-            .writer
-            .run(async |write| {
-                let provider = state.video.provider.name();
-                VideoService::request(write, viewer, new_call, provider, &state.video.settings)
-                    .await
-            })
-            .await?;
+        let call = write_as_viewer(ctx, async |write, viewer| {
+            let provider = video.provider.name();
+            VideoService::request(write, viewer, new_call, provider, &video.settings).await
+        })
+        .await?;
         Ok(call.into())
     }
 
@@ -180,7 +176,7 @@ impl VideoMutation {
             VideoService::answer(write, viewer, id, true).await
         })
         .await?;
-        rooms::open_room(AppState::of(ctx), &call).await;
+        rooms::open_room(AppState::of(ctx), ctx.data_unchecked::<Arc<Video>>(), &call).await;
         Ok(call.into())
     }
 
@@ -210,6 +206,7 @@ impl VideoMutation {
     ) -> Result<VideoCallToken, AppError> {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
+        let video = ctx.data_unchecked::<Arc<Video>>();
         let call = VideoService::find_for(&state.db, viewer, id).await?;
         if !matches!(
             call.status,
@@ -220,9 +217,9 @@ impl VideoMutation {
                 call.status.as_str()
             )));
         }
-        rooms::open_room(state, &call).await;
-        let ttl = state.video.settings.token_ttl;
-        let token = state.video.provider.access_token(
+        rooms::open_room(state, video, &call).await;
+        let ttl = video.settings.token_ttl;
+        let token = video.provider.access_token(
             &viewer.id.to_string(),
             &call.room_name,
             state.clock.now(),
@@ -232,7 +229,7 @@ impl VideoMutation {
             token,
             room_name: call.room_name.clone(),
             expires_in: ttl.num_seconds(),
-            provider: state.video.provider.name().to_owned(),
+            provider: video.provider.name().to_owned(),
         })
     }
 
@@ -257,7 +254,7 @@ impl VideoMutation {
             VideoService::complete(write, &call, false).await
         })
         .await?;
-        rooms::close_room(AppState::of(ctx), &call).await?;
+        rooms::close_room(AppState::of(ctx), ctx.data_unchecked::<Arc<Video>>(), &call).await?;
         Ok(call.into())
     }
 }

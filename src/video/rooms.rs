@@ -7,16 +7,16 @@
 
 use entity::{enums::VideoCallStatus, video_call};
 
-use super::VideoService;
+use super::{Video, VideoService};
 use crate::{error::AppError, state::AppState};
 
 /// Creates the provider room of an accepted call, if it has none yet. A failure is logged
 /// and retried when a token is asked for.
-pub async fn open_room(state: &AppState, call: &video_call::Model) {
+pub async fn open_room(state: &AppState, video: &Video, call: &video_call::Model) {
     if call.provider_room_sid.is_some() {
         return;
     }
-    match state.video.provider.create_room(&call.room_name).await {
+    match video.provider.create_room(&call.room_name).await {
         Ok(Some(sid)) => {
             let recorded = state
                 .writer
@@ -32,7 +32,11 @@ pub async fn open_room(state: &AppState, call: &video_call::Model) {
 }
 
 /// Ends the provider room of a completed call, exactly once across instances and retries.
-pub async fn close_room(state: &AppState, call: &video_call::Model) -> Result<(), AppError> {
+pub async fn close_room(
+    state: &AppState,
+    video: &Video,
+    call: &video_call::Model,
+) -> Result<(), AppError> {
     let Some(sid) = &call.provider_room_sid else {
         return Ok(());
     };
@@ -43,7 +47,7 @@ pub async fn close_room(state: &AppState, call: &video_call::Model) -> Result<()
     if !claimed {
         return Ok(());
     }
-    if let Err(err) = state.video.provider.complete_room(sid).await {
+    if let Err(err) = video.provider.complete_room(sid).await {
         tracing::error!(call = %call.id, error = %err, "ending a video room; will retry");
         state
             .writer
@@ -94,7 +98,7 @@ pub async fn apply_room_event(
 
 /// One scheduler pass: expire unanswered requests, end calls that reached their limit, and
 /// close the rooms of ended calls.
-pub async fn run_due(state: &AppState) -> Result<(), AppError> {
+pub async fn run_due(state: &AppState, video: &Video) -> Result<(), AppError> {
     let now = state.clock.now();
     for call in VideoService::expired_requests(&state.db, now).await? {
         state
@@ -115,7 +119,7 @@ pub async fn run_due(state: &AppState) -> Result<(), AppError> {
     }
     for call in VideoService::rooms_to_close(&state.db).await? {
         if call.status == VideoCallStatus::Completed {
-            close_room(state, &call).await?;
+            close_room(state, video, &call).await?;
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use caregraph::{
     clock::ManualClock,
     config::{Config, DEV_JWT_SECRET, GraphqlConfig, RateConfig},
     startup::Application,
-    state::AppState,
+    services::Services,
     viewer::Credentials,
 };
 use chrono::{SubsecRound, Utc};
@@ -33,7 +33,7 @@ pub struct TestApp {
     http: reqwest::Client,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The server's shared services, for subscribers run beside it (see [`Subscriber`]).
-    state: AppState,
+    services: Services,
     graphql: GraphqlConfig,
 }
 
@@ -120,21 +120,21 @@ impl TestApp {
             .await
             .expect("application builds");
         let addr = app.local_addr().expect("bound address");
-        let state = app.state().clone();
+        let services = app.services().clone();
         let server = tokio::spawn(app.run_until_stopped());
         TestApp {
             addr,
             clock,
             http: reqwest::Client::new(),
             server,
-            state,
+            services,
             graphql,
         }
     }
 
     /// The server's database, for a test that breaks it on purpose.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.state.db
+        &self.services.state.db
     }
 
     /// Starts subscription `query` as `user` on the server's schema, database and bus, in the
@@ -142,12 +142,13 @@ impl TestApp {
     /// the bus.
     pub async fn subscriber(&self, user: &TestUser, query: &str, variables: Value) -> Subscriber {
         let viewer = self
-            .state
+            .services
+            .auth
             .authenticator
             .authenticate(&user.token)
             .await
             .expect("a valid token");
-        let schema = caregraph::graphql::build(self.state.clone(), &self.graphql);
+        let schema = caregraph::graphql::build(&self.services, &self.graphql);
         let request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(variables))
             .data(Credentials::Authenticated(viewer));

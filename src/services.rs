@@ -1,0 +1,24 @@
+//! Everything the application shares, assembled once at start-up: the domains' common state
+//! and each domain's own runtime parts. The schema, the router and the scheduler are built
+//! from it; resolvers reach each part as context data of its own type.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::Auth,
+    chat::{SendQueue, TypingGate},
+    state::AppState,
+    video::Video,
+};
+
+/// The application's shared services, cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub state: AppState,
+    /// Tokens, the authenticator and the sign-in limits.
+    pub auth: Auth,
+    /// Where `sendMessage` joins a batch (group commit).
+    pub sends: SendQueue,
+    pub typing: Arc<TypingGate>,
+    pub video: Arc<Video>,
+}
