@@ -6,15 +6,20 @@
 
 use std::sync::Arc;
 
-use async_graphql::Context;
-use sea_orm::DatabaseConnection;
+use async_graphql::{Context, OutputType, connection::Connection};
+use sea_orm::{DatabaseConnection, Value};
+use uuid::Uuid;
 
 use crate::{
     bus::EventBus,
     clock::Clock,
     config::ReminderConfig,
-    db::{Write, WriteQueue, Writer},
+    db::{
+        Write, WriteQueue, Writer,
+        parties::{PartyTable, find_for, page_for},
+    },
     error::AppError,
+    paging::PageRequest,
     rate_limit::UsageLimits,
     viewer::{Viewer, viewer},
 };
@@ -51,4 +56,23 @@ pub async fn write_as_viewer<T>(
         .writer
         .run(async |write| change(write, viewer).await)
         .await
+}
+
+/// One page of the viewer's rows of a two-party table (bookings, calls), as the connection a
+/// list field answers with: `first` and `after` checked, `status` narrowing when given.
+pub async fn viewer_page<T: PartyTable, N: OutputType>(
+    ctx: &Context<'_>,
+    status: Option<impl Into<Value>>,
+    first: Option<i32>,
+    after: Option<String>,
+    node: impl FnMut(T::Model) -> N,
+) -> Result<Connection<String, N>, AppError> {
+    let page = PageRequest::new(first, after)?;
+    let rows = page_for::<T>(&AppState::of(ctx).db, viewer(ctx)?.id, status, &page).await?;
+    Ok(page.connection(rows, T::position, node))
+}
+
+/// One row of a two-party table that the viewer is a party to; `NOT_FOUND` for everyone else.
+pub async fn viewer_row<T: PartyTable>(ctx: &Context<'_>, id: Uuid) -> Result<T::Model, AppError> {
+    find_for::<T>(&AppState::of(ctx).db, viewer(ctx)?.id, id).await
 }

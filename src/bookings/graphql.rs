@@ -27,8 +27,8 @@ use crate::{
         state::{Change, ChangedSince, Start, StateSource, live_state},
     },
     error::AppError,
-    paging::{PageRequest, page_cost},
-    state::{AppState, write_as_viewer},
+    paging::page_cost,
+    state::{AppState, viewer_page, viewer_row, write_as_viewer},
     users::User,
     viewer::viewer,
 };
@@ -185,16 +185,14 @@ impl BookingQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, Booking>, AppError> {
-        let viewer = viewer(ctx)?;
-        let page = PageRequest::new(first, after)?;
-        let rows = BookingService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
-        Ok(page.connection(rows, BookingService::position, Booking::from))
+        viewer_page::<booking::Entity, _>(ctx, status, first, after, Booking::from).await
     }
 
     /// One booking the viewer is a party to.
     async fn booking(&self, ctx: &Context<'_>, id: Uuid) -> Result<Booking, AppError> {
-        let booking = BookingService::find_for(&AppState::of(ctx).db, viewer(ctx)?, id).await?;
-        Ok(booking.into())
+        viewer_row::<booking::Entity>(ctx, id)
+            .await
+            .map(Booking::from)
     }
 }
 

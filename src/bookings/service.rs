@@ -8,7 +8,7 @@ use entity::{
     enums::{BookingStatus, Role},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, sea_query::Expr,
 };
 use uuid::Uuid;
@@ -18,16 +18,10 @@ use super::{
     recurrence::Recurrence,
     reminders::ReminderService,
 };
+use crate::db::Write;
+use crate::db::parties::{either_party, find_for, party_table};
 use crate::{
-    bus::Event,
-    db::{
-        Write,
-        conditions::{either_party, rows_of},
-    },
-    error::AppError,
-    notifications::NotificationService,
-    paging::{PageRequest, TimeCursor},
-    users::UserService,
+    bus::Event, error::AppError, notifications::NotificationService, users::UserService,
     viewer::Viewer,
 };
 
@@ -201,7 +195,7 @@ impl BookingService {
         reminder_offsets_minutes: &[i32],
     ) -> Result<booking::Model, AppError> {
         let now = write.now();
-        let booking = Self::find_for(write, viewer, id).await?;
+        let booking = find_for::<booking::Entity>(write, viewer.id, id).await?;
         let verb = action.verb();
         if action.is_caregivers_answer() && booking.caregiver_id != viewer.id {
             return Err(AppError::Forbidden(format!(
@@ -313,44 +307,6 @@ impl BookingService {
         Ok(changed)
     }
 
-    /// A booking the viewer is a party to; `NOT_FOUND` for everyone else, as if it did not exist.
-    pub async fn find_for(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        id: Uuid,
-    ) -> Result<booking::Model, AppError> {
-        booking::Entity::find_by_id(id)
-            .one(conn)
-            .await?
-            .filter(|booking| booking.is_party(viewer.id))
-            .ok_or(AppError::NotFound("booking"))
-    }
-
-    /// Where `booking` stands in [`Self::list`].
-    pub fn position(booking: &booking::Model) -> TimeCursor {
-        TimeCursor {
-            at: booking.starts_at,
-            id: booking.id,
-        }
-    }
-
-    /// The viewer's bookings, on either side, by start time.
-    pub async fn list(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        status: Option<BookingStatus>,
-        page: &PageRequest<TimeCursor>,
-    ) -> Result<Vec<booking::Model>, AppError> {
-        use booking::Column;
-        let mine = rows_of::<booking::Entity>(
-            [Column::CareRecipientId, Column::CaregiverId],
-            viewer.id,
-            status.map(|status| (Column::Status, status)),
-        );
-        let by_start = page.select(mine, Column::StartsAt, Column::Id, Order::Asc);
-        Ok(by_start.all(conn).await?)
-    }
-
     /// The viewer's bookings changed at or after `since`, oldest change first: what a
     /// subscriber that fell behind the bus re-reads to catch up.
     pub async fn changed_since(
@@ -412,3 +368,11 @@ impl BookingService {
             .collect())
     }
 }
+
+// The viewer's bookings, on either side, soonest first.
+party_table!(booking {
+    parties: [CareRecipientId, CaregiverId],
+    status: Status,
+    listed_by: (StartsAt, starts_at, Asc),
+    noun: "booking",
+});

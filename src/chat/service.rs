@@ -23,12 +23,11 @@ use super::{
     receipts::{Horizon, Receipt, Receipts, SessionReceipts, forward_only, members},
 };
 use crate::{
-    bookings::BookingService,
     bus::Event,
     db::{
         Write,
         batch_shape::BatchShape,
-        conditions::{between, either_party},
+        parties::{between, either_party, find_for},
     },
     error::AppError,
     notifications::NotificationService,
@@ -50,7 +49,7 @@ impl ChatService {
         booking_id: Uuid,
     ) -> Result<chat_session::Model, AppError> {
         let now = write.now();
-        let booking = BookingService::find_for(write, viewer, booking_id).await?;
+        let booking = find_for::<booking::Entity>(write, viewer.id, booking_id).await?;
         if let Some(existing) = chat_session::Entity::find()
             .filter(chat_session::Column::BookingId.eq(booking.id))
             .one(write)

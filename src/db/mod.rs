@@ -3,8 +3,8 @@
 
 pub mod batch_shape;
 pub mod checkpoint;
-pub mod conditions;
 mod nodelay;
+pub mod parties;
 pub mod write;
 
 pub use write::{Write, Writer};

@@ -5,7 +5,6 @@ mod parsed_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;
-use parsed_queries::ParsedQueries;
 
 use crate::{
     auth::AuthMutation,
@@ -74,8 +73,6 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(bookings)
     .data(series)
     .extension(ErrorCodes)
-    // The cache is outermost: a cached document skips the parser and the document checks.
-    .extension(ParsedQueries::default())
     .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
     if !config.introspection {

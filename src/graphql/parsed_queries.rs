@@ -1,4 +1,5 @@
-//! A cache of parsed GraphQL documents, keyed by the query text.
+//! A cache of parsed GraphQL documents, keyed by the query text, consulted by the query
+//! limits where a text is parsed (`limits`).
 //!
 //! Clients send the same few operations over and over (Apollo and urql send a fixed
 //! document per hook), and parsing one with async-graphql's pest parser was a tenth of the
@@ -9,11 +10,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{
-    ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::ExecutableDocument,
-};
+use async_graphql::parser::types::ExecutableDocument;
 use quick_cache::sync::Cache;
 
 /// How many distinct documents are kept. When full, documents seen once make way first: a
@@ -23,7 +20,7 @@ const MAX_DOCUMENTS: usize = 512;
 /// Longer queries are parsed every time: they are rare, and each would pin its text.
 const MAX_QUERY_BYTES: usize = 16 * 1024;
 
-/// The schema extension that parses each distinct query text once per instance.
+/// The documents parsed from each distinct query text, once per instance.
 #[derive(Clone)]
 pub struct ParsedQueries {
     documents: Arc<Cache<String, Arc<ExecutableDocument>>>,
@@ -37,30 +34,22 @@ impl Default for ParsedQueries {
     }
 }
 
-impl ExtensionFactory for ParsedQueries {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for ParsedQueries {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
+impl ParsedQueries {
+    /// The document parsed from `query` before, if it is kept.
+    pub fn get(&self, query: &str) -> Option<ExecutableDocument> {
         if query.len() > MAX_QUERY_BYTES {
-            return next.run(ctx, query, variables).await;
+            return None;
         }
-        if let Some(document) = self.documents.get(query) {
-            return Ok(ExecutableDocument::clone(&document));
-        }
-        let document = next.run(ctx, query, variables).await?;
         self.documents
-            .insert(query.to_owned(), Arc::new(document.clone()));
-        Ok(document)
+            .get(query)
+            .map(|document| ExecutableDocument::clone(&document))
+    }
+
+    /// Keeps `document` as what `query` parses to; long texts are not kept.
+    pub fn keep(&self, query: &str, document: &ExecutableDocument) {
+        if query.len() <= MAX_QUERY_BYTES {
+            self.documents
+                .insert(query.to_owned(), Arc::new(document.clone()));
+        }
     }
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     db::Write,
     db::batch_shape::BatchShape,
-    db::conditions::between,
+    db::parties::between,
     error::AppError,
     notifications::{Notice, NotificationService},
     paging::{IdCursor, PageRequest},

@@ -13,7 +13,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{
-    Video, rooms,
+    RoomAccess, Video, rooms,
     service::{NewCall, VideoService},
 };
 use crate::{
@@ -22,9 +22,10 @@ use crate::{
         Event, Topic,
         state::{Change, ChangedSince, Start, StateSource, live_state},
     },
+    db::parties::find_for,
     error::AppError,
-    paging::{PageRequest, page_cost},
-    state::{AppState, write_as_viewer},
+    paging::page_cost,
+    state::{AppState, viewer_page, viewer_row, write_as_viewer},
     users::User,
     viewer::viewer,
 };
@@ -133,16 +134,14 @@ impl VideoQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, VideoCall>, AppError> {
-        let viewer = viewer(ctx)?;
-        let page = PageRequest::new(first, after)?;
-        let rows = VideoService::list(&AppState::of(ctx).db, viewer, status, &page).await?;
-        Ok(page.connection(rows, VideoService::position, VideoCall::from))
+        viewer_page::<video_call::Entity, _>(ctx, status, first, after, VideoCall::from).await
     }
 
     /// One call the viewer takes part in.
     async fn video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let call = VideoService::find_for(&AppState::of(ctx).db, viewer(ctx)?, id).await?;
-        Ok(call.into())
+        viewer_row::<video_call::Entity>(ctx, id)
+            .await
+            .map(VideoCall::from)
     }
 }
 
@@ -207,7 +206,7 @@ impl VideoMutation {
         let viewer = viewer(ctx)?;
         let state = AppState::of(ctx);
         let video = ctx.data_unchecked::<Arc<Video>>();
-        let call = VideoService::find_for(&state.db, viewer, id).await?;
+        let call = find_for::<video_call::Entity>(&state.db, viewer.id, id).await?;
         if !matches!(
             call.status,
             VideoCallStatus::Accepted | VideoCallStatus::Active
@@ -219,12 +218,12 @@ impl VideoMutation {
         }
         rooms::open_room(state, video, &call).await;
         let ttl = video.settings.token_ttl;
-        let token = video.provider.access_token(
-            &viewer.id.to_string(),
-            &call.room_name,
-            state.clock.now(),
+        let token = video.provider.access_token(&RoomAccess {
+            identity: &viewer.id.to_string(),
+            room: &call.room_name,
+            now: state.clock.now(),
             ttl,
-        )?;
+        })?;
         Ok(VideoCallToken {
             token,
             room_name: call.room_name.clone(),
@@ -236,7 +235,7 @@ impl VideoMutation {
     /// A participant says the call started, when no provider webhook reports it.
     async fn start_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
         let call = write_as_viewer(ctx, async |write, viewer| {
-            let call = VideoService::find_for(write, viewer, id).await?;
+            let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
             VideoService::start(write, &call).await
         })
         .await?;
@@ -250,7 +249,7 @@ impl VideoMutation {
         id: Uuid,
     ) -> Result<VideoCall, AppError> {
         let call = write_as_viewer(ctx, async |write, viewer| {
-            let call = VideoService::find_for(write, viewer, id).await?;
+            let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
             VideoService::complete(write, &call, false).await
         })
         .await?;
@@ -327,7 +326,7 @@ impl VideoSubscription {
         let state = AppState::of(ctx);
         let deliveries = state.bus.subscribe(Topic::User(viewer.id));
         if let Some(id) = id {
-            VideoService::find_for(&state.db, viewer, id).await?;
+            find_for::<video_call::Entity>(&state.db, viewer.id, id).await?;
         }
         let source = ViewerCalls {
             db: state.db.clone(),

@@ -12,7 +12,7 @@ mod service;
 mod twilio;
 
 pub use graphql::{VideoMutation, VideoQuery, VideoSubscription};
-pub use provider::{DevProvider, ProviderError, VideoProvider};
+pub use provider::{DevProvider, ProviderError, RoomAccess, VideoProvider};
 pub use service::{VideoService, VideoSettings};
 pub use twilio::{TwilioProvider, twilio_signature};
 

@@ -21,14 +21,8 @@ pub trait VideoProvider: Send + Sync + 'static {
     /// `twilio` or `dev`, as clients see it in `videoCallToken`.
     fn name(&self) -> &'static str;
 
-    /// A token that lets `identity` join `room` from `now` for `ttl`.
-    fn access_token(
-        &self,
-        identity: &str,
-        room: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<String, AppError>;
+    /// A token that carries `access` into its room.
+    fn access_token(&self, access: &RoomAccess<'_>) -> Result<String, AppError>;
 
     /// Creates the room; returns the provider's id for it (None when there is nothing to manage).
     fn create_room<'a>(
@@ -42,6 +36,22 @@ pub trait VideoProvider: Send + Sync + 'static {
     /// Whether a status callback really comes from the provider. Providers without callbacks
     /// accept none.
     fn verify_callback(&self, signature: &str, params: &[(String, String)]) -> bool;
+}
+
+/// Who may join which room, and for how long: what an access token says.
+pub struct RoomAccess<'a> {
+    pub identity: &'a str,
+    pub room: &'a str,
+    /// When the token starts to be valid.
+    pub now: DateTime<Utc>,
+    pub ttl: Duration,
+}
+
+/// The key a provider signs its access tokens with.
+pub(super) struct SigningKey<'a> {
+    pub key_sid: &'a str,
+    pub account_sid: &'a str,
+    pub secret: &'a str,
 }
 
 /// The grants of a Twilio Video access token, which the dev provider imitates.
@@ -69,14 +79,20 @@ pub(super) struct RoomGrant<'a> {
 
 /// Signs Twilio-shaped access claims: HS256 with the `twilio-fpa;v=1` content type.
 pub(super) fn sign_access_token(
-    key_sid: &str,
-    account_sid: &str,
-    secret: &str,
-    identity: &str,
-    room: &str,
-    now: DateTime<Utc>,
-    ttl: Duration,
+    key: &SigningKey<'_>,
+    access: &RoomAccess<'_>,
 ) -> Result<String, AppError> {
+    let SigningKey {
+        key_sid,
+        account_sid,
+        secret,
+    } = *key;
+    let RoomAccess {
+        identity,
+        room,
+        now,
+        ttl,
+    } = *access;
     let iat = now.timestamp();
     let claims = AccessClaims {
         jti: format!("{key_sid}-{iat}"),
@@ -117,14 +133,13 @@ impl VideoProvider for DevProvider {
         "dev"
     }
 
-    fn access_token(
-        &self,
-        identity: &str,
-        room: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<String, AppError> {
-        sign_access_token("SKdev", "ACdev", &self.secret, identity, room, now, ttl)
+    fn access_token(&self, access: &RoomAccess<'_>) -> Result<String, AppError> {
+        let key = SigningKey {
+            key_sid: "SKdev",
+            account_sid: "ACdev",
+            secret: &self.secret,
+        };
+        sign_access_token(&key, access)
     }
 
     fn create_room<'a>(

@@ -6,29 +6,22 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{
+    booking,
     enums::{Role, VideoCallStatus},
     video_call,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, Order,
-    QueryFilter, QueryOrder, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, QueryFilter,
+    QueryOrder, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::notices;
+use crate::db::Write;
+use crate::db::parties::{either_party, find_for, party_table};
 use crate::{
-    bookings::BookingService,
-    bus::Event,
-    chat::ChatService,
-    db::{
-        Write,
-        conditions::{either_party, rows_of},
-    },
-    error::AppError,
-    notifications::NotificationService,
-    paging::{PageRequest, TimeCursor},
-    users::UserService,
-    viewer::Viewer,
+    bus::Event, chat::ChatService, error::AppError, notifications::NotificationService,
+    users::UserService, viewer::Viewer,
 };
 
 /// Limits of calls, from the configuration.
@@ -84,7 +77,7 @@ impl VideoService {
             ));
         }
         if let Some(booking_id) = input.booking_id {
-            let booking = BookingService::find_for(write, viewer, booking_id).await?;
+            let booking = find_for::<booking::Entity>(write, viewer.id, booking_id).await?;
             if booking.caregiver_id != input.caregiver_id {
                 return Err(AppError::bad_input(
                     "bookingId",
@@ -140,7 +133,7 @@ impl VideoService {
         accept: bool,
     ) -> Result<video_call::Model, AppError> {
         let now = write.now();
-        let call = Self::find_for(write, viewer, id).await?;
+        let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
         let verb = if accept { "accept" } else { "decline" };
         if call.caregiver_id != viewer.id {
             return Err(AppError::Forbidden(format!(
@@ -166,7 +159,7 @@ impl VideoService {
         viewer: &Viewer,
         id: Uuid,
     ) -> Result<video_call::Model, AppError> {
-        let call = Self::find_for(write, viewer, id).await?;
+        let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
         if call.requester_id != viewer.id {
             return Err(AppError::Forbidden(
                 "only the requester can cancel a video call".to_owned(),
@@ -292,44 +285,6 @@ impl VideoService {
         Ok(video_call::Entity::find_by_id(id).one(conn).await?)
     }
 
-    /// A call the viewer takes part in; `NOT_FOUND` for everyone else.
-    pub async fn find_for(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        id: Uuid,
-    ) -> Result<video_call::Model, AppError> {
-        video_call::Entity::find_by_id(id)
-            .one(conn)
-            .await?
-            .filter(|call| call.is_party(viewer.id))
-            .ok_or(AppError::NotFound("video call"))
-    }
-
-    /// Where `call` stands in [`Self::list`].
-    pub fn position(call: &video_call::Model) -> TimeCursor {
-        TimeCursor {
-            at: call.created_at,
-            id: call.id,
-        }
-    }
-
-    /// The viewer's calls, newest first.
-    pub async fn list(
-        conn: &impl ConnectionTrait,
-        viewer: &Viewer,
-        status: Option<VideoCallStatus>,
-        page: &PageRequest<TimeCursor>,
-    ) -> Result<Vec<video_call::Model>, AppError> {
-        use video_call::Column;
-        let mine = rows_of::<video_call::Entity>(
-            [Column::RequesterId, Column::CaregiverId],
-            viewer.id,
-            status.map(|status| (Column::Status, status)),
-        );
-        let newest_first = page.select(mine, Column::CreatedAt, Column::Id, Order::Desc);
-        Ok(newest_first.all(conn).await?)
-    }
-
     /// Pending requests whose answer time is up.
     pub async fn expired_requests(
         conn: &impl ConnectionTrait,
@@ -438,3 +393,11 @@ impl VideoService {
         Ok(query.all(conn).await?)
     }
 }
+
+// The viewer's calls, on either side, newest first.
+party_table!(video_call {
+    parties: [RequesterId, CaregiverId],
+    status: Status,
+    listed_by: (CreatedAt, created_at, Desc),
+    noun: "video call",
+});

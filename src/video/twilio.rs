@@ -2,12 +2,11 @@
 
 use async_graphql::futures_util::future::BoxFuture;
 use base64::{Engine, engine::general_purpose::STANDARD};
-use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha1::Sha1;
 
-use super::provider::{ProviderError, VideoProvider, sign_access_token};
+use super::provider::{ProviderError, RoomAccess, SigningKey, VideoProvider, sign_access_token};
 use crate::{config::TwilioConfig, error::AppError};
 
 /// Twilio Video through its REST API (at a configurable base URL, so tests can stand in).
@@ -62,22 +61,13 @@ impl VideoProvider for TwilioProvider {
         "twilio"
     }
 
-    fn access_token(
-        &self,
-        identity: &str,
-        room: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<String, AppError> {
-        sign_access_token(
-            &self.config.api_key_sid,
-            &self.config.account_sid,
-            self.config.api_key_secret.expose(),
-            identity,
-            room,
-            now,
-            ttl,
-        )
+    fn access_token(&self, access: &RoomAccess<'_>) -> Result<String, AppError> {
+        let key = SigningKey {
+            key_sid: &self.config.api_key_sid,
+            account_sid: &self.config.account_sid,
+            secret: self.config.api_key_secret.expose(),
+        };
+        sign_access_token(&key, access)
     }
 
     fn create_room<'a>(

@@ -5,8 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use caregraph::{
     clock::ManualClock,
     config::{Config, DEV_JWT_SECRET, GraphqlConfig, RateConfig},
-    startup::Application,
     services::Services,
+    startup::Application,
     viewer::Credentials,
 };
 use chrono::{SubsecRound, Utc};

@@ -6,9 +6,9 @@
 //! ([`UsageLimits`]): a flat amount, plus its complexity once validated, so that many cheap
 //! or refused operations cannot add up to a costly user.
 //!
-//! The document checks run where the text is parsed, inside the cache of parsed documents
+//! The document checks run where the text is parsed, behind the cache of parsed documents
 //! (`ParsedQueries`): a cached document has passed them, and is handed out without repeating
-//! them.
+//! them or the parser.
 //!
 //! Every refusal is an [`AppError::LimitExceeded`] whose code names the limit, so a client
 //! can tell which one to stay under; async-graphql's own complexity and depth checks are
@@ -27,6 +27,7 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
+use super::parsed_queries::ParsedQueries;
 use crate::{config::GraphqlConfig, error::AppError, rate_limit::UsageLimits, viewer::Credentials};
 
 /// The longest message a syntax error carries: the parser's own message quotes the
@@ -39,6 +40,7 @@ const MAX_SYNTAX_MESSAGE_CHARS: usize = 160;
 pub struct QueryLimits {
     config: Arc<GraphqlConfig>,
     usage: Arc<UsageLimits>,
+    parsed: ParsedQueries,
 }
 
 impl QueryLimits {
@@ -47,6 +49,7 @@ impl QueryLimits {
         Self {
             config: Arc::new(config.clone()),
             usage,
+            parsed: ParsedQueries::default(),
         }
     }
 
@@ -68,26 +71,22 @@ impl QueryLimits {
         self.charge(ctx, 0).err().unwrap_or(refusal)
     }
 
-    /// The document checks, before and after parsing.
-    async fn checked(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let config = &self.config;
-        if tokens::count_within(query, config.max_tokens).is_none() {
-            return Err(refusal(
+    /// The check before parsing: the text's length in tokens.
+    fn within_tokens(&self, query: &str) -> ServerResult<()> {
+        let max_tokens = self.config.max_tokens;
+        match tokens::count_within(query, max_tokens) {
+            Some(_) => Ok(()),
+            None => Err(refusal(
                 "TOO_MANY_TOKENS",
-                format!("a document may have at most {} tokens", config.max_tokens),
-            ));
+                format!("a document may have at most {max_tokens} tokens"),
+            )),
         }
-        let document = next
-            .run(ctx, query, variables)
-            .await
-            .map_err(without_quoted_source)?;
-        let spelled = document::spelled(&document);
+    }
+
+    /// The checks of what a parsed document spells out: aliases, directives, introspection.
+    fn within_spelling(&self, document: &ExecutableDocument) -> ServerResult<()> {
+        let config = &self.config;
+        let spelled = document::spelled(document);
         at_most(
             spelled.aliases,
             config.max_aliases,
@@ -106,7 +105,7 @@ impl QueryLimits {
                 "introspection is off on this server (GRAPHQL_INTROSPECTION)".to_owned(),
             ));
         }
-        Ok(document)
+        Ok(())
     }
 
     /// Depth and cost, once the document is known to fit the schema.
@@ -150,9 +149,23 @@ impl Extension for QueryLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        self.checked(ctx, query, variables, next)
+        if let Some(document) = self.parsed.get(query) {
+            return Ok(document);
+        }
+        let checked = async {
+            self.within_tokens(query)?;
+            let document = next
+                .run(ctx, query, variables)
+                .await
+                .map_err(without_quoted_source)?;
+            self.within_spelling(&document)?;
+            Ok(document)
+        };
+        let document = checked
             .await
-            .map_err(|refusal| self.refused(ctx, refusal))
+            .map_err(|refusal| self.refused(ctx, refusal))?;
+        self.parsed.keep(query, &document);
+        Ok(document)
     }
 
     async fn validation(
