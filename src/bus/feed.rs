@@ -9,13 +9,9 @@
 
 use std::collections::VecDeque;
 
-use async_graphql::futures_util::{
-    Stream, StreamExt,
-    future::BoxFuture,
-    stream::{self, BoxStream},
-};
+use async_graphql::futures_util::{Stream, StreamExt, future::BoxFuture, stream::BoxStream};
 
-use super::{Delivery, Event};
+use super::{Delivery, Event, until_error::until_error};
 use crate::error::AppError;
 
 /// How many stored items one replay query reads.
@@ -52,7 +48,6 @@ struct Cursor<S: SequencedSource> {
     pending: VecDeque<S::Item>,
     /// The last replay filled a whole batch, so more may be stored.
     more_stored: bool,
-    done: bool,
 }
 
 /// Items after `after` (or, without it, from now on), then everything live.
@@ -69,21 +64,11 @@ pub fn resumable<S: SequencedSource>(
         start_after: after,
         pending: VecDeque::new(),
         more_stored: false,
-        done: false,
     };
-    stream::unfold(cursor, |mut cursor| async move {
-        if cursor.done {
-            return None;
-        }
-        match cursor.next().await {
-            Ok(Some(item)) => Some((Ok(item), cursor)),
-            Ok(None) => None,
-            Err(err) => {
-                cursor.done = true;
-                Some((Err(err), cursor))
-            }
-        }
-    })
+    until_error(
+        cursor,
+        |mut cursor| async move { (cursor.next().await, cursor) },
+    )
 }
 
 impl<S: SequencedSource> Cursor<S> {

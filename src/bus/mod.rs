@@ -17,6 +17,7 @@ pub mod counter;
 pub mod feed;
 mod in_process;
 pub mod state;
+mod until_error;
 
 use std::sync::Arc;
 

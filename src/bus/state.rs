@@ -18,14 +18,10 @@
 
 use std::collections::VecDeque;
 
-use async_graphql::futures_util::{
-    Stream, StreamExt,
-    future::BoxFuture,
-    stream::{self, BoxStream},
-};
+use async_graphql::futures_util::{Stream, StreamExt, future::BoxFuture, stream::BoxStream};
 use chrono::{DateTime, Utc};
 
-use super::{Delivery, Event};
+use super::{Delivery, Event, until_error::until_error};
 use crate::error::AppError;
 
 /// What one event means for a stream of state.
@@ -72,7 +68,6 @@ struct Follower<S: StateSource> {
     deliveries: BoxStream<'static, Delivery>,
     pending: VecDeque<S::Item>,
     read_first: bool,
-    done: bool,
 }
 
 /// The items of `source`, from `start` on: each event's items, and the stored state again
@@ -89,20 +84,9 @@ pub fn live_state<S: StateSource>(
         deliveries,
         pending: VecDeque::new(),
         read_first: start == Start::Current,
-        done: false,
     };
-    stream::unfold(follower, |mut follower| async move {
-        if follower.done {
-            return None;
-        }
-        match follower.next().await {
-            Ok(Some(item)) => Some((Ok(item), follower)),
-            Ok(None) => None,
-            Err(err) => {
-                follower.done = true;
-                Some((Err(err), follower))
-            }
-        }
+    until_error(follower, |mut follower| async move {
+        (follower.next().await, follower)
     })
 }
 
@@ -175,6 +159,7 @@ mod tests {
     };
 
     use super::*;
+    use async_graphql::futures_util::stream;
 
     /// Follows one user's "notifications changed" events; a re-read answers `stored`, or fails
     /// once `fail_after` re-reads were answered.
