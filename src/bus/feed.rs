@@ -1,7 +1,7 @@
 //! Resumable streams over a per-stream sequence: gap-free, duplicate-free, in order.
 //!
-//! DESIGN.md's recipe: subscribe to the bus first, then replay from the
-//! database, then drop live events already replayed. Because a stream's `seq`
+//! The recipe (`docs/architecture.md`, "The event path"): subscribe to the bus first, then
+//! replay from the database, then drop live events already replayed. Because a stream's `seq`
 //! is assigned under a row lock held until commit, every seq below a committed
 //! one is committed too; so when a live event skips ahead (two commits
 //! published in the other order) or the bus reports missed events, the gap is
