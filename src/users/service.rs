@@ -9,8 +9,8 @@ use entity::{
     user,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, sea_query::Query,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Query,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -95,16 +95,17 @@ impl UserService {
         input: Registration,
         password_hash: String,
     ) -> Result<user::Model, AppError> {
-        Self::insert(
-            write,
-            Uuid::now_v7(),
-            input.email,
-            input.display_name,
-            input.role,
-            Some(password_hash),
-            input.timezone.unwrap_or_else(|| "UTC".to_owned()),
-        )
-        .await
+        let account = user::Model {
+            id: Uuid::now_v7(),
+            email: input.email,
+            display_name: input.display_name,
+            role: input.role,
+            password_hash: Some(password_hash),
+            timezone: input.timezone.unwrap_or_else(|| "UTC".to_owned()),
+            created_at: write.now(),
+            updated_at: write.now(),
+        };
+        Self::insert(write, account).await
     }
 
     /// The user with this email, for operator commands.
@@ -164,42 +165,37 @@ impl UserService {
         let tz = text("timezone")
             .and_then(|tz| timezone(tz).ok())
             .unwrap_or_else(|| "UTC".to_owned());
-        Self::insert(write, id, email, name, role, None, tz).await
+        let account = user::Model {
+            id,
+            email,
+            display_name: name,
+            role,
+            password_hash: None,
+            timezone: tz,
+            created_at: write.now(),
+            updated_at: write.now(),
+        };
+        Self::insert(write, account).await
     }
 
-    async fn insert(
-        write: &Write,
-        id: Uuid,
-        email: String,
-        display_name: String,
-        role: Role,
-        password_hash: Option<String>,
-        timezone: String,
-    ) -> Result<user::Model, AppError> {
-        let now = write.now();
-        let user = user::ActiveModel {
-            id: Set(id),
-            email: Set(email),
-            display_name: Set(display_name),
-            role: Set(role),
-            password_hash: Set(password_hash),
-            timezone: Set(timezone),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(write)
-        .await
-        .map_err(|err| match AppError::from(err) {
-            AppError::Conflict(_) => email_taken(),
-            other => other,
-        })?;
+    /// Stores `account`, with an empty profile for a caregiver; `CONFLICT` when its email is
+    /// taken.
+    async fn insert(write: &Write, account: user::Model) -> Result<user::Model, AppError> {
+        let (id, role) = (account.id, account.role);
+        let user =
+            account.into_active_model().insert(write).await.map_err(
+                |err| match AppError::from(err) {
+                    AppError::Conflict(_) => email_taken(),
+                    other => other,
+                },
+            )?;
         if role == Role::Caregiver {
             caregiver_profile::ActiveModel {
                 user_id: Set(id),
                 bio: Set(String::new()),
                 hourly_rate_cents: Set(None),
                 availability: Set(Availability::Unavailable),
-                updated_at: Set(now),
+                updated_at: Set(write.now()),
             }
             .insert(write)
             .await?;
