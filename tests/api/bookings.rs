@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{TestApp, TestUser, error_code};
 
 const CREATE: &str = "mutation($input: CreateBookingInput!) {
     createBooking(input: $input) { id status startsAt endsAt notes
@@ -96,7 +96,7 @@ async fn a_booking_lives_from_request_to_completion() {
     assert_eq!(p.status(id).await, "ACCEPTED");
 
     let early = p.apply(&p.recipient, "complete", id).await;
-    assert_eq!(early["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&early), "INVALID_STATE");
 
     p.app.clock.advance(Duration::hours(27));
     let completed = p.apply(&p.recipient, "complete", id).await;
@@ -172,10 +172,7 @@ async fn creating_a_booking_is_validated() {
             .app
             .graphql(Some(&who.token), CREATE, json!({ "input": input }))
             .await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], code,
-            "{input}: {response}"
-        );
+        assert_eq!(error_code(&response), code, "{input}: {response}");
         if let Some(field) = field {
             assert_eq!(
                 response["errors"][0]["extensions"]["field"], field,
@@ -213,7 +210,8 @@ async fn illegal_transitions_are_refused_and_name_the_status() {
     for (id, verb, status) in cases {
         let response = p.apply(&p.caregiver, verb, id).await;
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "INVALID_STATE",
+            error_code(&response),
+            "INVALID_STATE",
             "{verb} {status}: {response}"
         );
         let message = response["errors"][0]["message"].as_str().unwrap();
@@ -224,32 +222,26 @@ async fn illegal_transitions_are_refused_and_name_the_status() {
 
     // Only the caregiver answers a request.
     let by_recipient = p.apply(&p.recipient, "accept", &pending).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_recipient), "FORBIDDEN");
     let by_recipient = p.apply(&p.recipient, "decline", &pending).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_recipient), "FORBIDDEN");
     assert_eq!(p.status(&pending).await, "PENDING");
 
     // A completed booking is final.
     p.app.clock.advance(Duration::hours(33));
     let late_cancel = p.apply(&p.recipient, "cancel", &accepted).await;
-    assert_eq!(
-        late_cancel["errors"][0]["extensions"]["code"],
-        "INVALID_STATE"
-    );
+    assert_eq!(error_code(&late_cancel), "INVALID_STATE");
     p.apply(&p.caregiver, "complete", &accepted).await;
     for verb in ["accept", "decline", "cancel", "complete"] {
         let response = p.apply(&p.caregiver, verb, &accepted).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "INVALID_STATE",
-            "{verb}"
-        );
+        assert_eq!(error_code(&response), "INVALID_STATE", "{verb}");
     }
     assert_eq!(p.status(&accepted).await, "COMPLETED");
 
     // A pending request whose start has passed can no longer be accepted.
     p.app.clock.advance(Duration::hours(8));
     let stale = p.apply(&p.caregiver, "accept", &pending).await;
-    assert_eq!(stale["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&stale), "INVALID_STATE");
 }
 
 #[tokio::test]
@@ -263,10 +255,7 @@ async fn a_caregiver_cannot_accept_overlapping_bookings() {
         "ACCEPTED"
     );
     let clash = p.apply(&p.caregiver, "accept", &overlapping).await;
-    assert_eq!(
-        clash["errors"][0]["extensions"]["code"], "CONFLICT",
-        "{clash}"
-    );
+    assert_eq!(error_code(&clash), "CONFLICT", "{clash}");
     assert!(
         clash["errors"][0]["message"]
             .as_str()
@@ -321,15 +310,12 @@ async fn a_recurring_series_is_one_record_and_its_occurrences() {
     );
 
     // The stranger sees nothing of it.
-    let response = p
-        .app
-        .graphql(
-            Some(&p.stranger.token),
-            BOOKING,
-            json!({ "id": created["id"] }),
-        )
-        .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(
+        p.app
+            .code(&p.stranger, BOOKING, json!({ "id": created["id"] }))
+            .await,
+        "NOT_FOUND"
+    );
 }
 
 #[tokio::test]
@@ -384,10 +370,7 @@ async fn a_daily_series_runs_until_its_end_date() {
             .graphql(Some(&p.recipient.token), CREATE, json!({ "input": {
                 "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends, "recurrence": recurrence } }))
             .await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-            "{recurrence}"
-        );
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{recurrence}");
         assert_eq!(
             response["errors"][0]["extensions"]["field"], field,
             "{recurrence}"
@@ -502,7 +485,7 @@ async fn a_stranger_can_neither_see_nor_change_a_booking() {
         .app
         .graphql(Some(&p.stranger.token), BOOKING, json!({ "id": id }))
         .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(error_code(&response), "NOT_FOUND");
     let missing = p
         .app
         .graphql(
@@ -519,10 +502,7 @@ async fn a_stranger_can_neither_see_nor_change_a_booking() {
     assert_eq!(listed["bookings"]["edges"], json!([]));
     for verb in ["accept", "decline", "cancel", "complete"] {
         let response = p.apply(&p.stranger, verb, &id).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{verb}"
-        );
+        assert_eq!(error_code(&response), "NOT_FOUND", "{verb}");
     }
     assert_eq!(p.status(&id).await, "PENDING");
 }
@@ -536,10 +516,7 @@ async fn query_depth_and_complexity_are_limited() {
         .app
         .graphql(Some(&p.recipient.token), deep, json!({}))
         .await;
-    assert_eq!(
-        response["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
-        "{response}"
-    );
+    assert_eq!(error_code(&response), "QUERY_TOO_DEEP", "{response}");
     assert!(
         response["errors"][0]["message"]
             .as_str()

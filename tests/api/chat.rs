@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TestApp, TestUser, WsClient, node_fields, open_booking, test_config,
+    Protocol, TestApp, TestUser, WsClient, error_code, node_fields, open_booking, test_config,
 };
 
 const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
@@ -302,10 +302,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             .subscribe("m", MESSAGE_ADDED, json!({ "id": c.session }))
             .await;
         let refused = outsider.next_payload("m").await;
-        assert_eq!(
-            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{refused}"
-        );
+        assert_eq!(error_code(&refused), "NOT_FOUND", "{refused}");
     }
 }
 
@@ -345,14 +342,14 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
         .clone();
     let clash = c
         .app
-        .graphql(
-            Some(&c.recipient.token),
+        .code(
+            &c.recipient,
             SEND,
             json!({ "input": {
         "sessionId": other, "body": "hi", "clientMessageId": "client-1" } }),
         )
         .await;
-    assert_eq!(clash["errors"][0]["extensions"]["code"], "CONFLICT");
+    assert_eq!(clash, "CONFLICT");
 }
 
 #[tokio::test]
@@ -390,11 +387,8 @@ async fn sends_that_arrive_together_are_each_answered_on_their_own() {
     let (ok, refused): (Vec<&Value>, Vec<&Value>) = answers
         .iter()
         .partition(|answer| answer.get("errors").is_none());
-    let codes: Vec<&Value> = refused
-        .iter()
-        .map(|answer| &answer["errors"][0]["extensions"]["code"])
-        .collect();
-    assert_eq!(codes, [&json!("NOT_FOUND"), &json!("BAD_USER_INPUT")]);
+    let codes: Vec<String> = refused.iter().map(|answer| error_code(answer)).collect();
+    assert_eq!(codes, ["NOT_FOUND", "BAD_USER_INPUT"]);
     assert_eq!(ok.len(), 23);
     let retried: Vec<&Value> = ok[20..].iter().map(|a| &a["data"]["sendMessage"]).collect();
     assert!(retried.iter().all(|sent| sent["id"] == retried[0]["id"]));
@@ -456,10 +450,7 @@ async fn message_bodies_are_trimmed_and_limited() {
     ];
     for (body, client_id) in bodies {
         let response = c.send(&c.recipient, body, client_id).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"],
-            "BAD_USER_INPUT"
-        );
+        assert_eq!(error_code(&response), "BAD_USER_INPUT");
         assert_eq!(response["errors"][0]["extensions"]["field"], "body");
     }
     let longest = "é".repeat(4000);
@@ -501,7 +492,7 @@ async fn a_chat_becomes_read_only_when_its_booking_ends() {
         "history stays readable"
     );
     let refused = c.send(&c.caregiver, "Sorry!", "late").await;
-    assert_eq!(refused["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&refused), "INVALID_STATE");
     assert!(
         refused["errors"][0]["message"]
             .as_str()
@@ -523,11 +514,12 @@ async fn a_chat_becomes_read_only_when_its_booking_ends() {
             json!({ "id": declined }),
         )
         .await;
-    let response = c
-        .app
-        .graphql(Some(&c.recipient.token), ENABLE, json!({ "id": declined }))
-        .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(
+        c.app
+            .code(&c.recipient, ENABLE, json!({ "id": declined }))
+            .await,
+        "INVALID_STATE"
+    );
 }
 
 #[tokio::test]
@@ -555,12 +547,15 @@ async fn receipts_only_move_forward_and_stop_at_the_last_message() {
         5,
         "not past the last message"
     );
-    let negative = c.app.graphql(Some(&c.caregiver.token),
-        "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: -1) { lastReadSeq } }", json!({ "id": c.session })).await;
-    assert_eq!(
-        negative["errors"][0]["extensions"]["code"],
-        "BAD_USER_INPUT"
-    );
+    let negative = c
+        .app
+        .code(
+            &c.caregiver,
+            "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: -1) { lastReadSeq } }",
+            json!({ "id": c.session }),
+        )
+        .await;
+    assert_eq!(negative, "BAD_USER_INPUT");
     let statuses: Vec<Value> = c.session_view(&c.recipient, json!({})).await["messages"]["edges"]
         .as_array()
         .unwrap()
@@ -625,7 +620,7 @@ async fn messages_page_forward_and_back_in_chronological_order() {
             json!({ "id": c.session, "first": 5, "last": 5 }),
         )
         .await;
-    assert_eq!(both["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(error_code(&both), "BAD_USER_INPUT");
 }
 
 #[tokio::test]
@@ -830,7 +825,8 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
             .graphql(Some(&c.stranger.token), operation, variables)
             .await;
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            error_code(&response),
+            "NOT_FOUND",
             "{operation}: {response}"
         );
     }
@@ -867,10 +863,7 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
         let id = format!("s{index}");
         ws.subscribe(&id, query, session.clone()).await;
         let refused = ws.next_payload(&id).await;
-        assert_eq!(
-            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{query}: {refused}"
-        );
+        assert_eq!(error_code(&refused), "NOT_FOUND", "{query}: {refused}");
         match ws.next_event().await {
             crate::helpers::WsEvent::Message(message) => assert_eq!(message["type"], "complete"),
             other => panic!("expected complete, got {other:?}"),
@@ -941,5 +934,5 @@ async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
         }
     }
     let limited = limited.expect("setTyping is rate-limited");
-    assert_eq!(limited["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(error_code(&limited), "RATE_LIMITED");
 }

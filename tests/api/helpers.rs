@@ -5,8 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use caregraph::{
     clock::ManualClock,
     config::{Config, DEV_JWT_SECRET, GraphqlConfig, RateConfig},
-    startup::Application,
     services::Services,
+    startup::Application,
     viewer::Credentials,
 };
 use chrono::{SubsecRound, Utc};
@@ -290,11 +290,14 @@ pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The `extensions.code` of the first error of a response that must have failed.
-pub fn error_code(response: &Value) -> String {
-    response["errors"][0]["extensions"]["code"]
+/// The `extensions.code` of a failure: of the first error when given a response or a
+/// subscription's payload (`{ "errors": [...] }`), or of the error itself when given one
+/// error (what a socket's `error` message carries).
+pub fn error_code(failure: &Value) -> String {
+    let error = failure.get("errors").map_or(failure, |errors| &errors[0]);
+    error["extensions"]["code"]
         .as_str()
-        .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
+        .unwrap_or_else(|| panic!("expected an error with a code: {failure}"))
         .to_owned()
 }
 

@@ -13,7 +13,7 @@ use std::{collections::HashMap, time::Duration};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Subscriber, TestApp, TestUser, open_booking, test_config};
+use crate::helpers::{Subscriber, TestApp, TestUser, error_code, open_booking, test_config};
 
 const BOOKING_UPDATED: &str = "subscription { bookingUpdated { id status } }";
 const CREATE_BOOKING: &str =
@@ -143,10 +143,7 @@ async fn a_booking_resync_that_fails_ends_the_stream_with_a_coded_error() {
         .next_response()
         .await
         .expect("an error, not the end");
-    assert_eq!(
-        failed["errors"][0]["extensions"]["code"], "INTERNAL",
-        "{failed}"
-    );
+    assert_eq!(error_code(&failed), "INTERNAL", "{failed}");
     assert_eq!(failed["errors"][0]["message"], "internal error", "{failed}");
     assert!(
         updates.next_response().await.is_none(),

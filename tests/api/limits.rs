@@ -355,10 +355,10 @@ async fn refused_requests_cost_their_sender_too() {
     // Each costs something, so a 5,000 allowance goes in far fewer than 5,000.
     assert!(refused < 1_000, "{refused}");
     assert!(body["errors"][0]["extensions"]["retryAfterSeconds"].is_u64());
-    let response = app
-        .graphql(Some(&sender.token), "{ me { id } }", json!({}))
-        .await;
-    assert_eq!(error_code(&response), "RATE_LIMITED");
+    assert_eq!(
+        app.code(&sender, "{ me { id } }", json!({})).await,
+        "RATE_LIMITED"
+    );
 }
 
 async fn raw_connection(app: &TestApp) -> tokio::net::TcpStream {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{Datelike, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TestApp, TestUser, test_config};
+use crate::helpers::{Protocol, TestApp, TestUser, error_code, test_config};
 
 const INBOX: &str =
     "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {
@@ -340,10 +340,7 @@ async fn preferences_switch_types_off_per_channel_but_not_the_protected_ones() {
             { "type": "BOOKING_STARTING_SOON", "channel": "IN_APP", "enabled": false } ] } }),
         )
         .await;
-    assert_eq!(
-        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-        "{refused}"
-    );
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
     assert!(
         refused["errors"][0]["message"]
             .as_str()
@@ -513,10 +510,7 @@ async fn read_unread_all_and_delete_drive_the_count_on_every_socket() {
                     json!({ "id": ids[1] }),
                 )
                 .await;
-            assert_eq!(
-                response["errors"][0]["extensions"]["code"], "NOT_FOUND",
-                "{mutation}"
-            );
+            assert_eq!(error_code(&response), "NOT_FOUND", "{mutation}");
         }
         outsider.expect_silence(Duration::from_millis(200)).await;
         for ws in sockets.iter_mut() {

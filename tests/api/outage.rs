@@ -373,7 +373,11 @@ async fn a_statement_that_outlives_the_statement_timeout_is_unavailable() {
     let app = caregraph::startup::Application::build(config)
         .await
         .expect("application builds");
-    let slow = app.services().state.db.execute_unprepared("SELECT pg_sleep(10)");
+    let slow = app
+        .services()
+        .state
+        .db
+        .execute_unprepared("SELECT pg_sleep(10)");
     let err = within_bound("slow statement", slow)
         .await
         .expect_err("the server cancels the statement");

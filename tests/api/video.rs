@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{FakeTwilio, Recorded},
-    helpers::{Protocol, TestApp, TestUser, node_fields, test_config},
+    helpers::{Protocol, TestApp, TestUser, error_code, node_fields, test_config},
 };
 
 const PUBLIC_URL: &str = "https://care.example.com";
@@ -224,13 +224,13 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
     assert_ne!(again, id);
     let duplicate = c
         .app
-        .graphql(
-            Some(&c.recipient.token),
+        .code(
+            &c.recipient,
             "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
             json!({ "c": c.caregiver.id }),
         )
         .await;
-    assert_eq!(duplicate["errors"][0]["extensions"]["code"], "CONFLICT");
+    assert_eq!(duplicate, "CONFLICT");
 
     let declined = c.act(&c.caregiver, "decline", &again).await;
     assert_eq!(declined["data"]["declineVideoCall"]["status"], "DECLINED");
@@ -241,9 +241,9 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
 
     let cancelled = c.request().await;
     let by_caregiver = c.act(&c.caregiver, "cancel", &cancelled).await;
-    assert_eq!(by_caregiver["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_caregiver), "FORBIDDEN");
     let by_recipient = c.act(&c.recipient, "accept", &cancelled).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_recipient), "FORBIDDEN");
     assert_eq!(
         c.act(&c.recipient, "cancel", &cancelled).await["data"]["cancelVideoCall"]["status"],
         "CANCELLED"
@@ -253,7 +253,7 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         "VIDEO_CALL_UPDATED"
     );
     let again = c.act(&c.recipient, "cancel", &cancelled).await;
-    assert_eq!(again["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&again), "INVALID_STATE");
 
     let listed = c
         .app
@@ -283,7 +283,7 @@ async fn an_unanswered_request_expires_and_both_are_told() {
         ["VIDEO_CALL_REQUESTED", "VIDEO_CALL_UPDATED"]
     );
     let late = c.act(&c.caregiver, "accept", &id).await;
-    assert_eq!(late["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&late), "INVALID_STATE");
 }
 
 #[tokio::test]
@@ -291,7 +291,7 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
     let c = calls().await;
     let id = c.request().await;
     let pending = c.token(&c.recipient, &id).await;
-    assert_eq!(pending["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&pending), "INVALID_STATE");
     c.act(&c.caregiver, "accept", &id).await;
     for user in [&c.recipient, &c.caregiver] {
         let issued = c.token(user, &id).await;
@@ -335,25 +335,22 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
         );
     }
     let outsider = c.token(&c.stranger, &id).await;
-    assert_eq!(outsider["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(error_code(&outsider), "NOT_FOUND");
     c.act(&c.caregiver, "complete", &id).await;
     let completed = c.token(&c.recipient, &id).await;
-    assert_eq!(
-        completed["errors"][0]["extensions"]["code"],
-        "INVALID_STATE"
-    );
+    assert_eq!(error_code(&completed), "INVALID_STATE");
 
     let declined = c.request().await;
     c.act(&c.caregiver, "decline", &declined).await;
     assert_eq!(
-        c.token(&c.recipient, &declined).await["errors"][0]["extensions"]["code"],
+        error_code(&c.token(&c.recipient, &declined).await),
         "INVALID_STATE"
     );
     let expired = c.request().await;
     c.app.clock.advance(chrono::Duration::minutes(11));
     c.until_status(&expired, "EXPIRED").await;
     assert_eq!(
-        c.token(&c.recipient, &expired).await["errors"][0]["extensions"]["code"],
+        error_code(&c.token(&c.recipient, &expired).await),
         "INVALID_STATE"
     );
 }
@@ -566,20 +563,17 @@ async fn outsiders_see_and_touch_no_call() {
     let id = c.request().await;
     for verb in ["accept", "decline", "cancel", "start", "complete"] {
         let response = c.act(&c.stranger, verb, &id).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{verb}"
-        );
+        assert_eq!(error_code(&response), "NOT_FOUND", "{verb}");
     }
     let seen = c
         .app
-        .graphql(
-            Some(&c.stranger.token),
+        .code(
+            &c.stranger,
             "query($id: UUID!) { videoCall(id: $id) { id } }",
             json!({ "id": id }),
         )
         .await;
-    assert_eq!(seen["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(seen, "NOT_FOUND");
     let listed = c
         .app
         .ok(
@@ -596,10 +590,7 @@ async fn outsiders_see_and_touch_no_call() {
         json!({ "id": id }),
     )
     .await;
-    assert_eq!(
-        ws.next_payload("one").await["errors"][0]["extensions"]["code"],
-        "NOT_FOUND"
-    );
+    assert_eq!(error_code(&ws.next_payload("one").await), "NOT_FOUND");
     ws.subscribe("all", "subscription { videoCallUpdated { id } }", json!({}))
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;

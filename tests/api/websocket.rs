@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TEST_JWT_SECRET, TestApp, TestUser, WsClient, WsEvent, open_booking, test_config,
+    Protocol, TEST_JWT_SECRET, TestApp, TestUser, WsClient, WsEvent, error_code, open_booking,
+    test_config,
 };
 
 const BOOKING_UPDATED: &str =
@@ -321,10 +322,7 @@ async fn subscriptions_past_the_cap_are_refused_and_the_others_deliver() {
             Protocol::TransportWs => &refusal["payload"][0],
             Protocol::LegacyWs => &refusal["payload"],
         };
-        assert_eq!(
-            error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
-            "{refusal}"
-        );
+        assert_eq!(error_code(error), "TOO_MANY_SUBSCRIPTIONS", "{refusal}");
 
         tokio::time::sleep(Duration::from_millis(100)).await;
         open_booking(&app, &recipient, &caregiver).await;
@@ -390,7 +388,7 @@ async fn a_user_starting_operations_too_fast_is_refused_per_operation() {
         other => panic!("expected an error for d, got {other:?}"),
     };
     assert_eq!(refusal["id"], "d");
-    assert_eq!(refusal["payload"]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(error_code(&refusal["payload"]), "RATE_LIMITED");
     assert!(refusal["payload"]["extensions"]["retryAfterSeconds"].is_u64());
 
     tokio::time::sleep(Duration::from_millis(100)).await;
