@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TestApp, TestUser, WsClient, error_code, node_fields, open_booking, test_config,
+    Protocol, TestApp, TestUser, WsClient, error_code, node_fields, nodes, open_booking,
+    test_config,
 };
 
 const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
@@ -158,9 +159,9 @@ async fn a_whole_conversation_with_receipts_and_typing() {
                     json!({}),
                 )
                 .await;
-            let edges = enabled["notifications"]["edges"].as_array().unwrap();
-            assert_eq!(edges.len(), 1, "each party told once");
-            assert_eq!(edges[0]["node"]["data"]["sessionId"], c.session.as_str());
+            let notices = nodes(&enabled["notifications"]);
+            assert_eq!(notices.len(), 1, "each party told once");
+            assert_eq!(notices[0]["data"]["sessionId"], c.session.as_str());
         }
 
         let subscriptions = [
@@ -232,7 +233,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             c.caregiver.id.as_str()
         );
         let view = c.session_view(&c.recipient, json!({})).await;
-        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "DELIVERED");
+        assert_eq!(nodes(&view["messages"])[0]["status"], "DELIVERED");
         c.mark(&c.caregiver, "Read", 1).await;
         let mut seen = Vec::new();
         for _ in 0..2 {
@@ -243,7 +244,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         assert_eq!(seen[0].0, "d", "reading implies delivery: {seen:?}");
         assert_eq!(seen[1].1["messagesRead"]["lastReadSeq"], 1);
         let view = c.session_view(&c.recipient, json!({})).await;
-        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "READ");
+        assert_eq!(nodes(&view["messages"])[0]["status"], "READ");
 
         // Mateus answers; Luisa has one unread until she reads it.
         let reply = c.sent(&c.caregiver, "Nine is fine.").await;
@@ -270,14 +271,8 @@ async fn a_whole_conversation_with_receipts_and_typing() {
                 json!({}),
             )
             .await;
-        assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["body"],
-            "Nine is fine."
-        );
-        assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["isRead"],
-            false
-        );
+        assert_eq!(nodes(&notices["notifications"])[0]["body"], "Nine is fine.");
+        assert_eq!(nodes(&notices["notifications"])[0]["isRead"], false);
         c.mark(&c.recipient, "Read", 2).await;
         let notices = c
             .app
@@ -288,7 +283,8 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             )
             .await;
         assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["isRead"], true,
+            nodes(&notices["notifications"])[0]["isRead"],
+            true,
             "reading the chat reads its notices"
         );
         assert_eq!(
@@ -318,7 +314,7 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
     assert_eq!(retry["data"]["sendMessage"]["seq"], 1);
     let view = c.session_view(&c.caregiver, json!({})).await;
     assert_eq!(view["lastSeq"], 1);
-    assert_eq!(view["messages"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(nodes(&view["messages"]).len(), 1);
     let notices = c
         .app
         .ok(
@@ -327,10 +323,7 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
             json!({}),
         )
         .await;
-    assert_eq!(
-        notices["notifications"]["edges"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(nodes(&notices["notifications"]).len(), 1);
 
     // The same client id in another chat is a client bug, not a retry.
     let other_caregiver = c.app.register("CAREGIVER", "Otto").await;
@@ -404,11 +397,9 @@ async fn sends_that_arrive_together_are_each_answered_on_their_own() {
     );
 
     let view = c.session_view(&c.caregiver, json!({ "first": 50 })).await;
-    let stored: Vec<i64> = view["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+    let stored: Vec<i64> = node_fields(&view["messages"], "seq")
+        .into_iter()
+        .map(|seq| seq.as_i64().unwrap())
         .collect();
     assert_eq!(stored, (1..=21).collect::<Vec<_>>());
     let members = view["members"].as_array().unwrap();
@@ -488,7 +479,8 @@ async fn a_chat_becomes_read_only_when_its_booking_ends() {
     let view = c.session_view(&c.caregiver, json!({})).await;
     assert_eq!(view["readOnly"], true);
     assert_eq!(
-        view["messages"]["edges"][0]["node"]["body"], "See you Tuesday",
+        nodes(&view["messages"])[0]["body"],
+        "See you Tuesday",
         "history stays readable"
     );
     let refused = c.send(&c.caregiver, "Sorry!", "late").await;
@@ -556,11 +548,10 @@ async fn receipts_only_move_forward_and_stop_at_the_last_message() {
         )
         .await;
     assert_eq!(negative, "BAD_USER_INPUT");
-    let statuses: Vec<Value> = c.session_view(&c.recipient, json!({})).await["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["status"].clone())
+    let view = c.session_view(&c.recipient, json!({})).await;
+    let statuses: Vec<Value> = node_fields(&view["messages"], "status")
+        .into_iter()
+        .cloned()
         .collect();
     assert_eq!(statuses, vec![json!("READ"); 5]);
 }
@@ -580,11 +571,9 @@ async fn messages_page_forward_and_back_in_chronological_order() {
         .await;
     }
     let seqs = |view: &Value| -> Vec<i64> {
-        view["messages"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+        node_fields(&view["messages"], "seq")
+            .into_iter()
+            .map(|seq| seq.as_i64().unwrap())
             .collect()
     };
     let newest = c.session_view(&c.recipient, json!({ "last": 10 })).await;
@@ -765,28 +754,27 @@ async fn unread_counts_per_session_and_in_total() {
             json!({}),
         )
         .await;
-    let edges = list["chatSessions"]["edges"].as_array().unwrap();
-    assert_eq!(edges.len(), 2);
+    let sessions = nodes(&list["chatSessions"]);
+    assert_eq!(sessions.len(), 2);
     assert_eq!(
-        edges[0]["node"]["id"],
+        sessions[0]["id"],
         c.session.as_str(),
         "most recently active first"
     );
     assert_eq!(
-        edges[0]["node"]["lastMessage"]["body"],
+        sessions[0]["lastMessage"]["body"],
         "my reply reads what came before"
     );
-    assert_eq!(edges[1]["node"]["unreadCount"], 1);
-    assert_eq!(
-        c.app
-            .ok(
-                &c.stranger,
-                "{ chatSessions { edges { node { id } } } }",
-                json!({})
-            )
-            .await["chatSessions"]["edges"],
-        json!([])
-    );
+    assert_eq!(sessions[1]["unreadCount"], 1);
+    let unseen = c
+        .app
+        .ok(
+            &c.stranger,
+            "{ chatSessions { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(nodes(&unseen["chatSessions"]).is_empty(), "{unseen}");
 }
 
 #[tokio::test]

@@ -280,13 +280,21 @@ pub fn data(response: Value) -> Value {
     response["data"].clone()
 }
 
-/// Each node's `field`, in the order of a connection's edges: what a list shows.
-pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
+/// A connection's nodes, in the order of its edges: what a list shows.
+pub fn nodes(connection: &Value) -> Vec<&Value> {
     connection["edges"]
         .as_array()
         .unwrap_or_else(|| panic!("expected a connection with edges: {connection}"))
         .iter()
-        .map(|edge| &edge["node"][field])
+        .map(|edge| &edge["node"])
+        .collect()
+}
+
+/// Each node's `field`, in the order of a connection's edges.
+pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
+    nodes(connection)
+        .into_iter()
+        .map(|node| &node[field])
         .collect()
 }
 

@@ -13,7 +13,9 @@ use std::{collections::HashMap, time::Duration};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Subscriber, TestApp, TestUser, error_code, open_booking, test_config};
+use crate::helpers::{
+    Subscriber, TestApp, TestUser, error_code, node_fields, nodes, open_booking, test_config,
+};
 
 const BOOKING_UPDATED: &str = "subscription { bookingUpdated { id status } }";
 const CREATE_BOOKING: &str =
@@ -478,8 +480,7 @@ async fn notification_added_resumes_after_falling_behind_without_gap_or_repeat()
     let (recipient, caregiver) = pair(&app).await;
     book(&app, &recipient, &caregiver, 24).await;
     let inbox = "{ notifications(first: 10) { edges { node { id cursor } } } }";
-    let first =
-        app.ok(&caregiver, inbox, json!({})).await["notifications"]["edges"][0]["node"].clone();
+    let first = nodes(&app.ok(&caregiver, inbox, json!({})).await["notifications"])[0].clone();
     let mut added = app
         .subscriber(
             &caregiver,
@@ -495,12 +496,10 @@ async fn notification_added_resumes_after_falling_behind_without_gap_or_repeat()
     }
 
     let stored = app.ok(&caregiver, inbox, json!({})).await;
-    let mut expected: Vec<Value> = stored["notifications"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["id"].clone())
+    let mut expected: Vec<Value> = node_fields(&stored["notifications"], "id")
+        .into_iter()
         .take(4)
+        .cloned()
         .collect();
     expected.reverse();
     let last = expected.last().cloned().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{Datelike, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TestApp, TestUser, error_code, test_config};
+use crate::helpers::{Protocol, TestApp, TestUser, error_code, node_fields, nodes, test_config};
 
 const INBOX: &str =
     "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {
@@ -20,12 +20,7 @@ impl TestApp {
     /// Every notification of `user`, newest first (at most 100).
     async fn inbox(&self, user: &TestUser) -> Vec<Value> {
         let page = self.ok(user, INBOX, json!({ "first": 100 })).await;
-        page["notifications"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"].clone())
-            .collect()
+        nodes(&page["notifications"]).into_iter().cloned().collect()
     }
 
     /// The types of `user`'s notifications, oldest first.
@@ -68,7 +63,7 @@ impl TestApp {
         let mut seen = 0;
         for _ in 0..100 {
             let page = self.ok(user, INBOX, query.clone()).await;
-            seen = page["notifications"]["edges"].as_array().unwrap().len();
+            seen = nodes(&page["notifications"]).len();
             if seen >= count {
                 break;
             }
@@ -76,7 +71,7 @@ impl TestApp {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let page = self.ok(user, INBOX, query).await;
-        let settled = page["notifications"]["edges"].as_array().unwrap().len();
+        let settled = nodes(&page["notifications"]).len();
         assert_eq!((seen, settled), (count, count), "{kind} notifications");
     }
 }
@@ -385,8 +380,8 @@ async fn paging_over_250_notifications_is_complete_and_newest_first() {
         let page = app
             .ok(&user, INBOX, json!({ "first": 100, "after": after }))
             .await;
-        for edge in page["notifications"]["edges"].as_array().unwrap() {
-            bodies.push(edge["node"]["body"].as_str().unwrap().to_owned());
+        for body in node_fields(&page["notifications"], "body") {
+            bodies.push(body.as_str().unwrap().to_owned());
         }
         if page["notifications"]["pageInfo"]["hasNextPage"] == json!(false) {
             break;
@@ -401,14 +396,11 @@ async fn paging_over_250_notifications_is_complete_and_newest_first() {
     let types = app
         .ok(&user, INBOX, json!({ "types": ["BOOKING_CREATED"] }))
         .await;
-    assert_eq!(types["notifications"]["edges"], json!([]));
+    assert!(nodes(&types["notifications"]).is_empty(), "{types}");
     let unread = app
         .ok(&user, INBOX, json!({ "unreadOnly": true, "first": 5 }))
         .await;
-    assert_eq!(
-        unread["notifications"]["edges"].as_array().unwrap().len(),
-        5
-    );
+    assert_eq!(nodes(&unread["notifications"]).len(), 5);
 }
 
 #[tokio::test]
@@ -612,9 +604,10 @@ async fn reminders_fire_once_per_offset_and_not_for_cancelled_bookings() {
         app.expect_exactly(user, "BOOKING_REMINDER", 1).await;
         app.expect_exactly(user, "BOOKING_STARTING_SOON", 0).await;
     }
-    let reminder = &app
+    let reminders = app
         .ok(&recipient, INBOX, json!({ "types": ["BOOKING_REMINDER"] }))
-        .await["notifications"]["edges"][0]["node"];
+        .await;
+    let reminder = nodes(&reminders["notifications"])[0];
     assert_eq!(reminder["data"]["bookingId"], kept.as_str());
     assert!(
         reminder["body"]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, error_code};
+use crate::helpers::{TestApp, error_code, node_fields};
 
 const CAREGIVERS: &str = "query($availability: Availability, $first: Int, $after: String) {
     caregivers(availability: $availability, first: $first, after: $after) {
@@ -110,8 +110,8 @@ async fn the_caregiver_directory_pages_and_filters() {
             .ok(&viewer, CAREGIVERS, json!({ "first": 2, "after": after }))
             .await;
         let connection = &page["caregivers"];
-        for edge in connection["edges"].as_array().unwrap() {
-            seen.push(edge["node"]["id"].as_str().unwrap().to_owned());
+        for id in node_fields(connection, "id") {
+            seen.push(id.as_str().unwrap().to_owned());
         }
         if connection["pageInfo"]["hasNextPage"] == json!(false) {
             break;
@@ -126,11 +126,9 @@ async fn the_caregiver_directory_pages_and_filters() {
     let filtered = app
         .ok(&viewer, CAREGIVERS, json!({ "availability": "AVAILABLE" }))
         .await;
-    let ids: Vec<_> = filtered["caregivers"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
+    let ids: Vec<_> = node_fields(&filtered["caregivers"], "id")
+        .into_iter()
+        .map(|id| id.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, available);
 

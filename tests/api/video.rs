@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{FakeTwilio, Recorded},
-    helpers::{Protocol, TestApp, TestUser, error_code, node_fields, test_config},
+    helpers::{Protocol, TestApp, TestUser, error_code, node_fields, nodes, test_config},
 };
 
 const PUBLIC_URL: &str = "https://care.example.com";
@@ -102,11 +102,9 @@ impl Calls {
                 json!({}),
             )
             .await;
-        let mut types: Vec<String> = inbox["notifications"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"]["type"].as_str().unwrap().to_owned())
+        let mut types: Vec<String> = node_fields(&inbox["notifications"], "type")
+            .into_iter()
+            .map(|kind| kind.as_str().unwrap().to_owned())
             .collect();
         types.reverse();
         types
@@ -582,7 +580,7 @@ async fn outsiders_see_and_touch_no_call() {
             json!({}),
         )
         .await;
-    assert_eq!(listed["videoCalls"]["edges"], json!([]));
+    assert!(nodes(&listed["videoCalls"]).is_empty(), "{listed}");
     let mut ws = c.app.ws_as(Protocol::TransportWs, &c.stranger).await;
     ws.subscribe(
         "one",
@@ -680,10 +678,10 @@ async fn without_twilio_the_dev_provider_runs_the_whole_flow_and_the_chat_hears_
         "completing twice is harmless"
     );
     let chat = app.ok(&caregiver, "query($id: UUID!) { chatSession(id: $id) { messages(last: 5) { edges { node { body kind } } } } }", json!({ "id": session })).await;
-    let lines = chat["chatSession"]["messages"]["edges"].as_array().unwrap();
+    let lines = nodes(&chat["chatSession"]["messages"]);
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["node"]["kind"], "SYSTEM");
-    assert_eq!(lines[0]["node"]["body"], "Video call ended after 9 s");
+    assert_eq!(lines[0]["kind"], "SYSTEM");
+    assert_eq!(lines[0]["body"], "Video call ended after 9 s");
     let webhook = reqwest::Client::new()
         .post(format!("http://{}/webhooks/twilio/video", app.addr))
         .header("X-Twilio-Signature", "anything")
