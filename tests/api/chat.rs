@@ -7,11 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TestApp, TestUser, WsClient, error_code, node_fields, nodes, open_booking,
+    ENABLE_CHAT, Protocol, TestApp, TestUser, WsClient, data, error_code, node_fields, nodes,
     test_config,
 };
 
-const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
 const SEND: &str = "mutation($input: SendMessageInput!) {
     sendMessage(input: $input) { id seq body status cursor clientMessageId sender { id } } }";
 const SESSION: &str =
@@ -21,6 +20,8 @@ const SESSION: &str =
         messages(first: $first, after: $after, last: $last, before: $before) {
             edges { cursor node { id seq body status sender { id } } }
             pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }";
+const SET_TYPING: &str =
+    "mutation($id: UUID!, $typing: Boolean!) { setTyping(sessionId: $id, typing: $typing) }";
 const MESSAGE_ADDED: &str = "subscription($id: UUID!, $after: String) {
     messageAdded(sessionId: $id, after: $after) { id seq body cursor sender { id } } }";
 
@@ -42,11 +43,7 @@ async fn chat_on(app: TestApp) -> Chat {
     let recipient = app.register("CARE_RECIPIENT", "Luisa").await;
     let caregiver = app.register("CAREGIVER", "Mateus").await;
     let stranger = app.register("CAREGIVER", "Nadia").await;
-    let booking = open_booking(&app, &recipient, &caregiver).await;
-    let session = app.ok(&recipient, ENABLE, json!({ "id": booking })).await["enableChat"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (booking, session) = app.booking_chat(&recipient, &caregiver).await;
     Chat {
         app,
         recipient,
@@ -73,8 +70,23 @@ impl Chat {
         let response = self
             .send(from, body, &uuid::Uuid::now_v7().to_string())
             .await;
-        assert!(response.get("errors").is_none(), "{response}");
-        response["data"]["sendMessage"].clone()
+        data(response)["sendMessage"].clone()
+    }
+
+    /// Sets `who`'s typing state; returns the whole response.
+    async fn try_typing(&self, who: &TestUser, typing: bool) -> Value {
+        self.app
+            .graphql(
+                Some(&who.token),
+                SET_TYPING,
+                json!({ "id": self.session, "typing": typing }),
+            )
+            .await
+    }
+
+    /// Sets `who`'s typing state, which must succeed; returns whether it was passed on.
+    async fn typing(&self, who: &TestUser, typing: bool) -> Value {
+        data(self.try_typing(who, typing).await)["setTyping"].clone()
     }
 
     async fn mark(&self, who: &TestUser, horizon: &str, up_to: i64) -> Value {
@@ -141,13 +153,9 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         let mut config = test_config().await;
         config.typing_ttl = Duration::from_millis(300);
         let c = chat_on(TestApp::spawn_with(config).await).await;
-        let again = c
-            .app
-            .ok(&c.caregiver, ENABLE, json!({ "id": c.booking }))
-            .await;
         assert_eq!(
-            again["enableChat"]["id"],
-            c.session.as_str(),
+            c.app.enable_chat(&c.caregiver, &c.booking).await,
+            c.session,
             "enabling twice returns the same chat"
         );
         for user in [&c.recipient, &c.caregiver] {
@@ -184,15 +192,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Luisa types, then sends.
-        let typing = c
-            .app
-            .ok(
-                &c.recipient,
-                "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
-                json!({ "id": c.session }),
-            )
-            .await;
-        assert_eq!(typing["setTyping"], true);
+        assert_eq!(c.typing(&c.recipient, true).await, true);
         let (id, data) = next_any(&mut mateus).await;
         assert_eq!(
             (id.as_str(), &data["typing"]["typing"]),
@@ -327,12 +327,7 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
 
     // The same client id in another chat is a client bug, not a retry.
     let other_caregiver = c.app.register("CAREGIVER", "Otto").await;
-    let other_booking = open_booking(&c.app, &c.recipient, &other_caregiver).await;
-    let other = c
-        .app
-        .ok(&c.recipient, ENABLE, json!({ "id": other_booking }))
-        .await["enableChat"]["id"]
-        .clone();
+    let (_, other) = c.app.booking_chat(&c.recipient, &other_caregiver).await;
     let clash = c
         .app
         .code(
@@ -469,13 +464,7 @@ async fn message_bodies_are_trimmed_and_limited() {
 async fn a_chat_becomes_read_only_when_its_booking_ends() {
     let c = chat().await;
     c.sent(&c.recipient, "See you Tuesday").await;
-    c.app
-        .ok(
-            &c.caregiver,
-            "mutation($id: UUID!) { cancelBooking(id: $id) { id } }",
-            json!({ "id": c.booking }),
-        )
-        .await;
+    c.app.act(&c.caregiver, "cancelBooking", &c.booking).await;
     let view = c.session_view(&c.caregiver, json!({})).await;
     assert_eq!(view["readOnly"], true);
     assert_eq!(
@@ -491,24 +480,13 @@ async fn a_chat_becomes_read_only_when_its_booking_ends() {
             .unwrap()
             .contains("cancelled")
     );
-    assert_eq!(
-        c.app
-            .ok(&c.recipient, ENABLE, json!({ "id": c.booking }))
-            .await["enableChat"]["id"],
-        c.session.as_str()
-    );
+    assert_eq!(c.app.enable_chat(&c.recipient, &c.booking).await, c.session);
 
-    let declined = open_booking(&c.app, &c.recipient, &c.caregiver).await;
-    c.app
-        .ok(
-            &c.caregiver,
-            "mutation($id: UUID!) { declineBooking(id: $id) { id } }",
-            json!({ "id": declined }),
-        )
-        .await;
+    let declined = c.app.book(&c.recipient, &c.caregiver, 48).await;
+    c.app.act(&c.caregiver, "declineBooking", &declined).await;
     assert_eq!(
         c.app
-            .code(&c.recipient, ENABLE, json!({ "id": declined }))
+            .code(&c.recipient, ENABLE_CHAT, json!({ "id": declined }))
             .await,
         "INVALID_STATE"
     );
@@ -697,14 +675,8 @@ async fn resume_after_a_disconnect_loses_and_repeats_nothing_while_the_other_sid
 async fn unread_counts_per_session_and_in_total() {
     let c = chat().await;
     let second_caregiver = c.app.register("CAREGIVER", "Pedro").await;
-    let second_booking = open_booking(&c.app, &c.recipient, &second_caregiver).await;
-    let second_session = c
-        .app
-        .ok(&second_caregiver, ENABLE, json!({ "id": second_booking }))
-        .await["enableChat"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second_booking = c.app.book(&c.recipient, &second_caregiver, 48).await;
+    let second_session = c.app.enable_chat(&second_caregiver, &second_booking).await;
 
     let mut ws = c.app.ws_as(Protocol::TransportWs, &c.recipient).await;
     ws.subscribe("total", "subscription { unreadMessageCount }", json!({}))
@@ -861,61 +833,23 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
         .await;
     assert_eq!(ws.next_data("total").await["unreadMessageCount"], 0);
     c.sent(&c.caregiver, "still private").await;
-    c.app
-        .ok(
-            &c.recipient,
-            "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
-            session,
-        )
-        .await;
+    c.typing(&c.recipient, true).await;
     ws.expect_silence(Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
 async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
     let c = chat().await;
-    let set =
-        "mutation($id: UUID!, $typing: Boolean!) { setTyping(sessionId: $id, typing: $typing) }";
-    let first = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": true }),
-        )
-        .await;
-    assert_eq!(first["setTyping"], true);
-    let refresh = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": true }),
-        )
-        .await;
+    assert_eq!(c.typing(&c.recipient, true).await, true);
     assert_eq!(
-        refresh["setTyping"], false,
+        c.typing(&c.recipient, true).await,
+        false,
         "an unchanged state within a second is not passed on"
     );
-    let stop = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": false }),
-        )
-        .await;
-    assert_eq!(stop["setTyping"], true);
+    assert_eq!(c.typing(&c.recipient, false).await, true);
     let mut limited = None;
     for _ in 0..30 {
-        let response = c
-            .app
-            .graphql(
-                Some(&c.recipient.token),
-                set,
-                json!({ "id": c.session, "typing": true }),
-            )
-            .await;
+        let response = c.try_typing(&c.recipient, true).await;
         if response.get("errors").is_some() {
             limited = Some(response);
             break;

@@ -103,21 +103,13 @@ async fn the_caregiver_directory_pages_and_filters() {
             available.push(caregiver.id.clone());
         }
     }
-    let mut seen = Vec::new();
-    let mut after = json!(null);
-    loop {
-        let page = app
-            .ok(&viewer, CAREGIVERS, json!({ "first": 2, "after": after }))
-            .await;
-        let connection = &page["caregivers"];
-        for id in node_fields(connection, "id") {
-            seen.push(id.as_str().unwrap().to_owned());
-        }
-        if connection["pageInfo"]["hasNextPage"] == json!(false) {
-            break;
-        }
-        after = connection["pageInfo"]["endCursor"].clone();
-    }
+    let seen: Vec<String> = app
+        .pages(&viewer, CAREGIVERS, "caregivers", 2)
+        .await
+        .iter()
+        .flatten()
+        .map(|caregiver| caregiver["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         seen.len(),
         5,
@@ -169,13 +161,7 @@ async fn users_see_caregivers_and_their_counterparts_only() {
         "NOT_FOUND"
     );
 
-    let starts = app.clock_after_hours(24);
-    app.ok(
-        &recipient,
-        "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-        json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts.0, "endsAt": starts.1 } }),
-    )
-    .await;
+    app.book(&recipient, &caregiver, 24).await;
     let seen = app
         .ok(&caregiver, user, json!({ "id": recipient.id }))
         .await;
@@ -190,16 +176,6 @@ async fn users_see_caregivers_and_their_counterparts_only() {
         .ok(&recipient, user, json!({ "id": recipient.id }))
         .await;
     assert!(own["user"]["email"].as_str().unwrap().starts_with("joana-"));
-}
-
-impl TestApp {
-    /// An RFC 3339 time range starting `hours` from the server's now and lasting two hours.
-    pub fn clock_after_hours(&self, hours: i64) -> (String, String) {
-        use caregraph::clock::Clock;
-        let start = self.clock.now() + chrono::Duration::hours(hours);
-        let end = start + chrono::Duration::hours(2);
-        (start.to_rfc3339(), end.to_rfc3339())
-    }
 }
 
 /// Each distinct query text is parsed once per instance, and every request that sends it

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{FakeTwilio, Recorded},
-    helpers::{Protocol, TestApp, TestUser, error_code, node_fields, nodes, test_config},
+    helpers::{
+        Protocol, REQUEST_CALL, TestApp, TestUser, error_code, node_fields, nodes, test_config,
+    },
 };
 
 const PUBLIC_URL: &str = "https://care.example.com";
@@ -93,23 +95,6 @@ impl Calls {
         self.app.graphql(Some(&who.token), "mutation($id: UUID!) { videoCallToken(id: $id) { token roomName expiresIn provider } }", json!({ "id": id })).await
     }
 
-    async fn types(&self, who: &TestUser) -> Vec<String> {
-        let inbox = self
-            .app
-            .ok(
-                who,
-                "{ notifications(first: 100) { edges { node { type } } } }",
-                json!({}),
-            )
-            .await;
-        let mut types: Vec<String> = node_fields(&inbox["notifications"], "type")
-            .into_iter()
-            .map(|kind| kind.as_str().unwrap().to_owned())
-            .collect();
-        types.reverse();
-        types
-    }
-
     /// Posts a status callback signed as Twilio would, or with `signature` instead.
     async fn callback(&self, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
         let params: Vec<(String, String)> = params
@@ -177,8 +162,11 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         caregiver_ws.next_data("v").await["videoCallUpdated"]["status"],
         "PENDING"
     );
-    assert_eq!(c.types(&c.caregiver).await, ["VIDEO_CALL_REQUESTED"]);
-    assert!(c.types(&c.recipient).await.is_empty());
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
+        ["VIDEO_CALL_REQUESTED"]
+    );
+    assert!(c.app.inbox_types(&c.recipient).await.is_empty());
     assert!(
         c.twilio.requests().is_empty(),
         "no room before the caregiver accepts"
@@ -193,9 +181,12 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         caregiver_ws.next_data("v").await["videoCallUpdated"]["status"],
         "ACCEPTED"
     );
-    assert_eq!(c.types(&c.recipient).await, ["VIDEO_CALL_ACCEPTED"]);
     assert_eq!(
-        c.types(&c.caregiver).await,
+        c.app.inbox_types(&c.recipient).await,
+        ["VIDEO_CALL_ACCEPTED"]
+    );
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
         ["VIDEO_CALL_REQUESTED", "VIDEO_CALL_ACCEPTED"]
     );
     let rooms = c.twilio.requests();
@@ -222,18 +213,14 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
     assert_ne!(again, id);
     let duplicate = c
         .app
-        .code(
-            &c.recipient,
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
-            json!({ "c": c.caregiver.id }),
-        )
+        .code(&c.recipient, REQUEST_CALL, json!({ "c": c.caregiver.id }))
         .await;
     assert_eq!(duplicate, "CONFLICT");
 
     let declined = c.act(&c.caregiver, "decline", &again).await;
     assert_eq!(declined["data"]["declineVideoCall"]["status"], "DECLINED");
     assert_eq!(
-        c.types(&c.recipient).await.last().unwrap(),
+        c.app.inbox_types(&c.recipient).await.last().unwrap(),
         "VIDEO_CALL_DECLINED"
     );
 
@@ -247,7 +234,7 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         "CANCELLED"
     );
     assert_eq!(
-        c.types(&c.caregiver).await.last().unwrap(),
+        c.app.inbox_types(&c.caregiver).await.last().unwrap(),
         "VIDEO_CALL_UPDATED"
     );
     let again = c.act(&c.recipient, "cancel", &cancelled).await;
@@ -275,9 +262,12 @@ async fn an_unanswered_request_expires_and_both_are_told() {
     let id = c.request().await;
     c.app.clock.advance(chrono::Duration::minutes(11));
     c.until_status(&id, "EXPIRED").await;
-    assert_eq!(c.types(&c.recipient).await, ["VIDEO_CALL_UPDATED"]);
     assert_eq!(
-        c.types(&c.caregiver).await,
+        c.app.inbox_types(&c.recipient).await,
+        ["VIDEO_CALL_UPDATED"]
+    );
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
         ["VIDEO_CALL_REQUESTED", "VIDEO_CALL_UPDATED"]
     );
     let late = c.act(&c.caregiver, "accept", &id).await;
@@ -406,7 +396,7 @@ async fn the_server_ends_the_call_at_its_limit_with_one_rest_call() {
         vec![("Status".to_owned(), "completed".to_owned())]
     );
     assert_eq!(
-        c.types(&c.recipient).await,
+        c.app.inbox_types(&c.recipient).await,
         [
             "VIDEO_CALL_ACCEPTED",
             "VIDEO_CALL_UPDATED",
@@ -507,24 +497,8 @@ async fn a_call_whose_limit_passed_during_downtime_ends_at_startup() {
     let clock = first.clock.clone();
     let recipient = first.register("CARE_RECIPIENT", "Tania").await;
     let caregiver = first.register("CAREGIVER", "Ulisses").await;
-    let requested = first
-        .ok(
-            &recipient,
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
-            json!({ "c": caregiver.id }),
-        )
-        .await;
-    let id = requested["requestVideoCall"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    first
-        .ok(
-            &caregiver,
-            "mutation($id: UUID!) { acceptVideoCall(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let id = first.request_call(&recipient, &caregiver).await;
+    first.act(&caregiver, "acceptVideoCall", &id).await;
     first
         .ok(
             &recipient,
@@ -599,7 +573,7 @@ async fn outsiders_see_and_touch_no_call() {
         .app
         .graphql(
             Some(&c.recipient.token),
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
+            REQUEST_CALL,
             json!({ "c": c.stranger.id }),
         )
         .await;
@@ -614,31 +588,15 @@ async fn without_twilio_the_dev_provider_runs_the_whole_flow_and_the_chat_hears_
     let app = TestApp::spawn().await;
     let recipient = app.register("CARE_RECIPIENT", "Vitoria").await;
     let caregiver = app.register("CAREGIVER", "Xavier").await;
-    let (starts, ends) = app.clock_after_hours(24);
-    let booking = app
-        .ok(
-            &recipient,
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
-        )
-        .await["createBooking"]["id"]
-        .clone();
-    let session = app
-        .ok(
-            &recipient,
-            "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
-            json!({ "id": booking }),
-        )
-        .await["enableChat"]["id"]
-        .clone();
-    let id = app.ok(&recipient, "mutation($c: UUID!, $b: UUID) { requestVideoCall(input: {caregiverId: $c, bookingId: $b}) { id } }",
-        json!({ "c": caregiver.id, "b": booking })).await["requestVideoCall"]["id"].clone();
-    app.ok(
-        &caregiver,
-        "mutation($id: UUID!) { acceptVideoCall(id: $id) { id } }",
-        json!({ "id": id }),
-    )
-    .await;
+    let booking = app.book(&recipient, &caregiver, 24).await;
+    let session = app.enable_chat(&recipient, &booking).await;
+    let requested = app.ok(&recipient, "mutation($c: UUID!, $b: UUID) { requestVideoCall(input: {caregiverId: $c, bookingId: $b}) { id } }",
+        json!({ "c": caregiver.id, "b": booking })).await;
+    let id = requested["requestVideoCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.act(&caregiver, "acceptVideoCall", &id).await;
     let token = app
         .ok(
             &caregiver,
