@@ -248,11 +248,3 @@ async fn production_refuses_the_development_secret() {
     config.http.cors_allowed_origins = Some(vec!["https://app.example.com".to_owned()]);
     assert!(Application::build(config).await.is_ok());
 }
-
-impl TestApp {
-    /// The server clock as a Unix timestamp, for forging tokens.
-    pub fn clock_now(&self) -> i64 {
-        use caregraph::clock::Clock;
-        self.clock.now().timestamp()
-    }
-}

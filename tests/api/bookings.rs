@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{TestApp, TestUser, data, error_code, nodes};
 
 const CREATE: &str = "mutation($input: CreateBookingInput!) {
     createBooking(input: $input) { id status startsAt endsAt notes
@@ -13,6 +13,9 @@ const BOOKING: &str = "query($id: UUID!) { booking(id: $id) { id status } }";
 const BOOKINGS: &str = "query($status: BookingStatus, $first: Int, $after: String) {
     bookings(status: $status, first: $first, after: $after) {
         edges { cursor node { id status startsAt } } pageInfo { hasNextPage endCursor } } }";
+
+/// Every transition, for the checks that none applies.
+const VERBS: [&str; 4] = ["accept", "decline", "cancel", "complete"];
 
 fn transition(verb: &str) -> String {
     format!("mutation($id: UUID!) {{ {verb}Booking(id: $id) {{ id status }} }}")
@@ -40,21 +43,39 @@ async fn parties() -> Parties {
 }
 
 impl Parties {
+    /// Runs `createBooking(input)` as `who`; returns the whole response.
+    async fn create(&self, who: &TestUser, input: Value) -> Value {
+        self.app
+            .graphql(Some(&who.token), CREATE, json!({ "input": input }))
+            .await
+    }
+
+    /// The recipient creates a booking from `input`, which must succeed; returns it.
+    async fn created(&self, input: Value) -> Value {
+        data(self.create(&self.recipient, input).await)["createBooking"].clone()
+    }
+
     /// A pending booking `hours` from now, two hours long.
     async fn book(&self, hours: i64) -> String {
         let (starts, ends) = self.app.clock_after_hours(hours);
         let created = self
-            .app
-            .ok(&self.recipient, CREATE, json!({ "input": {
-                "caregiverId": self.caregiver.id, "startsAt": starts, "endsAt": ends, "notes": " Bring the lift " } }))
+            .created(
+                json!({ "caregiverId": self.caregiver.id, "startsAt": starts,
+                    "endsAt": ends, "notes": " Bring the lift " }),
+            )
             .await;
-        created["createBooking"]["id"].as_str().unwrap().to_owned()
+        created["id"].as_str().unwrap().to_owned()
     }
 
     async fn apply(&self, who: &TestUser, verb: &str, id: &str) -> Value {
         self.app
             .graphql(Some(&who.token), &transition(verb), json!({ "id": id }))
             .await
+    }
+
+    /// The code of the error that refuses `verb` on booking `id` to `who`.
+    async fn refusal(&self, who: &TestUser, verb: &str, id: &str) -> String {
+        error_code(&self.apply(who, verb, id).await)
     }
 
     async fn status(&self, id: &str) -> Value {
@@ -70,11 +91,11 @@ async fn a_booking_lives_from_request_to_completion() {
     let p = parties().await;
     let (starts, ends) = p.app.clock_after_hours(24);
     let created = p
-        .app
-        .ok(&p.recipient, CREATE, json!({ "input": {
-            "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends, "notes": "  Bring the lift  " } }))
-        .await["createBooking"]
-        .clone();
+        .created(
+            json!({ "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
+                "notes": "  Bring the lift  " }),
+        )
+        .await;
     assert_eq!(created["status"], "PENDING");
     assert_eq!(created["notes"], "Bring the lift");
     assert_eq!(created["caregiver"]["displayName"], "Nuno");
@@ -86,7 +107,7 @@ async fn a_booking_lives_from_request_to_completion() {
         .app
         .ok(&p.caregiver, BOOKINGS, json!({ "status": "PENDING" }))
         .await;
-    assert_eq!(pending["bookings"]["edges"][0]["node"]["id"], id);
+    assert_eq!(nodes(&pending["bookings"])[0]["id"], id);
 
     let accepted = p.apply(&p.caregiver, "accept", id).await;
     assert_eq!(
@@ -95,8 +116,10 @@ async fn a_booking_lives_from_request_to_completion() {
     );
     assert_eq!(p.status(id).await, "ACCEPTED");
 
-    let early = p.apply(&p.recipient, "complete", id).await;
-    assert_eq!(early["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(
+        p.refusal(&p.recipient, "complete", id).await,
+        "INVALID_STATE"
+    );
 
     p.app.clock.advance(Duration::hours(27));
     let completed = p.apply(&p.recipient, "complete", id).await;
@@ -108,7 +131,10 @@ async fn a_booking_lives_from_request_to_completion() {
         .app
         .ok(&p.caregiver, BOOKINGS, json!({ "status": "PENDING" }))
         .await;
-    assert_eq!(none_pending["bookings"]["edges"], json!([]));
+    assert!(
+        nodes(&none_pending["bookings"]).is_empty(),
+        "{none_pending}"
+    );
 }
 
 #[tokio::test]
@@ -168,14 +194,8 @@ async fn creating_a_booking_is_validated() {
         ),
     ];
     for (who, input, code, field) in cases {
-        let response = p
-            .app
-            .graphql(Some(&who.token), CREATE, json!({ "input": input }))
-            .await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], code,
-            "{input}: {response}"
-        );
+        let response = p.create(who, input.clone()).await;
+        assert_eq!(error_code(&response), code, "{input}: {response}");
         if let Some(field) = field {
             assert_eq!(
                 response["errors"][0]["extensions"]["field"], field,
@@ -184,7 +204,10 @@ async fn creating_a_booking_is_validated() {
         }
     }
     let none = p.app.ok(&p.recipient, BOOKINGS, json!({})).await;
-    assert_eq!(none["bookings"]["edges"], json!([]), "nothing half-written");
+    assert!(
+        nodes(&none["bookings"]).is_empty(),
+        "nothing half-written: {none}"
+    );
 }
 
 #[tokio::test]
@@ -213,7 +236,8 @@ async fn illegal_transitions_are_refused_and_name_the_status() {
     for (id, verb, status) in cases {
         let response = p.apply(&p.caregiver, verb, id).await;
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "INVALID_STATE",
+            error_code(&response),
+            "INVALID_STATE",
             "{verb} {status}: {response}"
         );
         let message = response["errors"][0]["message"].as_str().unwrap();
@@ -223,24 +247,26 @@ async fn illegal_transitions_are_refused_and_name_the_status() {
     assert_eq!(p.status(&accepted).await, "ACCEPTED");
 
     // Only the caregiver answers a request.
-    let by_recipient = p.apply(&p.recipient, "accept", &pending).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
-    let by_recipient = p.apply(&p.recipient, "decline", &pending).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    for verb in ["accept", "decline"] {
+        assert_eq!(
+            p.refusal(&p.recipient, verb, &pending).await,
+            "FORBIDDEN",
+            "{verb}"
+        );
+    }
     assert_eq!(p.status(&pending).await, "PENDING");
 
     // A completed booking is final.
     p.app.clock.advance(Duration::hours(33));
-    let late_cancel = p.apply(&p.recipient, "cancel", &accepted).await;
     assert_eq!(
-        late_cancel["errors"][0]["extensions"]["code"],
+        p.refusal(&p.recipient, "cancel", &accepted).await,
         "INVALID_STATE"
     );
     p.apply(&p.caregiver, "complete", &accepted).await;
-    for verb in ["accept", "decline", "cancel", "complete"] {
-        let response = p.apply(&p.caregiver, verb, &accepted).await;
+    for verb in VERBS {
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "INVALID_STATE",
+            p.refusal(&p.caregiver, verb, &accepted).await,
+            "INVALID_STATE",
             "{verb}"
         );
     }
@@ -248,8 +274,10 @@ async fn illegal_transitions_are_refused_and_name_the_status() {
 
     // A pending request whose start has passed can no longer be accepted.
     p.app.clock.advance(Duration::hours(8));
-    let stale = p.apply(&p.caregiver, "accept", &pending).await;
-    assert_eq!(stale["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(
+        p.refusal(&p.caregiver, "accept", &pending).await,
+        "INVALID_STATE"
+    );
 }
 
 #[tokio::test]
@@ -263,10 +291,7 @@ async fn a_caregiver_cannot_accept_overlapping_bookings() {
         "ACCEPTED"
     );
     let clash = p.apply(&p.caregiver, "accept", &overlapping).await;
-    assert_eq!(
-        clash["errors"][0]["extensions"]["code"], "CONFLICT",
-        "{clash}"
-    );
+    assert_eq!(error_code(&clash), "CONFLICT", "{clash}");
     assert!(
         clash["errors"][0]["message"]
             .as_str()
@@ -284,16 +309,11 @@ async fn a_recurring_series_is_one_record_and_its_occurrences() {
     let p = parties().await;
     let (starts, ends) = p.app.clock_after_hours(24);
     let created = p
-        .app
-        .ok(
-            &p.recipient,
-            CREATE,
-            json!({ "input": {
-            "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
-            "recurrence": { "frequency": "WEEKLY", "count": 4 } } }),
+        .created(
+            json!({ "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
+                "recurrence": { "frequency": "WEEKLY", "count": 4 } }),
         )
-        .await["createBooking"]
-        .clone();
+        .await;
     let series = &created["series"];
     assert_eq!(series["frequency"], "WEEKLY");
     assert_eq!(series["count"], 4);
@@ -309,7 +329,7 @@ async fn a_recurring_series_is_one_record_and_its_occurrences() {
         assert_eq!(occurrence["status"], "PENDING");
     }
     let listed = p.app.ok(&p.caregiver, BOOKINGS, json!({})).await;
-    assert_eq!(listed["bookings"]["edges"].as_array().unwrap().len(), 4);
+    assert_eq!(nodes(&listed["bookings"]).len(), 4);
 
     // Each occurrence has a life of its own.
     let second = occurrences[1]["id"].as_str().unwrap();
@@ -321,15 +341,12 @@ async fn a_recurring_series_is_one_record_and_its_occurrences() {
     );
 
     // The stranger sees nothing of it.
-    let response = p
-        .app
-        .graphql(
-            Some(&p.stranger.token),
-            BOOKING,
-            json!({ "id": created["id"] }),
-        )
-        .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(
+        p.app
+            .code(&p.stranger, BOOKING, json!({ "id": created["id"] }))
+            .await,
+        "NOT_FOUND"
+    );
 }
 
 #[tokio::test]
@@ -339,20 +356,13 @@ async fn a_daily_series_runs_until_its_end_date() {
     let first: DateTime<Utc> = starts.parse().unwrap();
     let until = first + Duration::days(4) + Duration::hours(1);
     let created = p
-        .app
-        .ok(
-            &p.recipient,
-            CREATE,
-            json!({ "input": {
-            "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
-            "recurrence": { "frequency": "DAILY", "until": until.to_rfc3339() } } }),
+        .created(
+            json!({ "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
+                "recurrence": { "frequency": "DAILY", "until": until.to_rfc3339() } }),
         )
         .await;
     assert_eq!(
-        created["createBooking"]["series"]["occurrences"]
-            .as_array()
-            .unwrap()
-            .len(),
+        created["series"]["occurrences"].as_array().unwrap().len(),
         5
     );
 
@@ -380,14 +390,13 @@ async fn a_daily_series_runs_until_its_end_date() {
         ),
     ] {
         let response = p
-            .app
-            .graphql(Some(&p.recipient.token), CREATE, json!({ "input": {
-                "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends, "recurrence": recurrence } }))
+            .create(
+                &p.recipient,
+                json!({ "caregiverId": p.caregiver.id, "startsAt": starts,
+                    "endsAt": ends, "recurrence": recurrence }),
+            )
             .await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-            "{recurrence}"
-        );
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{recurrence}");
         assert_eq!(
             response["errors"][0]["extensions"]["field"], field,
             "{recurrence}"
@@ -395,7 +404,7 @@ async fn a_daily_series_runs_until_its_end_date() {
     }
     let listed = p.app.ok(&p.recipient, BOOKINGS, json!({})).await;
     assert_eq!(
-        listed["bookings"]["edges"].as_array().unwrap().len(),
+        nodes(&listed["bookings"]).len(),
         5,
         "failed series left nothing behind"
     );
@@ -450,43 +459,18 @@ async fn a_weekly_series_keeps_local_time_across_daylight_saving() {
 async fn bookings_page_completely_and_in_order() {
     let p = parties().await;
     let (starts, ends) = p.app.clock_after_hours(24);
-    p.app
-        .ok(
-            &p.recipient,
-            CREATE,
-            json!({ "input": {
-            "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
-            "recurrence": { "frequency": "DAILY", "count": 25 } } }),
-        )
-        .await;
-    let mut starts_seen = Vec::new();
-    let mut after = json!(null);
-    let mut pages = 0;
-    loop {
-        let page = p
-            .app
-            .ok(
-                &p.caregiver,
-                BOOKINGS,
-                json!({ "first": 10, "after": after }),
-            )
-            .await;
-        pages += 1;
-        for edge in page["bookings"]["edges"].as_array().unwrap() {
-            starts_seen.push(
-                edge["node"]["startsAt"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<DateTime<Utc>>()
-                    .unwrap(),
-            );
-        }
-        if page["bookings"]["pageInfo"]["hasNextPage"] == json!(false) {
-            break;
-        }
-        after = page["bookings"]["pageInfo"]["endCursor"].clone();
-    }
-    assert_eq!(pages, 3);
+    p.created(
+        json!({ "caregiverId": p.caregiver.id, "startsAt": starts, "endsAt": ends,
+            "recurrence": { "frequency": "DAILY", "count": 25 } }),
+    )
+    .await;
+    let pages = p.app.pages(&p.caregiver, BOOKINGS, "bookings", 10).await;
+    let starts_seen: Vec<DateTime<Utc>> = pages
+        .iter()
+        .flatten()
+        .map(|node| node["startsAt"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pages.len(), 3);
     assert_eq!(starts_seen.len(), 25);
     assert!(
         starts_seen.windows(2).all(|pair| pair[0] < pair[1]),
@@ -502,7 +486,7 @@ async fn a_stranger_can_neither_see_nor_change_a_booking() {
         .app
         .graphql(Some(&p.stranger.token), BOOKING, json!({ "id": id }))
         .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(error_code(&response), "NOT_FOUND");
     let missing = p
         .app
         .graphql(
@@ -516,11 +500,11 @@ async fn a_stranger_can_neither_see_nor_change_a_booking() {
         "indistinguishable from a missing one"
     );
     let listed = p.app.ok(&p.stranger, BOOKINGS, json!({})).await;
-    assert_eq!(listed["bookings"]["edges"], json!([]));
-    for verb in ["accept", "decline", "cancel", "complete"] {
-        let response = p.apply(&p.stranger, verb, &id).await;
+    assert!(nodes(&listed["bookings"]).is_empty(), "{listed}");
+    for verb in VERBS {
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            p.refusal(&p.stranger, verb, &id).await,
+            "NOT_FOUND",
             "{verb}"
         );
     }
@@ -536,10 +520,7 @@ async fn query_depth_and_complexity_are_limited() {
         .app
         .graphql(Some(&p.recipient.token), deep, json!({}))
         .await;
-    assert_eq!(
-        response["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
-        "{response}"
-    );
+    assert_eq!(error_code(&response), "QUERY_TOO_DEEP", "{response}");
     assert!(
         response["errors"][0]["message"]
             .as_str()

@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TestApp, TestUser, WsClient, node_fields, open_booking, test_config,
+    ENABLE_CHAT, Protocol, TestApp, TestUser, WsClient, data, error_code, node_fields, nodes,
+    test_config,
 };
 
-const ENABLE: &str = "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
 const SEND: &str = "mutation($input: SendMessageInput!) {
     sendMessage(input: $input) { id seq body status cursor clientMessageId sender { id } } }";
 const SESSION: &str =
@@ -20,6 +20,8 @@ const SESSION: &str =
         messages(first: $first, after: $after, last: $last, before: $before) {
             edges { cursor node { id seq body status sender { id } } }
             pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } } }";
+const SET_TYPING: &str =
+    "mutation($id: UUID!, $typing: Boolean!) { setTyping(sessionId: $id, typing: $typing) }";
 const MESSAGE_ADDED: &str = "subscription($id: UUID!, $after: String) {
     messageAdded(sessionId: $id, after: $after) { id seq body cursor sender { id } } }";
 
@@ -41,11 +43,7 @@ async fn chat_on(app: TestApp) -> Chat {
     let recipient = app.register("CARE_RECIPIENT", "Luisa").await;
     let caregiver = app.register("CAREGIVER", "Mateus").await;
     let stranger = app.register("CAREGIVER", "Nadia").await;
-    let booking = open_booking(&app, &recipient, &caregiver).await;
-    let session = app.ok(&recipient, ENABLE, json!({ "id": booking })).await["enableChat"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (booking, session) = app.booking_chat(&recipient, &caregiver).await;
     Chat {
         app,
         recipient,
@@ -72,8 +70,23 @@ impl Chat {
         let response = self
             .send(from, body, &uuid::Uuid::now_v7().to_string())
             .await;
-        assert!(response.get("errors").is_none(), "{response}");
-        response["data"]["sendMessage"].clone()
+        data(response)["sendMessage"].clone()
+    }
+
+    /// Sets `who`'s typing state; returns the whole response.
+    async fn try_typing(&self, who: &TestUser, typing: bool) -> Value {
+        self.app
+            .graphql(
+                Some(&who.token),
+                SET_TYPING,
+                json!({ "id": self.session, "typing": typing }),
+            )
+            .await
+    }
+
+    /// Sets `who`'s typing state, which must succeed; returns whether it was passed on.
+    async fn typing(&self, who: &TestUser, typing: bool) -> Value {
+        data(self.try_typing(who, typing).await)["setTyping"].clone()
     }
 
     async fn mark(&self, who: &TestUser, horizon: &str, up_to: i64) -> Value {
@@ -140,13 +153,9 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         let mut config = test_config().await;
         config.typing_ttl = Duration::from_millis(300);
         let c = chat_on(TestApp::spawn_with(config).await).await;
-        let again = c
-            .app
-            .ok(&c.caregiver, ENABLE, json!({ "id": c.booking }))
-            .await;
         assert_eq!(
-            again["enableChat"]["id"],
-            c.session.as_str(),
+            c.app.enable_chat(&c.caregiver, &c.booking).await,
+            c.session,
             "enabling twice returns the same chat"
         );
         for user in [&c.recipient, &c.caregiver] {
@@ -158,9 +167,9 @@ async fn a_whole_conversation_with_receipts_and_typing() {
                     json!({}),
                 )
                 .await;
-            let edges = enabled["notifications"]["edges"].as_array().unwrap();
-            assert_eq!(edges.len(), 1, "each party told once");
-            assert_eq!(edges[0]["node"]["data"]["sessionId"], c.session.as_str());
+            let notices = nodes(&enabled["notifications"]);
+            assert_eq!(notices.len(), 1, "each party told once");
+            assert_eq!(notices[0]["data"]["sessionId"], c.session.as_str());
         }
 
         let subscriptions = [
@@ -183,15 +192,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         // Luisa types, then sends.
-        let typing = c
-            .app
-            .ok(
-                &c.recipient,
-                "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
-                json!({ "id": c.session }),
-            )
-            .await;
-        assert_eq!(typing["setTyping"], true);
+        assert_eq!(c.typing(&c.recipient, true).await, true);
         let (id, data) = next_any(&mut mateus).await;
         assert_eq!(
             (id.as_str(), &data["typing"]["typing"]),
@@ -232,7 +233,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             c.caregiver.id.as_str()
         );
         let view = c.session_view(&c.recipient, json!({})).await;
-        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "DELIVERED");
+        assert_eq!(nodes(&view["messages"])[0]["status"], "DELIVERED");
         c.mark(&c.caregiver, "Read", 1).await;
         let mut seen = Vec::new();
         for _ in 0..2 {
@@ -243,7 +244,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
         assert_eq!(seen[0].0, "d", "reading implies delivery: {seen:?}");
         assert_eq!(seen[1].1["messagesRead"]["lastReadSeq"], 1);
         let view = c.session_view(&c.recipient, json!({})).await;
-        assert_eq!(view["messages"]["edges"][0]["node"]["status"], "READ");
+        assert_eq!(nodes(&view["messages"])[0]["status"], "READ");
 
         // Mateus answers; Luisa has one unread until she reads it.
         let reply = c.sent(&c.caregiver, "Nine is fine.").await;
@@ -270,14 +271,8 @@ async fn a_whole_conversation_with_receipts_and_typing() {
                 json!({}),
             )
             .await;
-        assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["body"],
-            "Nine is fine."
-        );
-        assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["isRead"],
-            false
-        );
+        assert_eq!(nodes(&notices["notifications"])[0]["body"], "Nine is fine.");
+        assert_eq!(nodes(&notices["notifications"])[0]["isRead"], false);
         c.mark(&c.recipient, "Read", 2).await;
         let notices = c
             .app
@@ -288,7 +283,8 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             )
             .await;
         assert_eq!(
-            notices["notifications"]["edges"][0]["node"]["isRead"], true,
+            nodes(&notices["notifications"])[0]["isRead"],
+            true,
             "reading the chat reads its notices"
         );
         assert_eq!(
@@ -302,10 +298,7 @@ async fn a_whole_conversation_with_receipts_and_typing() {
             .subscribe("m", MESSAGE_ADDED, json!({ "id": c.session }))
             .await;
         let refused = outsider.next_payload("m").await;
-        assert_eq!(
-            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{refused}"
-        );
+        assert_eq!(error_code(&refused), "NOT_FOUND", "{refused}");
     }
 }
 
@@ -321,7 +314,7 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
     assert_eq!(retry["data"]["sendMessage"]["seq"], 1);
     let view = c.session_view(&c.caregiver, json!({})).await;
     assert_eq!(view["lastSeq"], 1);
-    assert_eq!(view["messages"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(nodes(&view["messages"]).len(), 1);
     let notices = c
         .app
         .ok(
@@ -330,29 +323,21 @@ async fn a_retried_send_returns_the_original_and_notifies_once() {
             json!({}),
         )
         .await;
-    assert_eq!(
-        notices["notifications"]["edges"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(nodes(&notices["notifications"]).len(), 1);
 
     // The same client id in another chat is a client bug, not a retry.
     let other_caregiver = c.app.register("CAREGIVER", "Otto").await;
-    let other_booking = open_booking(&c.app, &c.recipient, &other_caregiver).await;
-    let other = c
-        .app
-        .ok(&c.recipient, ENABLE, json!({ "id": other_booking }))
-        .await["enableChat"]["id"]
-        .clone();
+    let (_, other) = c.app.booking_chat(&c.recipient, &other_caregiver).await;
     let clash = c
         .app
-        .graphql(
-            Some(&c.recipient.token),
+        .code(
+            &c.recipient,
             SEND,
             json!({ "input": {
         "sessionId": other, "body": "hi", "clientMessageId": "client-1" } }),
         )
         .await;
-    assert_eq!(clash["errors"][0]["extensions"]["code"], "CONFLICT");
+    assert_eq!(clash, "CONFLICT");
 }
 
 #[tokio::test]
@@ -390,11 +375,8 @@ async fn sends_that_arrive_together_are_each_answered_on_their_own() {
     let (ok, refused): (Vec<&Value>, Vec<&Value>) = answers
         .iter()
         .partition(|answer| answer.get("errors").is_none());
-    let codes: Vec<&Value> = refused
-        .iter()
-        .map(|answer| &answer["errors"][0]["extensions"]["code"])
-        .collect();
-    assert_eq!(codes, [&json!("NOT_FOUND"), &json!("BAD_USER_INPUT")]);
+    let codes: Vec<String> = refused.iter().map(|answer| error_code(answer)).collect();
+    assert_eq!(codes, ["NOT_FOUND", "BAD_USER_INPUT"]);
     assert_eq!(ok.len(), 23);
     let retried: Vec<&Value> = ok[20..].iter().map(|a| &a["data"]["sendMessage"]).collect();
     assert!(retried.iter().all(|sent| sent["id"] == retried[0]["id"]));
@@ -410,11 +392,9 @@ async fn sends_that_arrive_together_are_each_answered_on_their_own() {
     );
 
     let view = c.session_view(&c.caregiver, json!({ "first": 50 })).await;
-    let stored: Vec<i64> = view["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+    let stored: Vec<i64> = node_fields(&view["messages"], "seq")
+        .into_iter()
+        .map(|seq| seq.as_i64().unwrap())
         .collect();
     assert_eq!(stored, (1..=21).collect::<Vec<_>>());
     let members = view["members"].as_array().unwrap();
@@ -456,10 +436,7 @@ async fn message_bodies_are_trimmed_and_limited() {
     ];
     for (body, client_id) in bodies {
         let response = c.send(&c.recipient, body, client_id).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"],
-            "BAD_USER_INPUT"
-        );
+        assert_eq!(error_code(&response), "BAD_USER_INPUT");
         assert_eq!(response["errors"][0]["extensions"]["field"], "body");
     }
     let longest = "é".repeat(4000);
@@ -487,47 +464,32 @@ async fn message_bodies_are_trimmed_and_limited() {
 async fn a_chat_becomes_read_only_when_its_booking_ends() {
     let c = chat().await;
     c.sent(&c.recipient, "See you Tuesday").await;
-    c.app
-        .ok(
-            &c.caregiver,
-            "mutation($id: UUID!) { cancelBooking(id: $id) { id } }",
-            json!({ "id": c.booking }),
-        )
-        .await;
+    c.app.act(&c.caregiver, "cancelBooking", &c.booking).await;
     let view = c.session_view(&c.caregiver, json!({})).await;
     assert_eq!(view["readOnly"], true);
     assert_eq!(
-        view["messages"]["edges"][0]["node"]["body"], "See you Tuesday",
+        nodes(&view["messages"])[0]["body"],
+        "See you Tuesday",
         "history stays readable"
     );
     let refused = c.send(&c.caregiver, "Sorry!", "late").await;
-    assert_eq!(refused["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&refused), "INVALID_STATE");
     assert!(
         refused["errors"][0]["message"]
             .as_str()
             .unwrap()
             .contains("cancelled")
     );
+    assert_eq!(c.app.enable_chat(&c.recipient, &c.booking).await, c.session);
+
+    let declined = c.app.book(&c.recipient, &c.caregiver, 48).await;
+    c.app.act(&c.caregiver, "declineBooking", &declined).await;
     assert_eq!(
         c.app
-            .ok(&c.recipient, ENABLE, json!({ "id": c.booking }))
-            .await["enableChat"]["id"],
-        c.session.as_str()
+            .code(&c.recipient, ENABLE_CHAT, json!({ "id": declined }))
+            .await,
+        "INVALID_STATE"
     );
-
-    let declined = open_booking(&c.app, &c.recipient, &c.caregiver).await;
-    c.app
-        .ok(
-            &c.caregiver,
-            "mutation($id: UUID!) { declineBooking(id: $id) { id } }",
-            json!({ "id": declined }),
-        )
-        .await;
-    let response = c
-        .app
-        .graphql(Some(&c.recipient.token), ENABLE, json!({ "id": declined }))
-        .await;
-    assert_eq!(response["errors"][0]["extensions"]["code"], "INVALID_STATE");
 }
 
 #[tokio::test]
@@ -555,17 +517,19 @@ async fn receipts_only_move_forward_and_stop_at_the_last_message() {
         5,
         "not past the last message"
     );
-    let negative = c.app.graphql(Some(&c.caregiver.token),
-        "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: -1) { lastReadSeq } }", json!({ "id": c.session })).await;
-    assert_eq!(
-        negative["errors"][0]["extensions"]["code"],
-        "BAD_USER_INPUT"
-    );
-    let statuses: Vec<Value> = c.session_view(&c.recipient, json!({})).await["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["status"].clone())
+    let negative = c
+        .app
+        .code(
+            &c.caregiver,
+            "mutation($id: UUID!) { markMessagesRead(sessionId: $id, upToSeq: -1) { lastReadSeq } }",
+            json!({ "id": c.session }),
+        )
+        .await;
+    assert_eq!(negative, "BAD_USER_INPUT");
+    let view = c.session_view(&c.recipient, json!({})).await;
+    let statuses: Vec<Value> = node_fields(&view["messages"], "status")
+        .into_iter()
+        .cloned()
         .collect();
     assert_eq!(statuses, vec![json!("READ"); 5]);
 }
@@ -585,11 +549,9 @@ async fn messages_page_forward_and_back_in_chronological_order() {
         .await;
     }
     let seqs = |view: &Value| -> Vec<i64> {
-        view["messages"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"]["seq"].as_i64().unwrap())
+        node_fields(&view["messages"], "seq")
+            .into_iter()
+            .map(|seq| seq.as_i64().unwrap())
             .collect()
     };
     let newest = c.session_view(&c.recipient, json!({ "last": 10 })).await;
@@ -625,7 +587,7 @@ async fn messages_page_forward_and_back_in_chronological_order() {
             json!({ "id": c.session, "first": 5, "last": 5 }),
         )
         .await;
-    assert_eq!(both["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(error_code(&both), "BAD_USER_INPUT");
 }
 
 #[tokio::test]
@@ -713,14 +675,8 @@ async fn resume_after_a_disconnect_loses_and_repeats_nothing_while_the_other_sid
 async fn unread_counts_per_session_and_in_total() {
     let c = chat().await;
     let second_caregiver = c.app.register("CAREGIVER", "Pedro").await;
-    let second_booking = open_booking(&c.app, &c.recipient, &second_caregiver).await;
-    let second_session = c
-        .app
-        .ok(&second_caregiver, ENABLE, json!({ "id": second_booking }))
-        .await["enableChat"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second_booking = c.app.book(&c.recipient, &second_caregiver, 48).await;
+    let second_session = c.app.enable_chat(&second_caregiver, &second_booking).await;
 
     let mut ws = c.app.ws_as(Protocol::TransportWs, &c.recipient).await;
     ws.subscribe("total", "subscription { unreadMessageCount }", json!({}))
@@ -770,28 +726,27 @@ async fn unread_counts_per_session_and_in_total() {
             json!({}),
         )
         .await;
-    let edges = list["chatSessions"]["edges"].as_array().unwrap();
-    assert_eq!(edges.len(), 2);
+    let sessions = nodes(&list["chatSessions"]);
+    assert_eq!(sessions.len(), 2);
     assert_eq!(
-        edges[0]["node"]["id"],
+        sessions[0]["id"],
         c.session.as_str(),
         "most recently active first"
     );
     assert_eq!(
-        edges[0]["node"]["lastMessage"]["body"],
+        sessions[0]["lastMessage"]["body"],
         "my reply reads what came before"
     );
-    assert_eq!(edges[1]["node"]["unreadCount"], 1);
-    assert_eq!(
-        c.app
-            .ok(
-                &c.stranger,
-                "{ chatSessions { edges { node { id } } } }",
-                json!({})
-            )
-            .await["chatSessions"]["edges"],
-        json!([])
-    );
+    assert_eq!(sessions[1]["unreadCount"], 1);
+    let unseen = c
+        .app
+        .ok(
+            &c.stranger,
+            "{ chatSessions { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(nodes(&unseen["chatSessions"]).is_empty(), "{unseen}");
 }
 
 #[tokio::test]
@@ -830,7 +785,8 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
             .graphql(Some(&c.stranger.token), operation, variables)
             .await;
         assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
+            error_code(&response),
+            "NOT_FOUND",
             "{operation}: {response}"
         );
     }
@@ -867,10 +823,7 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
         let id = format!("s{index}");
         ws.subscribe(&id, query, session.clone()).await;
         let refused = ws.next_payload(&id).await;
-        assert_eq!(
-            refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{query}: {refused}"
-        );
+        assert_eq!(error_code(&refused), "NOT_FOUND", "{query}: {refused}");
         match ws.next_event().await {
             crate::helpers::WsEvent::Message(message) => assert_eq!(message["type"], "complete"),
             other => panic!("expected complete, got {other:?}"),
@@ -880,66 +833,28 @@ async fn an_outsider_can_do_nothing_with_a_chat() {
         .await;
     assert_eq!(ws.next_data("total").await["unreadMessageCount"], 0);
     c.sent(&c.caregiver, "still private").await;
-    c.app
-        .ok(
-            &c.recipient,
-            "mutation($id: UUID!) { setTyping(sessionId: $id, typing: true) }",
-            session,
-        )
-        .await;
+    c.typing(&c.recipient, true).await;
     ws.expect_silence(Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
 async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
     let c = chat().await;
-    let set =
-        "mutation($id: UUID!, $typing: Boolean!) { setTyping(sessionId: $id, typing: $typing) }";
-    let first = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": true }),
-        )
-        .await;
-    assert_eq!(first["setTyping"], true);
-    let refresh = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": true }),
-        )
-        .await;
+    assert_eq!(c.typing(&c.recipient, true).await, true);
     assert_eq!(
-        refresh["setTyping"], false,
+        c.typing(&c.recipient, true).await,
+        false,
         "an unchanged state within a second is not passed on"
     );
-    let stop = c
-        .app
-        .ok(
-            &c.recipient,
-            set,
-            json!({ "id": c.session, "typing": false }),
-        )
-        .await;
-    assert_eq!(stop["setTyping"], true);
+    assert_eq!(c.typing(&c.recipient, false).await, true);
     let mut limited = None;
     for _ in 0..30 {
-        let response = c
-            .app
-            .graphql(
-                Some(&c.recipient.token),
-                set,
-                json!({ "id": c.session, "typing": true }),
-            )
-            .await;
+        let response = c.try_typing(&c.recipient, true).await;
         if response.get("errors").is_some() {
             limited = Some(response);
             break;
         }
     }
     let limited = limited.expect("setTyping is rate-limited");
-    assert_eq!(limited["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(error_code(&limited), "RATE_LIMITED");
 }

@@ -1,4 +1,6 @@
-//! Spawning the app and speaking GraphQL to it over HTTP and graphql-ws.
+//! Spawning the app and speaking GraphQL to it over HTTP and graphql-ws; the steps many
+//! tests take on their way (booking, enabling a chat, reading the inbox); reading a
+//! response's error code and a connection's nodes.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -258,17 +260,164 @@ impl TestApp {
     }
 }
 
-/// Books `caregiver` for `recipient` two days ahead; returns the pending booking's id.
-pub async fn open_booking(app: &TestApp, recipient: &TestUser, caregiver: &TestUser) -> String {
-    let (starts, ends) = app.clock_after_hours(48);
-    let created = app
-        .ok(
-            recipient,
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
+/// Every notification's fields, as the inbox tests read them.
+pub const INBOX: &str =
+    "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {
+    notifications(types: $types, unreadOnly: $unreadOnly, first: $first, after: $after) {
+        edges { cursor node { id type title body data isRead readAt cursor } }
+        pageInfo { hasNextPage endCursor } } }";
+/// Enables a booking's chat.
+pub const ENABLE_CHAT: &str =
+    "mutation($id: UUID!) { enableChat(bookingId: $id) { id readOnly lastSeq } }";
+/// Creates a booking, or a series with its occurrences.
+const CREATE_BOOKING: &str = "mutation($input: CreateBookingInput!) {
+    createBooking(input: $input) { id series { occurrences { id } } } }";
+/// Asks a caregiver for a video call.
+pub const REQUEST_CALL: &str =
+    "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }";
+
+/// What many tests do on their way to what they test; each step must succeed.
+impl TestApp {
+    /// The server clock as a Unix timestamp, for forging tokens.
+    pub fn clock_now(&self) -> i64 {
+        use caregraph::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    /// An RFC 3339 time range starting `hours` from the server's now and lasting two hours.
+    pub fn clock_after_hours(&self, hours: i64) -> (String, String) {
+        use caregraph::clock::Clock;
+        let start = self.clock.now() + chrono::Duration::hours(hours);
+        let end = start + chrono::Duration::hours(2);
+        (start.to_rfc3339(), end.to_rfc3339())
+    }
+
+    /// `recipient` books `caregiver` from `starts` to `ends`; returns the pending booking's id.
+    pub async fn book_at(
+        &self,
+        recipient: &TestUser,
+        caregiver: &TestUser,
+        starts: &str,
+        ends: &str,
+    ) -> String {
+        let created = self
+            .ok(
+                recipient,
+                CREATE_BOOKING,
+                json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
+            )
+            .await;
+        created["createBooking"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `recipient` books `caregiver` `hours` ahead, for two hours; returns the pending
+    /// booking's id.
+    pub async fn book(&self, recipient: &TestUser, caregiver: &TestUser, hours: i64) -> String {
+        let (starts, ends) = self.clock_after_hours(hours);
+        self.book_at(recipient, caregiver, &starts, &ends).await
+    }
+
+    /// `recipient` books `caregiver` `hours` ahead, for two hours, repeating as `recurrence`
+    /// says; returns the created booking with its series' occurrences.
+    pub async fn book_series(
+        &self,
+        recipient: &TestUser,
+        caregiver: &TestUser,
+        hours: i64,
+        recurrence: Value,
+    ) -> Value {
+        let (starts, ends) = self.clock_after_hours(hours);
+        let created = self
+            .ok(
+                recipient,
+                CREATE_BOOKING,
+                json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends,
+                    "recurrence": recurrence } }),
+            )
+            .await;
+        created["createBooking"].clone()
+    }
+
+    /// `recipient` books `caregiver` two days ahead and enables the booking's chat; returns
+    /// the booking's id and the chat session's.
+    pub async fn booking_chat(
+        &self,
+        recipient: &TestUser,
+        caregiver: &TestUser,
+    ) -> (String, String) {
+        let booking = self.book(recipient, caregiver, 48).await;
+        let session = self.enable_chat(recipient, &booking).await;
+        (booking, session)
+    }
+
+    /// Runs `mutation(id: $id)` (`acceptBooking`, `cancelVideoCall`, …) as `who`.
+    pub async fn act(&self, who: &TestUser, mutation: &str, id: &str) {
+        self.ok(
+            who,
+            &format!("mutation($id: UUID!) {{ {mutation}(id: $id) {{ id }} }}"),
+            json!({ "id": id }),
         )
         .await;
-    created["createBooking"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `recipient` asks `caregiver` for a video call; returns its id.
+    pub async fn request_call(&self, recipient: &TestUser, caregiver: &TestUser) -> String {
+        let requested = self
+            .ok(recipient, REQUEST_CALL, json!({ "c": caregiver.id }))
+            .await;
+        requested["requestVideoCall"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `who` enables the chat of `booking`; returns the chat session's id.
+    pub async fn enable_chat(&self, who: &TestUser, booking: &str) -> String {
+        let enabled = self.ok(who, ENABLE_CHAT, json!({ "id": booking })).await;
+        enabled["enableChat"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Pages through connection `field` of `query` as `user`, `first` nodes at a time, from
+    /// the start until a page says no other follows; returns each page's nodes.
+    pub async fn pages(
+        &self,
+        user: &TestUser,
+        query: &str,
+        field: &str,
+        first: i64,
+    ) -> Vec<Vec<Value>> {
+        let mut pages = Vec::new();
+        let mut after = json!(null);
+        loop {
+            let page = self
+                .ok(user, query, json!({ "first": first, "after": after }))
+                .await;
+            let connection = &page[field];
+            pages.push(nodes(connection).into_iter().cloned().collect());
+            if connection["pageInfo"]["hasNextPage"] == json!(false) {
+                return pages;
+            }
+            after = connection["pageInfo"]["endCursor"].clone();
+        }
+    }
+
+    /// Every notification of `user`, newest first (at most 100).
+    pub async fn inbox(&self, user: &TestUser) -> Vec<Value> {
+        let page = self.ok(user, INBOX, json!({ "first": 100 })).await;
+        nodes(&page["notifications"]).into_iter().cloned().collect()
+    }
+
+    /// The types of `user`'s notifications, oldest first.
+    pub async fn inbox_types(&self, user: &TestUser) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .inbox(user)
+            .await
+            .iter()
+            .map(|node| node["type"].as_str().unwrap().to_owned())
+            .collect();
+        types.reverse();
+        types
+    }
 }
 
 /// The `data` of a response that must have no errors.
@@ -280,21 +429,32 @@ pub fn data(response: Value) -> Value {
     response["data"].clone()
 }
 
-/// Each node's `field`, in the order of a connection's edges: what a list shows.
-pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
+/// A connection's nodes, in the order of its edges: what a list shows.
+pub fn nodes(connection: &Value) -> Vec<&Value> {
     connection["edges"]
         .as_array()
         .unwrap_or_else(|| panic!("expected a connection with edges: {connection}"))
         .iter()
-        .map(|edge| &edge["node"][field])
+        .map(|edge| &edge["node"])
         .collect()
 }
 
-/// The `extensions.code` of the first error of a response that must have failed.
-pub fn error_code(response: &Value) -> String {
-    response["errors"][0]["extensions"]["code"]
+/// Each node's `field`, in the order of a connection's edges.
+pub fn node_fields<'a>(connection: &'a Value, field: &str) -> Vec<&'a Value> {
+    nodes(connection)
+        .into_iter()
+        .map(|node| &node[field])
+        .collect()
+}
+
+/// The `extensions.code` of a failure: of the first error when given a response or a
+/// subscription's payload (`{ "errors": [...] }`), or of the error itself when given one
+/// error (what a socket's `error` message carries).
+pub fn error_code(failure: &Value) -> String {
+    let error = failure.get("errors").map_or(failure, |errors| &errors[0]);
+    error["extensions"]["code"]
         .as_str()
-        .unwrap_or_else(|| panic!("expected an error with a code: {response}"))
+        .unwrap_or_else(|| panic!("expected an error with a code: {failure}"))
         .to_owned()
 }
 
@@ -396,10 +556,15 @@ impl WsClient {
         let _ = self.stream.send(Message::Text(text.into())).await;
     }
 
-    /// Sends `connection_init` and expects the acknowledgement.
-    pub async fn init(&mut self, payload: Value) {
+    /// Sends `connection_init` with `payload`, expecting nothing in particular back.
+    pub async fn send_init(&mut self, payload: Value) {
         self.send(json!({ "type": "connection_init", "payload": payload }))
             .await;
+    }
+
+    /// Sends `connection_init` and expects the acknowledgement.
+    pub async fn init(&mut self, payload: Value) {
+        self.send_init(payload).await;
         match self.next_event().await {
             WsEvent::Message(message) if message["type"] == "connection_ack" => {}
             other => panic!("expected connection_ack, got {other:?}"),

@@ -13,13 +13,9 @@ use std::{collections::HashMap, time::Duration};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-use crate::helpers::{Subscriber, TestApp, TestUser, open_booking, test_config};
+use crate::helpers::{Subscriber, TestApp, TestUser, error_code, test_config};
 
 const BOOKING_UPDATED: &str = "subscription { bookingUpdated { id status } }";
-const CREATE_BOOKING: &str =
-    "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }";
-const REQUEST_CALL: &str =
-    "mutation($c: UUID!) { requestVideoCall(input: { caregiverId: $c }) { id } }";
 const MEMBER: &str = "user { id } lastDeliveredSeq lastReadSeq";
 
 /// A server whose bus keeps a single event per topic for a subscriber that is not reading.
@@ -35,40 +31,6 @@ async fn pair(app: &TestApp) -> (TestUser, TestUser) {
         app.register("CARE_RECIPIENT", "Lena").await,
         app.register("CAREGIVER", "Marco").await,
     )
-}
-
-/// `recipient` books `caregiver` `hours` ahead; returns the pending booking's id.
-async fn book(app: &TestApp, recipient: &TestUser, caregiver: &TestUser, hours: i64) -> String {
-    let (starts, ends) = app.clock_after_hours(hours);
-    let created = app
-        .ok(
-            recipient,
-            CREATE_BOOKING,
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
-        )
-        .await;
-    created["createBooking"]["id"].as_str().unwrap().to_owned()
-}
-
-/// Runs `mutation(id: $id)` (`acceptBooking`, `cancelVideoCall`, …) as `who`.
-async fn act(app: &TestApp, who: &TestUser, mutation: &str, id: &str) {
-    app.ok(
-        who,
-        &format!("mutation($id: UUID!) {{ {mutation}(id: $id) {{ id }} }}"),
-        json!({ "id": id }),
-    )
-    .await;
-}
-
-/// `recipient` asks `caregiver` for a call; returns its id.
-async fn request_call(app: &TestApp, recipient: &TestUser, caregiver: &TestUser) -> String {
-    let requested = app
-        .ok(recipient, REQUEST_CALL, json!({ "c": caregiver.id }))
-        .await;
-    requested["requestVideoCall"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The id and status of the object under `field` of a subscription's data.
@@ -99,18 +61,25 @@ async fn until_statuses(subscriber: &mut Subscriber, field: &str, expected: &[(&
         .await;
 }
 
-#[tokio::test]
-async fn booking_updated_ends_at_each_bookings_last_status() {
+/// A lagging server, its care recipient and caregiver, the recipient's `bookingUpdated`
+/// subscriber, and the id of a first booking, which that subscriber has seen pending.
+async fn following_a_booking() -> (TestApp, TestUser, TestUser, Subscriber, String) {
     let app = lagging_app().await;
     let (recipient, caregiver) = pair(&app).await;
     let mut updates = app.subscriber(&recipient, BOOKING_UPDATED, json!({})).await;
-    let first = book(&app, &recipient, &caregiver, 24).await;
+    let first = app.book(&recipient, &caregiver, 24).await;
     until_statuses(&mut updates, "bookingUpdated", &[(&first, "PENDING")]).await;
+    (app, recipient, caregiver, updates, first)
+}
 
-    let second = book(&app, &recipient, &caregiver, 48).await;
-    act(&app, &caregiver, "acceptBooking", &first).await;
-    act(&app, &recipient, "cancelBooking", &second).await;
-    let third = book(&app, &recipient, &caregiver, 72).await;
+#[tokio::test]
+async fn booking_updated_ends_at_each_bookings_last_status() {
+    let (app, recipient, caregiver, mut updates, first) = following_a_booking().await;
+
+    let second = app.book(&recipient, &caregiver, 48).await;
+    app.act(&caregiver, "acceptBooking", &first).await;
+    app.act(&recipient, "cancelBooking", &second).await;
+    let third = app.book(&recipient, &caregiver, 72).await;
 
     until_statuses(
         &mut updates,
@@ -126,14 +95,10 @@ async fn booking_updated_ends_at_each_bookings_last_status() {
 
 #[tokio::test]
 async fn a_booking_resync_that_fails_ends_the_stream_with_a_coded_error() {
-    let app = lagging_app().await;
-    let (recipient, caregiver) = pair(&app).await;
-    let mut updates = app.subscriber(&recipient, BOOKING_UPDATED, json!({})).await;
-    let first = book(&app, &recipient, &caregiver, 24).await;
-    until_statuses(&mut updates, "bookingUpdated", &[(&first, "PENDING")]).await;
+    let (app, recipient, caregiver, mut updates, first) = following_a_booking().await;
 
-    act(&app, &caregiver, "acceptBooking", &first).await;
-    book(&app, &recipient, &caregiver, 48).await;
+    app.act(&caregiver, "acceptBooking", &first).await;
+    app.book(&recipient, &caregiver, 48).await;
     app.db()
         .execute_unprepared("ALTER TABLE bookings RENAME TO bookings_gone")
         .await
@@ -143,10 +108,7 @@ async fn a_booking_resync_that_fails_ends_the_stream_with_a_coded_error() {
         .next_response()
         .await
         .expect("an error, not the end");
-    assert_eq!(
-        failed["errors"][0]["extensions"]["code"], "INTERNAL",
-        "{failed}"
-    );
+    assert_eq!(error_code(&failed), "INTERNAL", "{failed}");
     assert_eq!(failed["errors"][0]["message"], "internal error", "{failed}");
     assert!(
         updates.next_response().await.is_none(),
@@ -167,12 +129,12 @@ async fn a_caregiver_who_fell_behind_still_receives_the_pending_call_request() {
             json!({}),
         )
         .await;
-    let first = request_call(&app, &recipient, &caregiver).await;
+    let first = app.request_call(&recipient, &caregiver).await;
     until_statuses(&mut calls, "videoCallUpdated", &[(&first, "PENDING")]).await;
 
-    act(&app, &recipient, "cancelVideoCall", &first).await;
-    let second = request_call(&app, &recipient, &caregiver).await;
-    book(&app, &recipient, &caregiver, 24).await;
+    app.act(&recipient, "cancelVideoCall", &first).await;
+    let second = app.request_call(&recipient, &caregiver).await;
+    app.book(&recipient, &caregiver, 24).await;
 
     until_statuses(
         &mut calls,
@@ -186,7 +148,7 @@ async fn a_caregiver_who_fell_behind_still_receives_the_pending_call_request() {
 async fn a_participant_who_fell_behind_receives_the_calls_last_status() {
     let app = lagging_app().await;
     let (recipient, caregiver) = pair(&app).await;
-    let call = request_call(&app, &recipient, &caregiver).await;
+    let call = app.request_call(&recipient, &caregiver).await;
     let mut updates = app
         .subscriber(
             &recipient,
@@ -194,12 +156,12 @@ async fn a_participant_who_fell_behind_receives_the_calls_last_status() {
             json!({ "id": call }),
         )
         .await;
-    act(&app, &caregiver, "acceptVideoCall", &call).await;
+    app.act(&caregiver, "acceptVideoCall", &call).await;
     until_statuses(&mut updates, "videoCallUpdated", &[(&call, "ACCEPTED")]).await;
 
-    act(&app, &recipient, "startVideoCall", &call).await;
-    act(&app, &caregiver, "completeVideoCall", &call).await;
-    book(&app, &recipient, &caregiver, 24).await;
+    app.act(&recipient, "startVideoCall", &call).await;
+    app.act(&caregiver, "completeVideoCall", &call).await;
+    app.book(&recipient, &caregiver, 24).await;
 
     until_statuses(&mut updates, "videoCallUpdated", &[(&call, "COMPLETED")]).await;
 }
@@ -215,15 +177,7 @@ struct Chat {
 impl Chat {
     async fn open(app: TestApp) -> Chat {
         let (recipient, caregiver) = pair(&app).await;
-        let booking = open_booking(&app, &recipient, &caregiver).await;
-        let enabled = app
-            .ok(
-                &recipient,
-                "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
-                json!({ "id": booking }),
-            )
-            .await;
-        let session = enabled["enableChat"]["id"].as_str().unwrap().to_owned();
+        let (_, session) = app.booking_chat(&recipient, &caregiver).await;
         Chat {
             app,
             recipient,
@@ -298,6 +252,26 @@ async fn until_horizon(
         .await;
 }
 
+/// Reads `read` and `delivered` receipts until `member`'s read horizon is `read_seq` and
+/// their delivered horizon is `delivered_seq`.
+async fn until_receipts(
+    read: &mut Subscriber,
+    delivered: &mut Subscriber,
+    member: &TestUser,
+    read_seq: i64,
+    delivered_seq: i64,
+) {
+    until_horizon(read, "messagesRead", member, "lastReadSeq", read_seq).await;
+    until_horizon(
+        delivered,
+        "messagesDelivered",
+        member,
+        "lastDeliveredSeq",
+        delivered_seq,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn receipts_end_at_the_members_latest_horizons() {
     let chat = Chat::open(lagging_app().await).await;
@@ -318,15 +292,7 @@ async fn receipts_end_at_the_members_latest_horizons() {
         .await;
     chat.send(recipient, "one").await;
     chat.mark(caregiver, "Read", 1).await;
-    until_horizon(&mut read, "messagesRead", caregiver, "lastReadSeq", 1).await;
-    until_horizon(
-        &mut delivered,
-        "messagesDelivered",
-        caregiver,
-        "lastDeliveredSeq",
-        1,
-    )
-    .await;
+    until_receipts(&mut read, &mut delivered, caregiver, 1, 1).await;
 
     for body in ["two", "three", "four"] {
         chat.send(recipient, body).await;
@@ -336,15 +302,7 @@ async fn receipts_end_at_the_members_latest_horizons() {
     chat.send(recipient, "five").await;
     chat.send(recipient, "six").await;
 
-    until_horizon(&mut read, "messagesRead", caregiver, "lastReadSeq", 2).await;
-    until_horizon(
-        &mut delivered,
-        "messagesDelivered",
-        caregiver,
-        "lastDeliveredSeq",
-        3,
-    )
-    .await;
+    until_receipts(&mut read, &mut delivered, caregiver, 2, 3).await;
 }
 
 #[tokio::test]
@@ -479,10 +437,8 @@ async fn message_added_resumes_after_falling_behind_without_gap_or_repeat() {
 async fn notification_added_resumes_after_falling_behind_without_gap_or_repeat() {
     let app = lagging_app().await;
     let (recipient, caregiver) = pair(&app).await;
-    book(&app, &recipient, &caregiver, 24).await;
-    let inbox = "{ notifications(first: 10) { edges { node { id cursor } } } }";
-    let first =
-        app.ok(&caregiver, inbox, json!({})).await["notifications"]["edges"][0]["node"].clone();
+    app.book(&recipient, &caregiver, 24).await;
+    let first = app.inbox(&caregiver).await[0].clone();
     let mut added = app
         .subscriber(
             &caregiver,
@@ -490,20 +446,19 @@ async fn notification_added_resumes_after_falling_behind_without_gap_or_repeat()
             json!({ "after": first["cursor"] }),
         )
         .await;
-    book(&app, &recipient, &caregiver, 48).await;
+    app.book(&recipient, &caregiver, 48).await;
     added.read_until(|_| true).await;
 
     for hours in [72, 96, 120, 144] {
-        book(&app, &recipient, &caregiver, hours).await;
+        app.book(&recipient, &caregiver, hours).await;
     }
 
-    let stored = app.ok(&caregiver, inbox, json!({})).await;
-    let mut expected: Vec<Value> = stored["notifications"]["edges"]
-        .as_array()
-        .unwrap()
+    let mut expected: Vec<Value> = app
+        .inbox(&caregiver)
+        .await
         .iter()
-        .map(|edge| edge["node"]["id"].clone())
         .take(4)
+        .map(|notification| notification["id"].clone())
         .collect();
     expected.reverse();
     let last = expected.last().cloned().unwrap();

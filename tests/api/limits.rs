@@ -77,14 +77,19 @@ async fn nested_lists_are_counted_at_their_length_and_loaded_in_batches() {
     }
 }
 
-#[tokio::test]
-async fn each_user_spends_query_cost_from_an_allowance_that_refills() {
+/// A server whose users each have a query-cost allowance of 5,000, refilling at one a second.
+async fn spawn_with_cost_allowance() -> TestApp {
     let mut config = test_config().await;
     config.usage.cost = caregraph::config::RateConfig {
         burst: 5_000,
         period: Duration::from_secs(1),
     };
-    let app = TestApp::spawn_with(config).await;
+    TestApp::spawn_with(config).await
+}
+
+#[tokio::test]
+async fn each_user_spends_query_cost_from_an_allowance_that_refills() {
+    let app = spawn_with_cost_allowance().await;
     let spender = with_series(&app, 104).await;
     let bystander = app.register("CARE_RECIPIENT", "Yara").await;
 
@@ -324,12 +329,7 @@ async fn http_refusals_are_graphql_shaped_json() {
 
 #[tokio::test]
 async fn refused_requests_cost_their_sender_too() {
-    let mut config = test_config().await;
-    config.usage.cost = caregraph::config::RateConfig {
-        burst: 5_000,
-        period: Duration::from_secs(1),
-    };
-    let app = TestApp::spawn_with(config).await;
+    let app = spawn_with_cost_allowance().await;
     let sender = app.register("CARE_RECIPIENT", "Zeca").await;
     let client = reqwest::Client::new();
     let malformed = || {
@@ -355,10 +355,10 @@ async fn refused_requests_cost_their_sender_too() {
     // Each costs something, so a 5,000 allowance goes in far fewer than 5,000.
     assert!(refused < 1_000, "{refused}");
     assert!(body["errors"][0]["extensions"]["retryAfterSeconds"].is_u64());
-    let response = app
-        .graphql(Some(&sender.token), "{ me { id } }", json!({}))
-        .await;
-    assert_eq!(error_code(&response), "RATE_LIMITED");
+    assert_eq!(
+        app.code(&sender, "{ me { id } }", json!({})).await,
+        "RATE_LIMITED"
+    );
 }
 
 async fn raw_connection(app: &TestApp) -> tokio::net::TcpStream {

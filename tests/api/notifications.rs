@@ -6,69 +6,16 @@ use std::time::Duration;
 use chrono::{Datelike, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{Protocol, TestApp, TestUser, test_config};
-
-const INBOX: &str =
-    "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {
-    notifications(types: $types, unreadOnly: $unreadOnly, first: $first, after: $after) {
-        edges { cursor node { id type title body data isRead readAt cursor } }
-        pageInfo { hasNextPage endCursor } } }";
-const CREATE: &str = "mutation($input: CreateBookingInput!) {
-    createBooking(input: $input) { id series { occurrences { id } } } }";
+use crate::helpers::{INBOX, Protocol, TestApp, TestUser, error_code, nodes, test_config};
 
 impl TestApp {
-    /// Every notification of `user`, newest first (at most 100).
-    async fn inbox(&self, user: &TestUser) -> Vec<Value> {
-        let page = self.ok(user, INBOX, json!({ "first": 100 })).await;
-        page["notifications"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"].clone())
-            .collect()
-    }
-
-    /// The types of `user`'s notifications, oldest first.
-    async fn inbox_types(&self, user: &TestUser) -> Vec<String> {
-        let mut types: Vec<String> = self
-            .inbox(user)
-            .await
-            .iter()
-            .map(|node| node["type"].as_str().unwrap().to_owned())
-            .collect();
-        types.reverse();
-        types
-    }
-
-    async fn book(
-        &self,
-        recipient: &TestUser,
-        caregiver: &TestUser,
-        starts: &str,
-        ends: &str,
-    ) -> String {
-        let created = self
-            .ok(recipient, CREATE, json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }))
-            .await;
-        created["createBooking"]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn act(&self, user: &TestUser, verb: &str, id: &str) {
-        self.ok(
-            user,
-            &format!("mutation($id: UUID!) {{ {verb}Booking(id: $id) {{ id }} }}"),
-            json!({ "id": id }),
-        )
-        .await;
-    }
-
     /// Waits until `user` has `count` notifications of `kind`, then checks no more come.
     async fn expect_exactly(&self, user: &TestUser, kind: &str, count: usize) {
         let query = json!({ "types": [kind], "first": 100 });
         let mut seen = 0;
         for _ in 0..100 {
             let page = self.ok(user, INBOX, query.clone()).await;
-            seen = page["notifications"]["edges"].as_array().unwrap().len();
+            seen = nodes(&page["notifications"]).len();
             if seen >= count {
                 break;
             }
@@ -76,7 +23,7 @@ impl TestApp {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let page = self.ok(user, INBOX, query).await;
-        let settled = page["notifications"]["edges"].as_array().unwrap().len();
+        let settled = nodes(&page["notifications"]).len();
         assert_eq!((seen, settled), (count, count), "{kind} notifications");
     }
 }
@@ -102,7 +49,7 @@ async fn booking_events_notify_exactly_the_expected_people_in_their_timezones() 
         .unwrap();
     let label = day.format("%a %-d %b").to_string();
     let id = app
-        .book(
+        .book_at(
             &recipient,
             &caregiver,
             &day.to_rfc3339(),
@@ -125,7 +72,7 @@ async fn booking_events_notify_exactly_the_expected_people_in_their_timezones() 
         "the actor is not told about their own request"
     );
 
-    app.act(&caregiver, "accept", &id).await;
+    app.act(&caregiver, "acceptBooking", &id).await;
     let to_recipient = &app.inbox(&recipient).await[0];
     assert_eq!(to_recipient["type"], "BOOKING_ACCEPTED");
     assert_eq!(
@@ -138,7 +85,7 @@ async fn booking_events_notify_exactly_the_expected_people_in_their_timezones() 
         format!("You accepted the booking with Maria Santos for {label}, 05:00\u{2013}07:00")
     );
 
-    app.act(&recipient, "cancel", &id).await;
+    app.act(&recipient, "cancelBooking", &id).await;
     assert_eq!(
         app.inbox_types(&recipient).await,
         ["BOOKING_ACCEPTED", "BOOKING_CANCELLED"]
@@ -148,14 +95,12 @@ async fn booking_events_notify_exactly_the_expected_people_in_their_timezones() 
         ["BOOKING_CREATED", "BOOKING_ACCEPTED", "BOOKING_CANCELLED"]
     );
 
-    let soon = app.clock_after_hours(48);
-    let declined = app.book(&recipient, &caregiver, &soon.0, &soon.1).await;
-    app.act(&caregiver, "decline", &declined).await;
-    let later = app.clock_after_hours(72);
-    let completed = app.book(&recipient, &caregiver, &later.0, &later.1).await;
-    app.act(&caregiver, "accept", &completed).await;
+    let declined = app.book(&recipient, &caregiver, 48).await;
+    app.act(&caregiver, "declineBooking", &declined).await;
+    let completed = app.book(&recipient, &caregiver, 72).await;
+    app.act(&caregiver, "acceptBooking", &completed).await;
     app.clock.advance(chrono::Duration::hours(75));
-    app.act(&recipient, "complete", &completed).await;
+    app.act(&recipient, "completeBooking", &completed).await;
     assert_eq!(
         app.inbox_types(&recipient).await,
         [
@@ -176,13 +121,12 @@ async fn a_recurring_series_notifies_the_caregiver_once() {
     let app = TestApp::spawn().await;
     let recipient = app.register("CARE_RECIPIENT", "Paula").await;
     let caregiver = app.register("CAREGIVER", "Rui").await;
-    let (starts, ends) = app.clock_after_hours(24);
     let created = app
-        .ok(
+        .book_series(
             &recipient,
-            CREATE,
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends,
-            "recurrence": { "frequency": "WEEKLY", "count": 6 } } }),
+            &caregiver,
+            24,
+            json!({ "frequency": "WEEKLY", "count": 6 }),
         )
         .await;
     let inbox = app.inbox(&caregiver).await;
@@ -198,7 +142,7 @@ async fn a_recurring_series_notifies_the_caregiver_once() {
     );
     assert_eq!(
         inbox[0]["data"]["bookingId"],
-        created["createBooking"]["series"]["occurrences"][0]["id"]
+        created["series"]["occurrences"][0]["id"]
     );
 }
 
@@ -225,15 +169,12 @@ async fn profile_and_availability_changes_notify_the_right_people() {
         "Your display name, bio changed. Others now see you as Sofia Reis."
     );
 
-    let (s1, e1) = app.clock_after_hours(2);
-    let past = app.book(&past_only, &caregiver, &s1, &e1).await;
-    app.act(&caregiver, "accept", &past).await;
-    let (s2, e2) = app.clock_after_hours(30);
-    let cancelled = app.book(&cancelled_only, &caregiver, &s2, &e2).await;
-    app.act(&cancelled_only, "cancel", &cancelled).await;
+    let past = app.book(&past_only, &caregiver, 2).await;
+    app.act(&caregiver, "acceptBooking", &past).await;
+    let cancelled = app.book(&cancelled_only, &caregiver, 30).await;
+    app.act(&cancelled_only, "cancelBooking", &cancelled).await;
     app.clock.advance(chrono::Duration::hours(5));
-    let (s3, e3) = app.clock_after_hours(40);
-    app.book(&upcoming, &caregiver, &s3, &e3).await;
+    app.book(&upcoming, &caregiver, 40).await;
 
     app.ok(
         &caregiver,
@@ -318,13 +259,12 @@ async fn preferences_switch_types_off_per_channel_but_not_the_protected_ones() {
         "other channels untouched"
     );
 
-    let (s, e) = app.clock_after_hours(24);
-    let id = app.book(&recipient, &caregiver, &s, &e).await;
+    let id = app.book(&recipient, &caregiver, 24).await;
     assert!(
         app.inbox(&caregiver).await.is_empty(),
         "switched off in-app"
     );
-    app.act(&caregiver, "accept", &id).await;
+    app.act(&caregiver, "acceptBooking", &id).await;
     assert_eq!(
         app.inbox_types(&caregiver).await,
         ["BOOKING_ACCEPTED"],
@@ -340,10 +280,7 @@ async fn preferences_switch_types_off_per_channel_but_not_the_protected_ones() {
             { "type": "BOOKING_STARTING_SOON", "channel": "IN_APP", "enabled": false } ] } }),
         )
         .await;
-    assert_eq!(
-        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-        "{refused}"
-    );
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
     assert!(
         refused["errors"][0]["message"]
             .as_str()
@@ -382,20 +319,13 @@ async fn paging_over_250_notifications_is_complete_and_newest_first() {
     let app = TestApp::spawn().await;
     let user = app.register("CARE_RECIPIENT", "Zelia").await;
     make_notifications(&app, &user, 250).await;
-    let mut bodies = Vec::new();
-    let mut after = json!(null);
-    loop {
-        let page = app
-            .ok(&user, INBOX, json!({ "first": 100, "after": after }))
-            .await;
-        for edge in page["notifications"]["edges"].as_array().unwrap() {
-            bodies.push(edge["node"]["body"].as_str().unwrap().to_owned());
-        }
-        if page["notifications"]["pageInfo"]["hasNextPage"] == json!(false) {
-            break;
-        }
-        after = page["notifications"]["pageInfo"]["endCursor"].clone();
-    }
+    let bodies: Vec<String> = app
+        .pages(&user, INBOX, "notifications", 100)
+        .await
+        .iter()
+        .flatten()
+        .map(|notification| notification["body"].as_str().unwrap().to_owned())
+        .collect();
     let expected: Vec<String> = (0..250)
         .rev()
         .map(|index| format!("Your display name changed. Others now see you as Name {index}."))
@@ -404,14 +334,11 @@ async fn paging_over_250_notifications_is_complete_and_newest_first() {
     let types = app
         .ok(&user, INBOX, json!({ "types": ["BOOKING_CREATED"] }))
         .await;
-    assert_eq!(types["notifications"]["edges"], json!([]));
+    assert!(nodes(&types["notifications"]).is_empty(), "{types}");
     let unread = app
         .ok(&user, INBOX, json!({ "unreadOnly": true, "first": 5 }))
         .await;
-    assert_eq!(
-        unread["notifications"]["edges"].as_array().unwrap().len(),
-        5
-    );
+    assert_eq!(nodes(&unread["notifications"]).len(), 5);
 }
 
 #[tokio::test]
@@ -513,10 +440,7 @@ async fn read_unread_all_and_delete_drive_the_count_on_every_socket() {
                     json!({ "id": ids[1] }),
                 )
                 .await;
-            assert_eq!(
-                response["errors"][0]["extensions"]["code"], "NOT_FOUND",
-                "{mutation}"
-            );
+            assert_eq!(error_code(&response), "NOT_FOUND", "{mutation}");
         }
         outsider.expect_silence(Duration::from_millis(200)).await;
         for ws in sockets.iter_mut() {
@@ -600,27 +524,25 @@ async fn reminders_fire_once_per_offset_and_not_for_cancelled_bookings() {
     let app = TestApp::spawn().await;
     let recipient = app.register("CARE_RECIPIENT", "Eva").await;
     let caregiver = app.register("CAREGIVER", "Fabio").await;
-    let (s1, e1) = app.clock_after_hours(48);
-    let kept = app.book(&recipient, &caregiver, &s1, &e1).await;
-    app.act(&caregiver, "accept", &kept).await;
-    let (s2, e2) = app.clock_after_hours(52);
-    let cancelled = app.book(&recipient, &caregiver, &s2, &e2).await;
-    app.act(&caregiver, "accept", &cancelled).await;
-    let (s3, e3) = app.clock_after_hours(30);
-    let declined = app.book(&recipient, &caregiver, &s3, &e3).await;
-    app.act(&caregiver, "decline", &declined).await;
+    let kept = app.book(&recipient, &caregiver, 48).await;
+    app.act(&caregiver, "acceptBooking", &kept).await;
+    let cancelled = app.book(&recipient, &caregiver, 52).await;
+    app.act(&caregiver, "acceptBooking", &cancelled).await;
+    let declined = app.book(&recipient, &caregiver, 30).await;
+    app.act(&caregiver, "declineBooking", &declined).await;
 
     app.clock.advance(chrono::Duration::hours(23));
     app.expect_exactly(&recipient, "BOOKING_REMINDER", 0).await;
-    app.act(&recipient, "cancel", &cancelled).await;
+    app.act(&recipient, "cancelBooking", &cancelled).await;
     app.clock.advance(chrono::Duration::hours(2));
     for user in [&recipient, &caregiver] {
         app.expect_exactly(user, "BOOKING_REMINDER", 1).await;
         app.expect_exactly(user, "BOOKING_STARTING_SOON", 0).await;
     }
-    let reminder = &app
+    let reminders = app
         .ok(&recipient, INBOX, json!({ "types": ["BOOKING_REMINDER"] }))
-        .await["notifications"]["edges"][0]["node"];
+        .await;
+    let reminder = nodes(&reminders["notifications"])[0];
     assert_eq!(reminder["data"]["bookingId"], kept.as_str());
     assert!(
         reminder["body"]
@@ -646,9 +568,8 @@ async fn a_booking_accepted_inside_a_window_gets_only_the_reminders_ahead() {
     let app = TestApp::spawn().await;
     let recipient = app.register("CARE_RECIPIENT", "Gloria").await;
     let caregiver = app.register("CAREGIVER", "Hugo").await;
-    let (s, e) = app.clock_after_hours(5);
-    let id = app.book(&recipient, &caregiver, &s, &e).await;
-    app.act(&caregiver, "accept", &id).await;
+    let id = app.book(&recipient, &caregiver, 5).await;
+    app.act(&caregiver, "acceptBooking", &id).await;
     app.clock
         .advance(chrono::Duration::hours(4) + chrono::Duration::minutes(5));
     app.expect_exactly(&recipient, "BOOKING_STARTING_SOON", 1)
@@ -663,9 +584,8 @@ async fn reminders_survive_restarts_and_two_instances_send_once() {
     let clock = first.clock.clone();
     let recipient = first.register("CARE_RECIPIENT", "Ines").await;
     let caregiver = first.register("CAREGIVER", "Jorge").await;
-    let (s, e) = first.clock_after_hours(30);
-    let id = first.book(&recipient, &caregiver, &s, &e).await;
-    first.act(&caregiver, "accept", &id).await;
+    let id = first.book(&recipient, &caregiver, 30).await;
+    first.act(&caregiver, "acceptBooking", &id).await;
     clock.advance(chrono::Duration::hours(7));
     first
         .expect_exactly(&recipient, "BOOKING_REMINDER", 1)

@@ -185,7 +185,7 @@ async fn health(app: &TestApp) -> (u16, Value) {
 /// What a client sees on a socket whose `connection_init` carries `user`'s token.
 async fn ws_init(app: &TestApp, user: &TestUser) -> WsEvent {
     let mut ws = app.ws(Protocol::TransportWs).await;
-    ws.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", user.token) } }))
+    ws.send_init(json!({ "Authorization": format!("Bearer {}", user.token) }))
         .await;
     ws.next_event().await
 }

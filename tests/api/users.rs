@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, error_code};
+use crate::helpers::{TestApp, error_code, node_fields};
 
 const CAREGIVERS: &str = "query($availability: Availability, $first: Int, $after: String) {
     caregivers(availability: $availability, first: $first, after: $after) {
@@ -59,10 +59,7 @@ async fn caregivers_update_their_profile_and_availability() {
                 json!({ "input": input }),
             )
             .await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-            "{response}"
-        );
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{response}");
         assert_eq!(response["errors"][0]["extensions"]["field"], field);
     }
 }
@@ -106,21 +103,13 @@ async fn the_caregiver_directory_pages_and_filters() {
             available.push(caregiver.id.clone());
         }
     }
-    let mut seen = Vec::new();
-    let mut after = json!(null);
-    loop {
-        let page = app
-            .ok(&viewer, CAREGIVERS, json!({ "first": 2, "after": after }))
-            .await;
-        let connection = &page["caregivers"];
-        for edge in connection["edges"].as_array().unwrap() {
-            seen.push(edge["node"]["id"].as_str().unwrap().to_owned());
-        }
-        if connection["pageInfo"]["hasNextPage"] == json!(false) {
-            break;
-        }
-        after = connection["pageInfo"]["endCursor"].clone();
-    }
+    let seen: Vec<String> = app
+        .pages(&viewer, CAREGIVERS, "caregivers", 2)
+        .await
+        .iter()
+        .flatten()
+        .map(|caregiver| caregiver["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
         seen.len(),
         5,
@@ -129,11 +118,9 @@ async fn the_caregiver_directory_pages_and_filters() {
     let filtered = app
         .ok(&viewer, CAREGIVERS, json!({ "availability": "AVAILABLE" }))
         .await;
-    let ids: Vec<_> = filtered["caregivers"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| edge["node"]["id"].as_str().unwrap().to_owned())
+    let ids: Vec<_> = node_fields(&filtered["caregivers"], "id")
+        .into_iter()
+        .map(|id| id.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, available);
 
@@ -174,13 +161,7 @@ async fn users_see_caregivers_and_their_counterparts_only() {
         "NOT_FOUND"
     );
 
-    let starts = app.clock_after_hours(24);
-    app.ok(
-        &recipient,
-        "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-        json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts.0, "endsAt": starts.1 } }),
-    )
-    .await;
+    app.book(&recipient, &caregiver, 24).await;
     let seen = app
         .ok(&caregiver, user, json!({ "id": recipient.id }))
         .await;
@@ -195,16 +176,6 @@ async fn users_see_caregivers_and_their_counterparts_only() {
         .ok(&recipient, user, json!({ "id": recipient.id }))
         .await;
     assert!(own["user"]["email"].as_str().unwrap().starts_with("joana-"));
-}
-
-impl TestApp {
-    /// An RFC 3339 time range starting `hours` from the server's now and lasting two hours.
-    pub fn clock_after_hours(&self, hours: i64) -> (String, String) {
-        use caregraph::clock::Clock;
-        let start = self.clock.now() + chrono::Duration::hours(hours);
-        let end = start + chrono::Duration::hours(2);
-        (start.to_rfc3339(), end.to_rfc3339())
-    }
 }
 
 /// Each distinct query text is parsed once per instance, and every request that sends it
@@ -244,10 +215,7 @@ async fn a_repeated_query_text_is_answered_per_request() {
     let unclosed = "query { me { displayName }";
     let user = "query($id: UUID!) { user(id: $id) { displayName } }";
     for _ in 0..2 {
-        assert_eq!(
-            error_code(&app.graphql(Some(&ana.token), unclosed, json!({})).await),
-            "BAD_USER_INPUT"
-        );
+        assert_eq!(app.code(&ana, unclosed, json!({})).await, "BAD_USER_INPUT");
         assert_eq!(app.code(&ana, user, json!({})).await, "BAD_USER_INPUT");
     }
     let me = app.ok(&ana, user, json!({ "id": ana.id })).await;

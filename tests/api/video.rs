@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{FakeTwilio, Recorded},
-    helpers::{Protocol, TestApp, TestUser, node_fields, test_config},
+    helpers::{
+        Protocol, REQUEST_CALL, TestApp, TestUser, error_code, node_fields, nodes, test_config,
+    },
 };
 
 const PUBLIC_URL: &str = "https://care.example.com";
@@ -93,25 +95,6 @@ impl Calls {
         self.app.graphql(Some(&who.token), "mutation($id: UUID!) { videoCallToken(id: $id) { token roomName expiresIn provider } }", json!({ "id": id })).await
     }
 
-    async fn types(&self, who: &TestUser) -> Vec<String> {
-        let inbox = self
-            .app
-            .ok(
-                who,
-                "{ notifications(first: 100) { edges { node { type } } } }",
-                json!({}),
-            )
-            .await;
-        let mut types: Vec<String> = inbox["notifications"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| edge["node"]["type"].as_str().unwrap().to_owned())
-            .collect();
-        types.reverse();
-        types
-    }
-
     /// Posts a status callback signed as Twilio would, or with `signature` instead.
     async fn callback(&self, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
         let params: Vec<(String, String)> = params
@@ -179,8 +162,11 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         caregiver_ws.next_data("v").await["videoCallUpdated"]["status"],
         "PENDING"
     );
-    assert_eq!(c.types(&c.caregiver).await, ["VIDEO_CALL_REQUESTED"]);
-    assert!(c.types(&c.recipient).await.is_empty());
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
+        ["VIDEO_CALL_REQUESTED"]
+    );
+    assert!(c.app.inbox_types(&c.recipient).await.is_empty());
     assert!(
         c.twilio.requests().is_empty(),
         "no room before the caregiver accepts"
@@ -195,9 +181,12 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
         caregiver_ws.next_data("v").await["videoCallUpdated"]["status"],
         "ACCEPTED"
     );
-    assert_eq!(c.types(&c.recipient).await, ["VIDEO_CALL_ACCEPTED"]);
     assert_eq!(
-        c.types(&c.caregiver).await,
+        c.app.inbox_types(&c.recipient).await,
+        ["VIDEO_CALL_ACCEPTED"]
+    );
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
         ["VIDEO_CALL_REQUESTED", "VIDEO_CALL_ACCEPTED"]
     );
     let rooms = c.twilio.requests();
@@ -224,36 +213,32 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
     assert_ne!(again, id);
     let duplicate = c
         .app
-        .graphql(
-            Some(&c.recipient.token),
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
-            json!({ "c": c.caregiver.id }),
-        )
+        .code(&c.recipient, REQUEST_CALL, json!({ "c": c.caregiver.id }))
         .await;
-    assert_eq!(duplicate["errors"][0]["extensions"]["code"], "CONFLICT");
+    assert_eq!(duplicate, "CONFLICT");
 
     let declined = c.act(&c.caregiver, "decline", &again).await;
     assert_eq!(declined["data"]["declineVideoCall"]["status"], "DECLINED");
     assert_eq!(
-        c.types(&c.recipient).await.last().unwrap(),
+        c.app.inbox_types(&c.recipient).await.last().unwrap(),
         "VIDEO_CALL_DECLINED"
     );
 
     let cancelled = c.request().await;
     let by_caregiver = c.act(&c.caregiver, "cancel", &cancelled).await;
-    assert_eq!(by_caregiver["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_caregiver), "FORBIDDEN");
     let by_recipient = c.act(&c.recipient, "accept", &cancelled).await;
-    assert_eq!(by_recipient["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_eq!(error_code(&by_recipient), "FORBIDDEN");
     assert_eq!(
         c.act(&c.recipient, "cancel", &cancelled).await["data"]["cancelVideoCall"]["status"],
         "CANCELLED"
     );
     assert_eq!(
-        c.types(&c.caregiver).await.last().unwrap(),
+        c.app.inbox_types(&c.caregiver).await.last().unwrap(),
         "VIDEO_CALL_UPDATED"
     );
     let again = c.act(&c.recipient, "cancel", &cancelled).await;
-    assert_eq!(again["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&again), "INVALID_STATE");
 
     let listed = c
         .app
@@ -277,13 +262,16 @@ async fn an_unanswered_request_expires_and_both_are_told() {
     let id = c.request().await;
     c.app.clock.advance(chrono::Duration::minutes(11));
     c.until_status(&id, "EXPIRED").await;
-    assert_eq!(c.types(&c.recipient).await, ["VIDEO_CALL_UPDATED"]);
     assert_eq!(
-        c.types(&c.caregiver).await,
+        c.app.inbox_types(&c.recipient).await,
+        ["VIDEO_CALL_UPDATED"]
+    );
+    assert_eq!(
+        c.app.inbox_types(&c.caregiver).await,
         ["VIDEO_CALL_REQUESTED", "VIDEO_CALL_UPDATED"]
     );
     let late = c.act(&c.caregiver, "accept", &id).await;
-    assert_eq!(late["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&late), "INVALID_STATE");
 }
 
 #[tokio::test]
@@ -291,7 +279,7 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
     let c = calls().await;
     let id = c.request().await;
     let pending = c.token(&c.recipient, &id).await;
-    assert_eq!(pending["errors"][0]["extensions"]["code"], "INVALID_STATE");
+    assert_eq!(error_code(&pending), "INVALID_STATE");
     c.act(&c.caregiver, "accept", &id).await;
     for user in [&c.recipient, &c.caregiver] {
         let issued = c.token(user, &id).await;
@@ -335,25 +323,22 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
         );
     }
     let outsider = c.token(&c.stranger, &id).await;
-    assert_eq!(outsider["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(error_code(&outsider), "NOT_FOUND");
     c.act(&c.caregiver, "complete", &id).await;
     let completed = c.token(&c.recipient, &id).await;
-    assert_eq!(
-        completed["errors"][0]["extensions"]["code"],
-        "INVALID_STATE"
-    );
+    assert_eq!(error_code(&completed), "INVALID_STATE");
 
     let declined = c.request().await;
     c.act(&c.caregiver, "decline", &declined).await;
     assert_eq!(
-        c.token(&c.recipient, &declined).await["errors"][0]["extensions"]["code"],
+        error_code(&c.token(&c.recipient, &declined).await),
         "INVALID_STATE"
     );
     let expired = c.request().await;
     c.app.clock.advance(chrono::Duration::minutes(11));
     c.until_status(&expired, "EXPIRED").await;
     assert_eq!(
-        c.token(&c.recipient, &expired).await["errors"][0]["extensions"]["code"],
+        error_code(&c.token(&c.recipient, &expired).await),
         "INVALID_STATE"
     );
 }
@@ -411,7 +396,7 @@ async fn the_server_ends_the_call_at_its_limit_with_one_rest_call() {
         vec![("Status".to_owned(), "completed".to_owned())]
     );
     assert_eq!(
-        c.types(&c.recipient).await,
+        c.app.inbox_types(&c.recipient).await,
         [
             "VIDEO_CALL_ACCEPTED",
             "VIDEO_CALL_UPDATED",
@@ -512,24 +497,8 @@ async fn a_call_whose_limit_passed_during_downtime_ends_at_startup() {
     let clock = first.clock.clone();
     let recipient = first.register("CARE_RECIPIENT", "Tania").await;
     let caregiver = first.register("CAREGIVER", "Ulisses").await;
-    let requested = first
-        .ok(
-            &recipient,
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
-            json!({ "c": caregiver.id }),
-        )
-        .await;
-    let id = requested["requestVideoCall"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    first
-        .ok(
-            &caregiver,
-            "mutation($id: UUID!) { acceptVideoCall(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+    let id = first.request_call(&recipient, &caregiver).await;
+    first.act(&caregiver, "acceptVideoCall", &id).await;
     first
         .ok(
             &recipient,
@@ -566,20 +535,17 @@ async fn outsiders_see_and_touch_no_call() {
     let id = c.request().await;
     for verb in ["accept", "decline", "cancel", "start", "complete"] {
         let response = c.act(&c.stranger, verb, &id).await;
-        assert_eq!(
-            response["errors"][0]["extensions"]["code"], "NOT_FOUND",
-            "{verb}"
-        );
+        assert_eq!(error_code(&response), "NOT_FOUND", "{verb}");
     }
     let seen = c
         .app
-        .graphql(
-            Some(&c.stranger.token),
+        .code(
+            &c.stranger,
             "query($id: UUID!) { videoCall(id: $id) { id } }",
             json!({ "id": id }),
         )
         .await;
-    assert_eq!(seen["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    assert_eq!(seen, "NOT_FOUND");
     let listed = c
         .app
         .ok(
@@ -588,7 +554,7 @@ async fn outsiders_see_and_touch_no_call() {
             json!({}),
         )
         .await;
-    assert_eq!(listed["videoCalls"]["edges"], json!([]));
+    assert!(nodes(&listed["videoCalls"]).is_empty(), "{listed}");
     let mut ws = c.app.ws_as(Protocol::TransportWs, &c.stranger).await;
     ws.subscribe(
         "one",
@@ -596,10 +562,7 @@ async fn outsiders_see_and_touch_no_call() {
         json!({ "id": id }),
     )
     .await;
-    assert_eq!(
-        ws.next_payload("one").await["errors"][0]["extensions"]["code"],
-        "NOT_FOUND"
-    );
+    assert_eq!(error_code(&ws.next_payload("one").await), "NOT_FOUND");
     ws.subscribe("all", "subscription { videoCallUpdated { id } }", json!({}))
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -610,7 +573,7 @@ async fn outsiders_see_and_touch_no_call() {
         .app
         .graphql(
             Some(&c.recipient.token),
-            "mutation($c: UUID!) { requestVideoCall(input: {caregiverId: $c}) { id } }",
+            REQUEST_CALL,
             json!({ "c": c.stranger.id }),
         )
         .await;
@@ -625,31 +588,15 @@ async fn without_twilio_the_dev_provider_runs_the_whole_flow_and_the_chat_hears_
     let app = TestApp::spawn().await;
     let recipient = app.register("CARE_RECIPIENT", "Vitoria").await;
     let caregiver = app.register("CAREGIVER", "Xavier").await;
-    let (starts, ends) = app.clock_after_hours(24);
-    let booking = app
-        .ok(
-            &recipient,
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }),
-        )
-        .await["createBooking"]["id"]
-        .clone();
-    let session = app
-        .ok(
-            &recipient,
-            "mutation($id: UUID!) { enableChat(bookingId: $id) { id } }",
-            json!({ "id": booking }),
-        )
-        .await["enableChat"]["id"]
-        .clone();
-    let id = app.ok(&recipient, "mutation($c: UUID!, $b: UUID) { requestVideoCall(input: {caregiverId: $c, bookingId: $b}) { id } }",
-        json!({ "c": caregiver.id, "b": booking })).await["requestVideoCall"]["id"].clone();
-    app.ok(
-        &caregiver,
-        "mutation($id: UUID!) { acceptVideoCall(id: $id) { id } }",
-        json!({ "id": id }),
-    )
-    .await;
+    let booking = app.book(&recipient, &caregiver, 24).await;
+    let session = app.enable_chat(&recipient, &booking).await;
+    let requested = app.ok(&recipient, "mutation($c: UUID!, $b: UUID) { requestVideoCall(input: {caregiverId: $c, bookingId: $b}) { id } }",
+        json!({ "c": caregiver.id, "b": booking })).await;
+    let id = requested["requestVideoCall"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.act(&caregiver, "acceptVideoCall", &id).await;
     let token = app
         .ok(
             &caregiver,
@@ -689,10 +636,10 @@ async fn without_twilio_the_dev_provider_runs_the_whole_flow_and_the_chat_hears_
         "completing twice is harmless"
     );
     let chat = app.ok(&caregiver, "query($id: UUID!) { chatSession(id: $id) { messages(last: 5) { edges { node { body kind } } } } }", json!({ "id": session })).await;
-    let lines = chat["chatSession"]["messages"]["edges"].as_array().unwrap();
+    let lines = nodes(&chat["chatSession"]["messages"]);
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["node"]["kind"], "SYSTEM");
-    assert_eq!(lines[0]["node"]["body"], "Video call ended after 9 s");
+    assert_eq!(lines[0]["kind"], "SYSTEM");
+    assert_eq!(lines[0]["body"], "Video call ended after 9 s");
     let webhook = reqwest::Client::new()
         .post(format!("http://{}/webhooks/twilio/video", app.addr))
         .header("X-Twilio-Signature", "anything")

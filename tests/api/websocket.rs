@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Protocol, TEST_JWT_SECRET, TestApp, TestUser, WsClient, WsEvent, open_booking, test_config,
+    Protocol, TEST_JWT_SECRET, TestApp, TestUser, WsClient, WsEvent, error_code, test_config,
 };
 
 const BOOKING_UPDATED: &str =
@@ -30,18 +30,8 @@ async fn booking_updates_reach_both_parties_and_nobody_else() {
         }
         // Give the subscriptions a moment to attach to the bus before the first change.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (starts, ends) = app.clock_after_hours(24);
-        let created = app
-            .ok(&recipient, "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }",
-                json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends } }))
-            .await;
-        let id = created["createBooking"]["id"].clone();
-        app.ok(
-            &caregiver,
-            "mutation($id: UUID!) { acceptBooking(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+        let id = app.book(&recipient, &caregiver, 24).await;
+        app.act(&caregiver, "acceptBooking", &id).await;
 
         let [recipient_ws, caregiver_ws, stranger_ws] = &mut sockets[..] else {
             unreachable!()
@@ -69,23 +59,20 @@ async fn a_subscriber_that_falls_behind_catches_up_from_the_database() {
     ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Ten events published in one burst overflow a bus that keeps two.
-    let (starts, ends) = app.clock_after_hours(24);
     let created = app
-        .ok(
+        .book_series(
             &recipient,
-            "mutation($input: CreateBookingInput!) { createBooking(input: $input) {
-                series { occurrences { id } } } }",
-            json!({ "input": { "caregiverId": caregiver.id, "startsAt": starts, "endsAt": ends,
-                "recurrence": { "frequency": "DAILY", "count": 10 } } }),
+            &caregiver,
+            24,
+            json!({ "frequency": "DAILY", "count": 10 }),
         )
         .await;
-    let mut missing: std::collections::HashSet<String> =
-        created["createBooking"]["series"]["occurrences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|occurrence| occurrence["id"].as_str().unwrap().to_owned())
-            .collect();
+    let mut missing: std::collections::HashSet<String> = created["series"]["occurrences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|occurrence| occurrence["id"].as_str().unwrap().to_owned())
+        .collect();
     while !missing.is_empty() {
         let update = ws.next_data("b").await;
         missing.remove(update["bookingUpdated"]["id"].as_str().unwrap());
@@ -102,8 +89,7 @@ async fn a_bad_or_missing_token_closes_with_4403() {
             json!({ "token": "x.y.z" }),
         ] {
             let mut ws = app.ws(protocol).await;
-            ws.send(json!({ "type": "connection_init", "payload": payload }))
-                .await;
+            ws.send_init(payload.clone()).await;
             let (code, reason) = ws.expect_close().await;
             assert_eq!(code, 4403, "{protocol:?} {payload}: {reason}");
         }
@@ -224,7 +210,7 @@ async fn a_message_at_the_limit_is_read() {
     assert_eq!(exact.len(), 2048);
     ws.send_text(exact).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    open_booking(&app, &recipient, &caregiver).await;
+    app.book(&recipient, &caregiver, 48).await;
     assert_eq!(
         ws.next_data("b").await["bookingUpdated"]["status"],
         "PENDING"
@@ -254,7 +240,7 @@ async fn an_id_is_free_again_once_completed() {
         ws.complete("b").await;
         ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        open_booking(&app, &recipient, &caregiver).await;
+        app.book(&recipient, &caregiver, 48).await;
         let next = next_result(&mut ws).await;
         assert_eq!(next["id"], "b", "{protocol:?}");
         ws.expect_silence(Duration::from_millis(300)).await;
@@ -272,7 +258,7 @@ async fn a_reused_id_on_the_legacy_protocol_restarts_the_subscription() {
     ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
     ws.subscribe("b", BOOKING_UPDATED, json!({})).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    open_booking(&app, &recipient, &caregiver).await;
+    app.book(&recipient, &caregiver, 48).await;
     assert_eq!(
         ws.next_data("b").await["bookingUpdated"]["status"],
         "PENDING"
@@ -321,20 +307,17 @@ async fn subscriptions_past_the_cap_are_refused_and_the_others_deliver() {
             Protocol::TransportWs => &refusal["payload"][0],
             Protocol::LegacyWs => &refusal["payload"],
         };
-        assert_eq!(
-            error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
-            "{refusal}"
-        );
+        assert_eq!(error_code(error), "TOO_MANY_SUBSCRIPTIONS", "{refusal}");
 
         tokio::time::sleep(Duration::from_millis(100)).await;
-        open_booking(&app, &recipient, &caregiver).await;
+        app.book(&recipient, &caregiver, 48).await;
         assert_eq!(ids_of_results(&mut ws, 2).await, ["a", "b"], "{protocol:?}");
 
         // Completing one makes room on the same socket.
         ws.complete("a").await;
         ws.subscribe("c", BOOKING_UPDATED, json!({})).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        open_booking(&app, &recipient, &caregiver).await;
+        app.book(&recipient, &caregiver, 48).await;
         assert_eq!(ids_of_results(&mut ws, 2).await, ["b", "c"], "{protocol:?}");
     }
 }
@@ -353,9 +336,7 @@ async fn a_user_opening_sockets_too_fast_is_asked_to_retry_later() {
     drop(app.ws_as(Protocol::LegacyWs, &user).await);
     // Both sockets are closed: it is the rate of opening, not how many are open, that is spent.
     let mut third = app.ws(Protocol::TransportWs).await;
-    third
-        .send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
-        .await;
+    third.send_init(json!({ "token": user.token })).await;
     let (code, reason) = third.expect_close().await;
     assert_eq!(code, 1013);
     assert!(reason.contains("new sockets"), "{reason}");
@@ -379,7 +360,7 @@ async fn a_user_starting_operations_too_fast_is_refused_per_operation() {
     first.subscribe("a", BOOKING_UPDATED, json!({})).await;
     first.subscribe("b", BOOKING_UPDATED, json!({})).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    open_booking(&app, &recipient, &caregiver).await;
+    app.book(&recipient, &caregiver, 48).await;
     assert_eq!(ids_of_results(&mut first, 2).await, ["a", "b"]);
     // The allowance is the user's, across sockets.
     let mut second = app.ws_as(Protocol::LegacyWs, &caregiver).await;
@@ -390,11 +371,11 @@ async fn a_user_starting_operations_too_fast_is_refused_per_operation() {
         other => panic!("expected an error for d, got {other:?}"),
     };
     assert_eq!(refusal["id"], "d");
-    assert_eq!(refusal["payload"]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(error_code(&refusal["payload"]), "RATE_LIMITED");
     assert!(refusal["payload"]["extensions"]["retryAfterSeconds"].is_u64());
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    open_booking(&app, &recipient, &caregiver).await;
+    app.book(&recipient, &caregiver, 48).await;
     assert_eq!(ids_of_results(&mut first, 2).await, ["a", "b"]);
     assert_eq!(ids_of_results(&mut second, 1).await, ["c"]);
 }
@@ -408,9 +389,7 @@ async fn sockets_past_the_cap_per_user_close_with_1013() {
         let first = app.ws_as(protocol, &user).await;
         let _second = app.ws_as(protocol, &user).await;
         let mut third = app.ws(protocol).await;
-        third
-            .send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
-            .await;
+        third.send_init(json!({ "token": user.token })).await;
         let (code, reason) = third.expect_close().await;
         assert_eq!(code, 1013, "{protocol:?}");
         assert_eq!(reason, "Too many sockets for this user");
@@ -421,8 +400,7 @@ async fn sockets_past_the_cap_per_user_close_with_1013() {
         let mut reopened = false;
         for _ in 0..20 {
             let mut ws = app.ws(protocol).await;
-            ws.send(json!({ "type": "connection_init", "payload": { "token": user.token } }))
-                .await;
+            ws.send_init(json!({ "token": user.token })).await;
             if let WsEvent::Message(message) = ws.next_event().await {
                 assert_eq!(message["type"], "connection_ack");
                 reopened = true;
