@@ -1,13 +1,13 @@
 //! caregraph: the realtime backend of a care marketplace behind one GraphQL API.
 //!
-//! A request flows one way through these modules:
+//! A request flows one way through these modules (`docs/architecture.md` draws the layers):
 //!
 //! - [`config`]: typed configuration, read once from the environment.
 //! - [`startup`]: builds the application: database, migrations, bus, schema, router.
 //! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
 //! - [`auth`]: bearer tokens in, a [`viewer::Viewer`] out; the only code that sees the secret.
 //! - [`viewer`]: who is asking, as every domain reads it from the GraphQL context.
-//! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
+//! - [`graphql`]: the schema assembled from the domains, its limits and error codes.
 //! - [`users`], [`bookings`], [`chat`], [`video`], [`notifications`]: the domains, each with
 //!   its rules, queries, events and resolvers.
 //! - [`paging`]: keyset cursors and page rules that services use and resolvers present.
