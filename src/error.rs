@@ -61,6 +61,13 @@ pub enum AppError {
     /// stay under.
     #[error("{message}")]
     LimitExceeded { code: &'static str, message: String },
+    /// A persisted query's hash that this instance does not know: send the query with it.
+    /// The message and code are the ones Apollo's and urql's clients check for.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
+    /// The operation may not be sent with this HTTP method (a mutation in a `GET`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A fault on our side; the detail goes to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -88,6 +95,8 @@ impl AppError {
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             AppError::TimedOut { .. } => "TIMEOUT",
             AppError::LimitExceeded { code, .. } => code,
+            AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            AppError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             AppError::Internal(_) => "INTERNAL",
         }
     }

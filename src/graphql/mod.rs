@@ -1,10 +1,16 @@
-//! The schema, assembled from the domains, with its limits and error codes.
+//! The schema, assembled from the domains, with its limits, error codes, persisted queries
+//! and the read-only rule of `GET` requests.
 
 mod limits;
 mod parsed_queries;
+mod persisted_queries;
+mod read_only;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;
+use persisted_queries::PersistedQueries;
+pub use read_only::ReadOnlyRequest;
+use read_only::ReadOnlyRequests;
 
 use crate::{
     auth::AuthMutation,
@@ -73,6 +79,10 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(bookings)
     .data(series)
     .extension(ErrorCodes)
+    .extension(PersistedQueries::default())
+    // Before the limits, whose cache of parsed documents answers without consulting later
+    // extensions.
+    .extension(ReadOnlyRequests::new(usage.clone()))
     .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
     if !config.introspection {

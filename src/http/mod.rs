@@ -1,4 +1,5 @@
-//! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade), `/health`,
+//! The HTTP surface: `/graphql` (POST, queries on GET, GraphiQL for a browser, graphql-ws
+//! upgrade), `/health`,
 //! and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
 
 mod graphql;
@@ -46,10 +47,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     let cors = cors(state.http.cors_allowed_origins.as_deref());
     Router::new()
-        .route(
-            "/graphql",
-            get(graphql::graphiql_or_websocket).post(graphql::execute),
-        )
+        .route("/graphql", get(graphql::get).post(graphql::execute))
         .route("/health", get(graphql::health))
         .route("/webhooks/twilio/video", post(webhooks::twilio_video))
         .fallback(rejection::not_found)

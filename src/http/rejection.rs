@@ -24,18 +24,24 @@ pub enum HttpRejection {
     MalformedJson(String),
     #[error("batched requests are not supported: send one operation per request")]
     BatchNotSupported,
+    #[error("the query string is longer than {limit} bytes: send this request with POST")]
+    UriTooLong { limit: usize },
+    #[error("the query string is not a GraphQL request: {0}")]
+    MalformedQueryString(String),
     #[error("the body could not be read")]
     UnreadableBody,
     #[error("a websocket must offer the graphql-transport-ws or graphql-ws subprotocol")]
     NoSubprotocol,
-    #[error("GraphiQL is off on this server: send operations with POST, or set GRAPHIQL=true")]
+    #[error(
+        "GraphiQL is off on this server: send operations with POST, or queries with GET and Accept: application/json, or set GRAPHIQL=true"
+    )]
     GraphiqlDisabled,
     /// The caller's allowance is spent (see [`crate::rate_limit::UsageLimits`]).
     #[error("{0}")]
     RateLimited(AppError),
     #[error("there is nothing at this path: GraphQL is served at /graphql")]
     NotFound,
-    #[error("this method is not allowed here: use POST /graphql, or a websocket")]
+    #[error("this method is not allowed here: use POST or GET /graphql, or a websocket")]
     MethodNotAllowed,
 }
 
@@ -48,6 +54,11 @@ impl HttpRejection {
         Self::MalformedJson(reason.to_string().chars().take(MAX_DETAIL_CHARS).collect())
     }
 
+    /// A query string that does not parse, with the reason cut short.
+    pub fn malformed_query_string(reason: &impl std::fmt::Display) -> Self {
+        Self::MalformedQueryString(reason.to_string().chars().take(MAX_DETAIL_CHARS).collect())
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -55,7 +66,9 @@ impl HttpRejection {
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
             }
+            Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "URI_TOO_LONG"),
             Self::MalformedJson(_)
+            | Self::MalformedQueryString(_)
             | Self::BatchNotSupported
             | Self::UnreadableBody
             | Self::NoSubprotocol

@@ -9,6 +9,7 @@ mod chat;
 mod config;
 mod fake_twilio;
 mod helpers;
+mod http;
 mod lagging;
 mod limits;
 mod notifications;
