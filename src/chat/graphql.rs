@@ -5,12 +5,14 @@ use std::sync::Arc;
 use async_graphql::{
     Context, Enum, InputObject, Object,
     connection::{Connection, Edge},
+    dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
 use entity::{chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
 use super::{
+    loaders::SessionByBookingLoader,
     plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
     send_queue::SendQueue,
@@ -18,7 +20,7 @@ use super::{
     typing::TypingGate,
 };
 use crate::{
-    bookings::Booking,
+    bookings::{Booking, BookingChat, ChatOfBooking},
     bus::Event,
     error::AppError,
     paging::{CursorKey, PageRequest, SeqCursor, page_cost, page_size},
@@ -226,6 +228,23 @@ impl ChatSession {
         };
         let receipts = ChatService::receipts(db, self.0.id).await?;
         Ok(window.connection(rows, &receipts))
+    }
+}
+
+impl ChatOfBooking for BookingChat {
+    type Session = ChatSession;
+
+    async fn of_booking(
+        ctx: &Context<'_>,
+        booking_id: Uuid,
+    ) -> Result<Option<ChatSession>, AppError> {
+        let viewer = viewer(ctx)?;
+        Ok(ctx
+            .data_unchecked::<DataLoader<SessionByBookingLoader>>()
+            .load_one(booking_id)
+            .await?
+            .filter(|session| session.is_member(viewer.id))
+            .map(ChatSession))
     }
 }
 

@@ -9,7 +9,7 @@ use limits::QueryLimits;
 use crate::{
     auth::AuthMutation,
     bookings::{BookingLoader, BookingMutation, BookingQuery, BookingSubscription, SeriesLoader},
-    chat::{ChatMutation, ChatQuery, ChatSubscription},
+    chat::{ChatMutation, ChatQuery, ChatSubscription, SessionByBookingLoader},
     config::GraphqlConfig,
     error::ErrorCodes,
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
@@ -59,6 +59,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     let usage = state.usage.clone();
     let bookings = DataLoader::new(BookingLoader(state.db.clone()), tokio::spawn);
     let series = DataLoader::new(SeriesLoader(state.db.clone()), tokio::spawn);
+    let chats = DataLoader::new(SessionByBookingLoader(state.db.clone()), tokio::spawn);
     let mut schema = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -72,6 +73,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(users)
     .data(bookings)
     .data(series)
+    .data(chats)
     .extension(ErrorCodes)
     .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);

@@ -858,3 +858,66 @@ async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
     let limited = limited.expect("setTyping is rate-limited");
     assert_eq!(error_code(&limited), "RATE_LIMITED");
 }
+
+#[tokio::test]
+async fn a_booking_leads_to_its_chat_for_its_parties_only() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Olivia").await;
+    let caregiver = app.register("CAREGIVER", "Pedro").await;
+    let stranger = app.register("CAREGIVER", "Quinn").await;
+    let booking_chat =
+        "query($id: UUID!) { booking(id: $id) { chatSession { id booking { id } } } }";
+    let without = app.book(&recipient, &caregiver, 24).await;
+    let (with, session) = app.booking_chat(&recipient, &caregiver).await;
+
+    let closed = app
+        .ok(&recipient, booking_chat, json!({ "id": without }))
+        .await;
+    assert_eq!(
+        closed["booking"]["chatSession"],
+        Value::Null,
+        "null until enabled"
+    );
+    for party in [&recipient, &caregiver] {
+        let open = app.ok(party, booking_chat, json!({ "id": with })).await;
+        assert_eq!(open["booking"]["chatSession"]["id"], session.as_str());
+        assert_eq!(
+            open["booking"]["chatSession"]["booking"]["id"],
+            with.as_str()
+        );
+        let page = app
+            .ok(
+                party,
+                "{ bookings { edges { node { id chatSession { id } } } } }",
+                json!({}),
+            )
+            .await;
+        let chats: Vec<(&Value, &Value)> = nodes(&page["bookings"])
+            .into_iter()
+            .map(|node| (&node["id"], &node["chatSession"]["id"]))
+            .collect();
+        assert_eq!(chats.len(), 2, "{page}");
+        for (booking, chat) in chats {
+            let expected = if *booking == with {
+                json!(session)
+            } else {
+                Value::Null
+            };
+            assert_eq!(*chat, expected, "{page}");
+        }
+    }
+
+    let refused = app
+        .graphql(Some(&stranger.token), booking_chat, json!({ "id": with }))
+        .await;
+    assert_eq!(error_code(&refused), "NOT_FOUND", "{refused}");
+    assert_eq!(refused["data"], Value::Null, "{refused}");
+    let theirs = app
+        .ok(
+            &stranger,
+            "{ bookings { edges { node { chatSession { id } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(nodes(&theirs["bookings"]).is_empty(), "{theirs}");
+}
