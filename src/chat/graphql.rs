@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     loaders::SessionByBookingLoader,
+    notices::message_cursor,
     plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
     send_queue::SendQueue,
@@ -23,7 +24,7 @@ use crate::{
     bookings::{Booking, BookingChat, ChatOfBooking},
     bus::Event,
     error::AppError,
-    paging::{CursorKey, PageRequest, SeqCursor, page_cost, page_size},
+    paging::{PageRequest, SeqCursor, page_cost, page_size},
     state::{AppState, write_as_viewer},
     users::User,
     viewer::viewer,
@@ -106,7 +107,7 @@ impl Message {
 
     /// Pass as `after` to `messageAdded` or `messages` to continue after this message.
     async fn cursor(&self) -> String {
-        SeqCursor(self.model.seq).encode()
+        message_cursor(&self.model)
     }
 }
 
@@ -214,7 +215,7 @@ impl ChatSession {
         before: Option<String>,
     ) -> Result<Connection<String, Message>, AppError> {
         let db = &AppState::of(ctx).db;
-        let window = MessageWindow::new(first, after, last, before)?;
+        let window = MessageWindow::new(self.0.id, first, after, last, before)?;
         let rows = match window {
             MessageWindow::Forward { after, limit } => {
                 ChatService::messages_after(db, self.0.id, after, limit + 1).await?
@@ -255,14 +256,17 @@ enum MessageWindow {
 }
 
 impl MessageWindow {
+    /// The window the arguments ask for in the chat `session_id`; a cursor of another list is
+    /// `BAD_USER_INPUT`.
     fn new(
+        session_id: Uuid,
         first: Option<i32>,
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Self, AppError> {
         let cursor = |value: Option<String>, field: &'static str| {
-            SeqCursor::from_argument(value, field).map(|cursor| cursor.map(|SeqCursor(seq)| seq))
+            SeqCursor::seq_in(value, field, session_id)
         };
         match (
             first.is_some() || after.is_some(),
@@ -309,7 +313,7 @@ impl MessageWindow {
             .map(|row| {
                 let status = MessageStatus::of(&row, receipts);
                 Edge::new(
-                    SeqCursor(row.seq).encode(),
+                    message_cursor(&row),
                     Message {
                         model: Arc::new(row),
                         status,

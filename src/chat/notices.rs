@@ -11,6 +11,7 @@ use crate::{
     db::Write,
     error::AppError,
     notifications::{Notice, NotificationService},
+    paging::{CursorKey, SeqCursor},
 };
 
 /// How much of a message the inbox shows; the rest is in the chat.
@@ -20,6 +21,16 @@ const PREVIEW_CHARS: usize = 140;
 /// which lets reading a session mark its notifications read up to a seq.
 pub fn message_key(session_id: Uuid, seq: i64) -> String {
     format!("chat:{session_id}:{seq:020}")
+}
+
+/// A message's cursor, as `Message.cursor` presents it: a position in its own chat, refused
+/// by every other.
+pub fn message_cursor(message: &message::Model) -> String {
+    SeqCursor {
+        scope: message.chat_session_id,
+        seq: message.seq,
+    }
+    .encode()
 }
 
 /// The prefix shared by every message notification of a session.

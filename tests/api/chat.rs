@@ -921,3 +921,53 @@ async fn a_booking_leads_to_its_chat_for_its_parties_only() {
         .await;
     assert!(nodes(&theirs["bookings"]).is_empty(), "{theirs}");
 }
+
+#[tokio::test]
+async fn a_cursor_of_another_list_is_refused_on_its_argument() {
+    let c = chat().await;
+    let other_booking = c.app.book(&c.recipient, &c.caregiver, 96).await;
+    let other_session = c.app.enable_chat(&c.recipient, &other_booking).await;
+    c.sent(&c.recipient, "here").await;
+    let elsewhere = c
+        .app
+        .ok(
+            &c.recipient,
+            SEND,
+            json!({ "input": { "sessionId": other_session, "body": "elsewhere",
+                "clientMessageId": "other-1" } }),
+        )
+        .await["sendMessage"]["cursor"]
+        .clone();
+    let notification = c.app.inbox(&c.caregiver).await[0]["cursor"].clone();
+
+    for foreign in [&elsewhere, &notification] {
+        for (argument, page) in [
+            ("after", json!({ "first": 10, "after": foreign })),
+            ("before", json!({ "last": 10, "before": foreign })),
+        ] {
+            let mut variables = page;
+            variables["id"] = json!(c.session);
+            let refused = c
+                .app
+                .graphql(Some(&c.caregiver.token), SESSION, variables)
+                .await;
+            assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+            assert_eq!(
+                refused["errors"][0]["extensions"]["field"], argument,
+                "{refused}"
+            );
+        }
+        for protocol in Protocol::BOTH {
+            let mut ws = c.app.ws_as(protocol, &c.caregiver).await;
+            ws.subscribe(
+                "m",
+                MESSAGE_ADDED,
+                json!({ "id": c.session, "after": foreign }),
+            )
+            .await;
+            let refused = ws.next_payload("m").await;
+            assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+            assert_eq!(refused["errors"][0]["extensions"]["field"], "after");
+        }
+    }
+}
