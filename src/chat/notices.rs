@@ -23,8 +23,8 @@ pub fn message_key(session_id: Uuid, seq: i64) -> String {
     format!("chat:{session_id}:{seq:020}")
 }
 
-/// A message's cursor, as `Message.cursor` presents it: a position in its own chat, refused
-/// by every other.
+/// A message's cursor, as `Message.cursor` presents it and a message's notification carries
+/// it: a position in its own chat, refused by every other.
 pub fn message_cursor(message: &message::Model) -> String {
     SeqCursor {
         scope: message.chat_session_id,
@@ -69,7 +69,13 @@ pub fn received(
         kind: NotificationType::MessageReceived,
         title: format!("New message from {sender_name}"),
         body: preview,
-        data: json!({ "sessionId": session.id, "messageId": message.id, "bookingId": session.booking_id }),
+        data: json!({
+            "sessionId": session.id,
+            "messageId": message.id,
+            "bookingId": session.booking_id,
+            "seq": message.seq,
+            "cursor": message_cursor(message),
+        }),
         dedupe_key: Some(message_key(session.id, message.seq)),
     }
 }

@@ -923,6 +923,52 @@ async fn a_booking_leads_to_its_chat_for_its_parties_only() {
 }
 
 #[tokio::test]
+async fn a_message_notification_carries_the_seq_and_cursor_to_page_to_it() {
+    let c = chat().await;
+    let mut sent = Vec::new();
+    for body in ["one", "two", "three"] {
+        sent.push(c.sent(&c.recipient, body).await);
+    }
+    let notices: Vec<Value> = c
+        .app
+        .inbox(&c.caregiver)
+        .await
+        .into_iter()
+        .filter(|node| node["type"] == "MESSAGE_RECEIVED")
+        .collect();
+    assert_eq!(notices.len(), 3);
+    let second = notices
+        .iter()
+        .map(|node| &node["data"])
+        .find(|data| data["messageId"] == sent[1]["id"])
+        .expect("the second message's notification");
+    assert_eq!(second["sessionId"], c.session.as_str());
+    assert_eq!(second["seq"], 2);
+    assert_eq!(
+        second["cursor"], sent[1]["cursor"],
+        "the message's own cursor"
+    );
+
+    let cursor = &second["cursor"];
+    let after = c
+        .session_view(&c.caregiver, json!({ "first": 10, "after": cursor }))
+        .await;
+    assert_eq!(node_fields(&after["messages"], "body"), ["three"]);
+    let before = c
+        .session_view(&c.caregiver, json!({ "last": 10, "before": cursor }))
+        .await;
+    assert_eq!(node_fields(&before["messages"], "body"), ["one"]);
+    let mut ws = c.app.ws_as(Protocol::TransportWs, &c.caregiver).await;
+    ws.subscribe(
+        "m",
+        MESSAGE_ADDED,
+        json!({ "id": c.session, "after": cursor }),
+    )
+    .await;
+    assert_eq!(ws.next_data("m").await["messageAdded"]["body"], "three");
+}
+
+#[tokio::test]
 async fn a_cursor_of_another_list_is_refused_on_its_argument() {
     let c = chat().await;
     let other_booking = c.app.book(&c.recipient, &c.caregiver, 96).await;
