@@ -116,22 +116,70 @@ impl<K: CursorKey> PageRequest<K> {
 }
 
 /// A position in a list ordered by a sequence number of its own (a chat's messages, a user's
-/// notifications).
+/// notifications), naming the list it belongs to (the chat, or the inbox's user): seqs of two
+/// lists overlap, so a cursor of another list must be refused rather than read as a position
+/// in this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeqCursor(pub i64);
+pub struct SeqCursor {
+    /// The id of the list's owner: the chat session, or the user whose inbox it is.
+    pub scope: Uuid,
+    pub seq: i64,
+}
+
+impl SeqCursor {
+    /// The seq a cursor argument names in the list of `scope`, or `BAD_USER_INPUT` on `field`
+    /// if it is not a cursor or is one of another list.
+    pub fn seq_in(
+        cursor: Option<String>,
+        field: &'static str,
+        scope: Uuid,
+    ) -> Result<Option<i64>, AppError> {
+        Self::from_argument(cursor, field)?
+            .map(|cursor| cursor.in_scope(field, scope))
+            .transpose()
+    }
+
+    /// This cursor's seq if it belongs to the list of `scope`; `BAD_USER_INPUT` on `field`
+    /// otherwise.
+    pub fn in_scope(self, field: &'static str, scope: Uuid) -> Result<i64, AppError> {
+        if self.scope == scope {
+            Ok(self.seq)
+        } else {
+            Err(AppError::bad_input(
+                field,
+                format!("{field} is a cursor of another list"),
+            ))
+        }
+    }
+}
 
 impl CursorKey for SeqCursor {
     fn to_plain(&self) -> String {
-        format!("seq:{}", self.0)
+        format!("seq:{}:{}", self.scope, self.seq)
     }
 
     fn from_plain(plain: &str) -> Option<Self> {
-        plain
-            .strip_prefix("seq:")?
-            .parse()
-            .ok()
-            .filter(|seq| *seq >= 0)
-            .map(SeqCursor)
+        let (scope, seq) = plain.strip_prefix("seq:")?.split_once(':')?;
+        Some(Self {
+            scope: Uuid::parse_str(scope).ok()?,
+            seq: seq.parse().ok().filter(|seq| *seq >= 0)?,
+        })
+    }
+}
+
+impl PageRequest<SeqCursor> {
+    /// Checks `first` (0..=100, default 20) and decodes `after`, refusing a cursor of a list
+    /// other than the one of `scope`.
+    pub fn in_scope(
+        first: Option<i32>,
+        after: Option<String>,
+        scope: Uuid,
+    ) -> Result<Self, AppError> {
+        let page = Self::new(first, after)?;
+        if let Some(after) = page.after {
+            after.in_scope("after", scope)?;
+        }
+        Ok(page)
     }
 }
 

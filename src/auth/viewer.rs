@@ -119,16 +119,17 @@ impl Authenticator {
     }
 
     /// The viewer named by a graphql-ws `connection_init` payload:
-    /// `{"Authorization": "Bearer <jwt>"}` or `{"token": "<jwt>"}`.
+    /// `{"Authorization": "Bearer <jwt>"}`, `{"headers": {"Authorization": "Bearer <jwt>"}}`
+    /// (the style of clients that pass HTTP headers through) or `{"token": "<jwt>"}`. The
+    /// `Authorization` key is matched in any case.
     pub async fn from_connection_init(
         &self,
         payload: &serde_json::Value,
     ) -> Result<Viewer, AppError> {
-        let field = |name: &str| payload.get(name).and_then(|value| value.as_str());
-        let token = field("Authorization")
-            .or_else(|| field("authorization"))
+        let token = authorization(payload)
+            .or_else(|| payload.get("headers").and_then(authorization))
             .and_then(bearer)
-            .or_else(|| field("token"))
+            .or_else(|| payload.get("token").and_then(|value| value.as_str()))
             .ok_or_else(|| {
                 AppError::Unauthenticated(
                     "connection_init needs {\"Authorization\": \"Bearer <token>\"}".to_owned(),
@@ -147,6 +148,15 @@ impl Authenticator {
             Err(other) => Credentials::Rejected(format!("token rejected: {other}")),
         }
     }
+}
+
+/// The `Authorization` entry of a JSON object, its key in any case, as headers are.
+fn authorization(object: &serde_json::Value) -> Option<&str> {
+    object
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| value.as_str())
 }
 
 fn bearer(header: &str) -> Option<&str> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, InputObject, Object, Subscription,
+    Context, InputObject, Object, OutputType, Subscription,
     connection::Connection,
     dataloader::DataLoader,
     futures_util::{Stream, future::BoxFuture},
@@ -56,6 +56,24 @@ impl Booking {
     }
 }
 
+/// A booking's chat, as the chat domain presents it. Chat sits above bookings (it opens one
+/// chat per booking), so bookings names what `Booking.chatSession` needs and chat provides it
+/// by implementing this for [`BookingChat`]: the field exists without bookings importing chat.
+pub trait ChatOfBooking {
+    /// The GraphQL type of a chat.
+    type Session: OutputType;
+
+    /// The chat of the booking `booking_id` if it is open and the viewer is one of its
+    /// members; `None` otherwise.
+    fn of_booking(
+        ctx: &Context<'_>,
+        booking_id: Uuid,
+    ) -> impl Future<Output = Result<Option<Self::Session>, AppError>> + Send;
+}
+
+/// The one implementor of [`ChatOfBooking`], provided by the chat domain.
+pub struct BookingChat;
+
 #[Object]
 impl Booking {
     async fn id(&self) -> Uuid {
@@ -104,6 +122,14 @@ impl Booking {
             series: series.0,
             occurrences: series.1,
         }))
+    }
+
+    /// The parties' chat about this booking; null until either of them enabled it.
+    async fn chat_session(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<<BookingChat as ChatOfBooking>::Session>, AppError> {
+        BookingChat::of_booking(ctx, self.0.id).await
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

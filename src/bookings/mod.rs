@@ -7,7 +7,9 @@ mod recurrence;
 mod reminders;
 mod service;
 
-pub use graphql::{Booking, BookingMutation, BookingQuery, BookingSubscription};
+pub use graphql::{
+    Booking, BookingChat, BookingMutation, BookingQuery, BookingSubscription, ChatOfBooking,
+};
 pub use loaders::{BookingLoader, SeriesLoader};
 pub use recurrence::Recurrence;
 pub use reminders::ReminderService;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use async_graphql::{
     Context, Enum, InputObject, Object,
     connection::{Connection, Edge},
+    dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
 use entity::{chat_session, enums::MessageKind, message};
 use uuid::Uuid;
 
 use super::{
+    loaders::SessionByBookingLoader,
+    notices::message_cursor,
     plan::{NewMessage, SendRequest},
     receipts::{Horizon, Receipt, SessionReceipts, members},
     send_queue::SendQueue,
@@ -18,10 +21,10 @@ use super::{
     typing::TypingGate,
 };
 use crate::{
-    bookings::Booking,
+    bookings::{Booking, BookingChat, ChatOfBooking},
     bus::Event,
     error::AppError,
-    paging::{CursorKey, PageRequest, SeqCursor, page_cost, page_size},
+    paging::{PageRequest, SeqCursor, page_cost, page_size},
     state::{AppState, write_as_viewer},
     users::User,
     viewer::viewer,
@@ -104,7 +107,7 @@ impl Message {
 
     /// Pass as `after` to `messageAdded` or `messages` to continue after this message.
     async fn cursor(&self) -> String {
-        SeqCursor(self.model.seq).encode()
+        message_cursor(&self.model)
     }
 }
 
@@ -212,7 +215,7 @@ impl ChatSession {
         before: Option<String>,
     ) -> Result<Connection<String, Message>, AppError> {
         let db = &AppState::of(ctx).db;
-        let window = MessageWindow::new(first, after, last, before)?;
+        let window = MessageWindow::new(self.0.id, first, after, last, before)?;
         let rows = match window {
             MessageWindow::Forward { after, limit } => {
                 ChatService::messages_after(db, self.0.id, after, limit + 1).await?
@@ -229,6 +232,23 @@ impl ChatSession {
     }
 }
 
+impl ChatOfBooking for BookingChat {
+    type Session = ChatSession;
+
+    async fn of_booking(
+        ctx: &Context<'_>,
+        booking_id: Uuid,
+    ) -> Result<Option<ChatSession>, AppError> {
+        let viewer = viewer(ctx)?;
+        Ok(ctx
+            .data_unchecked::<DataLoader<SessionByBookingLoader>>()
+            .load_one(booking_id)
+            .await?
+            .filter(|session| session.is_member(viewer.id))
+            .map(ChatSession))
+    }
+}
+
 /// Which messages one `messages` call asks for.
 enum MessageWindow {
     Forward { after: i64, limit: u64 },
@@ -236,14 +256,17 @@ enum MessageWindow {
 }
 
 impl MessageWindow {
+    /// The window the arguments ask for in the chat `session_id`; a cursor of another list is
+    /// `BAD_USER_INPUT`.
     fn new(
+        session_id: Uuid,
         first: Option<i32>,
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
     ) -> Result<Self, AppError> {
         let cursor = |value: Option<String>, field: &'static str| {
-            SeqCursor::from_argument(value, field).map(|cursor| cursor.map(|SeqCursor(seq)| seq))
+            SeqCursor::seq_in(value, field, session_id)
         };
         match (
             first.is_some() || after.is_some(),
@@ -290,7 +313,7 @@ impl MessageWindow {
             .map(|row| {
                 let status = MessageStatus::of(&row, receipts);
                 Edge::new(
-                    SeqCursor(row.seq).encode(),
+                    message_cursor(&row),
                     Message {
                         model: Arc::new(row),
                         status,

@@ -14,11 +14,13 @@
 //! - `send_queue`: group commit: gathers `sendMessage` calls into batches for the writer.
 //! - `service`: `ChatService`: sessions, reading messages, receipts, system lines.
 //! - `typing`: which typing indicators are passed on.
-//! - `graphql`: the chat types, queries and mutations.
+//! - `loaders`: each booking's chat, batched across a page.
+//! - `graphql`: the chat types, queries and mutations, and `Booking.chatSession`.
 //! - `subscription`: the live streams.
 
 mod batch;
 mod graphql;
+mod loaders;
 mod locked;
 mod notices;
 mod plan;
@@ -29,6 +31,7 @@ mod subscription;
 mod typing;
 
 pub use graphql::{ChatMutation, ChatQuery};
+pub use loaders::SessionByBookingLoader;
 pub use plan::{NewMessage, SendRequest};
 pub use receipts::Horizon;
 pub use send_queue::SendQueue;

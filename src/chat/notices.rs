@@ -11,6 +11,7 @@ use crate::{
     db::Write,
     error::AppError,
     notifications::{Notice, NotificationService},
+    paging::{CursorKey, SeqCursor},
 };
 
 /// How much of a message the inbox shows; the rest is in the chat.
@@ -20,6 +21,16 @@ const PREVIEW_CHARS: usize = 140;
 /// which lets reading a session mark its notifications read up to a seq.
 pub fn message_key(session_id: Uuid, seq: i64) -> String {
     format!("chat:{session_id}:{seq:020}")
+}
+
+/// A message's cursor, as `Message.cursor` presents it and a message's notification carries
+/// it: a position in its own chat, refused by every other.
+pub fn message_cursor(message: &message::Model) -> String {
+    SeqCursor {
+        scope: message.chat_session_id,
+        seq: message.seq,
+    }
+    .encode()
 }
 
 /// The prefix shared by every message notification of a session.
@@ -58,7 +69,13 @@ pub fn received(
         kind: NotificationType::MessageReceived,
         title: format!("New message from {sender_name}"),
         body: preview,
-        data: json!({ "sessionId": session.id, "messageId": message.id, "bookingId": session.booking_id }),
+        data: json!({
+            "sessionId": session.id,
+            "messageId": message.id,
+            "bookingId": session.booking_id,
+            "seq": message.seq,
+            "cursor": message_cursor(message),
+        }),
         dedupe_key: Some(message_key(session.id, message.seq)),
     }
 }

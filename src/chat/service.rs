@@ -281,6 +281,21 @@ impl ChatService {
         Ok(receipts)
     }
 
+    /// The sessions of these bookings, by booking id, whoever their members are: callers
+    /// check membership.
+    pub async fn of_bookings(
+        conn: &impl ConnectionTrait,
+        booking_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, chat_session::Model>, AppError> {
+        Ok(chat_session::Entity::find()
+            .filter(chat_session::Column::BookingId.is_in(booking_ids.iter().copied()))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|session| (session.booking_id, session))
+            .collect())
+    }
+
     /// The viewer's sessions, most recently active first.
     pub async fn sessions(
         conn: &impl ConnectionTrait,

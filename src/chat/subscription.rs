@@ -28,7 +28,7 @@ use crate::{
         state::{Change, Start, StateSource, live_state},
     },
     error::AppError,
-    paging::{CursorKey, SeqCursor},
+    paging::SeqCursor,
     state::AppState,
     users::User,
     viewer::viewer,
@@ -192,7 +192,7 @@ impl ChatSubscription {
         // Subscribe before the first await, so nothing published from here on is missed.
         let deliveries = state.bus.subscribe(Topic::Session(session_id));
         let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-        let after = SeqCursor::from_argument(after, "after")?.map(|SeqCursor(seq)| seq);
+        let after = SeqCursor::seq_in(after, "after", session.id)?;
         let source = SessionMessages {
             db: state.db.clone(),
             session_id: session.id,

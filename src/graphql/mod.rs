@@ -15,7 +15,7 @@ use read_only::ReadOnlyRequests;
 use crate::{
     auth::AuthMutation,
     bookings::{BookingLoader, BookingMutation, BookingQuery, BookingSubscription, SeriesLoader},
-    chat::{ChatMutation, ChatQuery, ChatSubscription},
+    chat::{ChatMutation, ChatQuery, ChatSubscription, SessionByBookingLoader},
     config::GraphqlConfig,
     error::ErrorCodes,
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
@@ -65,6 +65,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     let usage = state.usage.clone();
     let bookings = DataLoader::new(BookingLoader(state.db.clone()), tokio::spawn);
     let series = DataLoader::new(SeriesLoader(state.db.clone()), tokio::spawn);
+    let chats = DataLoader::new(SessionByBookingLoader(state.db.clone()), tokio::spawn);
     let mut schema = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -78,6 +79,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(users)
     .data(bookings)
     .data(series)
+    .data(chats)
     .extension(ErrorCodes)
     .extension(PersistedQueries::default())
     // Before the limits, whose cache of parsed documents answers without consulting later

@@ -73,7 +73,11 @@ impl Notification {
     /// This notification's position: pass it as `after` to `notificationAdded` to resume
     /// after it, or to `notifications` to page past it.
     async fn cursor(&self) -> String {
-        SeqCursor(self.0.seq).encode()
+        SeqCursor {
+            scope: self.0.user_id,
+            seq: self.0.seq,
+        }
+        .encode()
     }
 }
 
@@ -132,14 +136,17 @@ impl NotificationQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Notification>, AppError> {
         let viewer = viewer(ctx)?;
-        let page = PageRequest::<SeqCursor>::new(first, after)?;
+        let page = PageRequest::in_scope(first, after, viewer.id)?;
         let unread_only = unread_only.unwrap_or(false);
         let rows =
             NotificationService::list(&AppState::of(ctx).db, viewer.id, unread_only, types, &page)
                 .await?;
         Ok(page.connection(
             rows,
-            |row| SeqCursor(row.seq),
+            |row| SeqCursor {
+                scope: row.user_id,
+                seq: row.seq,
+            },
             |row| Notification(Arc::new(row)),
         ))
     }
@@ -311,7 +318,7 @@ impl NotificationSubscription {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<Notification, AppError>> + use<>, AppError> {
         let user_id = viewer(ctx)?.id;
-        let after = SeqCursor::from_argument(after, "after")?.map(|SeqCursor(seq)| seq);
+        let after = SeqCursor::seq_in(after, "after", user_id)?;
         let state = AppState::of(ctx);
         let deliveries = state.bus.subscribe(Topic::User(user_id));
         let inbox = Inbox {

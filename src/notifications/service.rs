@@ -255,7 +255,7 @@ impl NotificationService {
         if let Some(kinds) = kinds {
             query = query.filter(notification::Column::Kind.is_in(kinds));
         }
-        if let Some(SeqCursor(before)) = page.after {
+        if let Some(SeqCursor { seq: before, .. }) = page.after {
             query = query.filter(notification::Column::Seq.lt(before));
         }
         Ok(query.all(conn).await?)

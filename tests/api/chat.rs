@@ -858,3 +858,162 @@ async fn typing_is_rate_limited_and_refreshes_are_absorbed() {
     let limited = limited.expect("setTyping is rate-limited");
     assert_eq!(error_code(&limited), "RATE_LIMITED");
 }
+
+#[tokio::test]
+async fn a_booking_leads_to_its_chat_for_its_parties_only() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Olivia").await;
+    let caregiver = app.register("CAREGIVER", "Pedro").await;
+    let stranger = app.register("CAREGIVER", "Quinn").await;
+    let booking_chat =
+        "query($id: UUID!) { booking(id: $id) { chatSession { id booking { id } } } }";
+    let without = app.book(&recipient, &caregiver, 24).await;
+    let (with, session) = app.booking_chat(&recipient, &caregiver).await;
+
+    let closed = app
+        .ok(&recipient, booking_chat, json!({ "id": without }))
+        .await;
+    assert_eq!(
+        closed["booking"]["chatSession"],
+        Value::Null,
+        "null until enabled"
+    );
+    for party in [&recipient, &caregiver] {
+        let open = app.ok(party, booking_chat, json!({ "id": with })).await;
+        assert_eq!(open["booking"]["chatSession"]["id"], session.as_str());
+        assert_eq!(
+            open["booking"]["chatSession"]["booking"]["id"],
+            with.as_str()
+        );
+        let page = app
+            .ok(
+                party,
+                "{ bookings { edges { node { id chatSession { id } } } } }",
+                json!({}),
+            )
+            .await;
+        let chats: Vec<(&Value, &Value)> = nodes(&page["bookings"])
+            .into_iter()
+            .map(|node| (&node["id"], &node["chatSession"]["id"]))
+            .collect();
+        assert_eq!(chats.len(), 2, "{page}");
+        for (booking, chat) in chats {
+            let expected = if *booking == with {
+                json!(session)
+            } else {
+                Value::Null
+            };
+            assert_eq!(*chat, expected, "{page}");
+        }
+    }
+
+    let refused = app
+        .graphql(Some(&stranger.token), booking_chat, json!({ "id": with }))
+        .await;
+    assert_eq!(error_code(&refused), "NOT_FOUND", "{refused}");
+    assert_eq!(refused["data"], Value::Null, "{refused}");
+    let theirs = app
+        .ok(
+            &stranger,
+            "{ bookings { edges { node { chatSession { id } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(nodes(&theirs["bookings"]).is_empty(), "{theirs}");
+}
+
+#[tokio::test]
+async fn a_message_notification_carries_the_seq_and_cursor_to_page_to_it() {
+    let c = chat().await;
+    let mut sent = Vec::new();
+    for body in ["one", "two", "three"] {
+        sent.push(c.sent(&c.recipient, body).await);
+    }
+    let notices: Vec<Value> = c
+        .app
+        .inbox(&c.caregiver)
+        .await
+        .into_iter()
+        .filter(|node| node["type"] == "MESSAGE_RECEIVED")
+        .collect();
+    assert_eq!(notices.len(), 3);
+    let second = notices
+        .iter()
+        .map(|node| &node["data"])
+        .find(|data| data["messageId"] == sent[1]["id"])
+        .expect("the second message's notification");
+    assert_eq!(second["sessionId"], c.session.as_str());
+    assert_eq!(second["seq"], 2);
+    assert_eq!(
+        second["cursor"], sent[1]["cursor"],
+        "the message's own cursor"
+    );
+
+    let cursor = &second["cursor"];
+    let after = c
+        .session_view(&c.caregiver, json!({ "first": 10, "after": cursor }))
+        .await;
+    assert_eq!(node_fields(&after["messages"], "body"), ["three"]);
+    let before = c
+        .session_view(&c.caregiver, json!({ "last": 10, "before": cursor }))
+        .await;
+    assert_eq!(node_fields(&before["messages"], "body"), ["one"]);
+    let mut ws = c.app.ws_as(Protocol::TransportWs, &c.caregiver).await;
+    ws.subscribe(
+        "m",
+        MESSAGE_ADDED,
+        json!({ "id": c.session, "after": cursor }),
+    )
+    .await;
+    assert_eq!(ws.next_data("m").await["messageAdded"]["body"], "three");
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_list_is_refused_on_its_argument() {
+    let c = chat().await;
+    let other_booking = c.app.book(&c.recipient, &c.caregiver, 96).await;
+    let other_session = c.app.enable_chat(&c.recipient, &other_booking).await;
+    c.sent(&c.recipient, "here").await;
+    let elsewhere = c
+        .app
+        .ok(
+            &c.recipient,
+            SEND,
+            json!({ "input": { "sessionId": other_session, "body": "elsewhere",
+                "clientMessageId": "other-1" } }),
+        )
+        .await["sendMessage"]["cursor"]
+        .clone();
+    let notification = c.app.inbox(&c.caregiver).await[0]["cursor"].clone();
+
+    for foreign in [&elsewhere, &notification] {
+        for (argument, page) in [
+            ("after", json!({ "first": 10, "after": foreign })),
+            ("before", json!({ "last": 10, "before": foreign })),
+        ] {
+            let mut variables = page;
+            variables["id"] = json!(c.session);
+            let refused = c
+                .app
+                .graphql(Some(&c.caregiver.token), SESSION, variables)
+                .await;
+            assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+            assert_eq!(
+                refused["errors"][0]["extensions"]["field"], argument,
+                "{refused}"
+            );
+        }
+        for protocol in Protocol::BOTH {
+            let mut ws = c.app.ws_as(protocol, &c.caregiver).await;
+            ws.subscribe(
+                "m",
+                MESSAGE_ADDED,
+                json!({ "id": c.session, "after": foreign }),
+            )
+            .await;
+            let refused = ws.next_payload("m").await;
+            assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+            assert_eq!(refused["errors"][0]["extensions"]["field"], "after");
+        }
+    }
+}

@@ -603,3 +603,37 @@ async fn reminders_survive_restarts_and_two_instances_send_once() {
         third.expect_exactly(user, "BOOKING_REMINDER", 1).await;
     }
 }
+
+#[tokio::test]
+async fn a_cursor_of_another_inbox_is_refused() {
+    let app = TestApp::spawn().await;
+    let recipient = app.register("CARE_RECIPIENT", "Rosa").await;
+    let caregiver = app.register("CAREGIVER", "Samir").await;
+    let booking = app.book(&recipient, &caregiver, 24).await;
+    app.act(&caregiver, "acceptBooking", &booking).await;
+    let theirs = app.inbox(&recipient).await[0]["cursor"].clone();
+    let mine = app.inbox(&caregiver).await[0]["cursor"].clone();
+
+    let paged = app
+        .ok(&caregiver, INBOX, json!({ "first": 10, "after": mine }))
+        .await;
+    assert!(paged["notifications"]["edges"].is_array(), "{paged}");
+    let refused = app
+        .graphql(
+            Some(&caregiver.token),
+            INBOX,
+            json!({ "first": 10, "after": theirs }),
+        )
+        .await;
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["field"], "after");
+    let mut ws = app.ws_as(Protocol::TransportWs, &caregiver).await;
+    ws.subscribe(
+        "n",
+        "subscription($after: String) { notificationAdded(after: $after) { id } }",
+        json!({ "after": theirs }),
+    )
+    .await;
+    let refused = ws.next_payload("n").await;
+    assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+}

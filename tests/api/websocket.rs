@@ -110,6 +110,29 @@ async fn both_payload_shapes_authenticate() {
 }
 
 #[tokio::test]
+async fn a_token_under_headers_authenticates_and_a_bad_one_closes_with_4403() {
+    let app = TestApp::spawn().await;
+    let user = app.register("CARE_RECIPIENT", "Wren").await;
+    let bearer = format!("Bearer {}", user.token);
+    for protocol in Protocol::BOTH {
+        for key in ["Authorization", "authorization", "AUTHORIZATION"] {
+            let mut ws = app.ws(protocol).await;
+            ws.init(json!({ "headers": { key: bearer } })).await;
+        }
+        for payload in [
+            json!({ "headers": { "Authorization": "Bearer not-a-token" } }),
+            json!({ "headers": { "authorization": "Basic abc" } }),
+            json!({ "headers": {} }),
+        ] {
+            let mut ws = app.ws(protocol).await;
+            ws.send_init(payload.clone()).await;
+            let (code, reason) = ws.expect_close().await;
+            assert_eq!(code, 4403, "{protocol:?} {payload}: {reason}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_silent_socket_is_closed_with_4408() {
     let app = TestApp::spawn().await;
     for protocol in Protocol::BOTH {
