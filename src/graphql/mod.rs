@@ -4,13 +4,11 @@
 mod limits;
 mod parsed_queries;
 mod persisted_queries;
-mod read_only;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;
+pub use limits::read_only::ReadOnlyRequest;
 use persisted_queries::PersistedQueries;
-pub use read_only::ReadOnlyRequest;
-use read_only::ReadOnlyRequests;
 
 use crate::{
     auth::AuthMutation,
@@ -82,9 +80,6 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(chats)
     .extension(ErrorCodes)
     .extension(PersistedQueries::default())
-    // Before the limits, whose cache of parsed documents answers without consulting later
-    // extensions.
-    .extension(ReadOnlyRequests::new(usage.clone()))
     .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);
     if !config.introspection {

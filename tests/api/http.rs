@@ -7,10 +7,6 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{TestApp, TestUser, data, error_code, test_config};
 
-const ME: &str = "{ me { id displayName } }";
-const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
-const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-
 /// A response's status, content type and JSON body.
 struct Answer {
     status: u16,
@@ -18,6 +14,13 @@ struct Answer {
     allow: Option<String>,
     body: Value,
 }
+
+/// The operation most tests send: who the viewer is.
+const ME: &str = "{ me { id displayName } }";
+/// The media type of the GraphQL-over-HTTP spec.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+/// What a browser sends when it navigates to a page.
+const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 async fn answer(request: reqwest::RequestBuilder) -> Answer {
     let response = request.send().await.expect("request sent");

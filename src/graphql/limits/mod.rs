@@ -8,13 +8,15 @@
 //!
 //! The document checks run where the text is parsed, behind the cache of parsed documents
 //! (`ParsedQueries`): a cached document has passed them, and is handed out without repeating
-//! them or the parser.
+//! them or the parser. A request that may only read (a `GET`, [`read_only`]) is then held to
+//! queries, whether its document was cached or not.
 //!
 //! Every refusal is an [`AppError::LimitExceeded`] whose code names the limit, so a client
 //! can tell which one to stay under; async-graphql's own complexity and depth checks are
 //! left off, since they answer with a bare sentence.
 
 mod document;
+pub mod read_only;
 mod tokens;
 
 use std::{io, sync::Arc};
@@ -149,22 +151,26 @@ impl Extension for QueryLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if let Some(document) = self.parsed.get(query) {
-            return Ok(document);
-        }
-        let checked = async {
-            self.within_tokens(query)?;
-            let document = next
-                .run(ctx, query, variables)
-                .await
-                .map_err(without_quoted_source)?;
-            self.within_spelling(&document)?;
-            Ok(document)
+        let document = match self.parsed.get(query) {
+            Some(document) => document,
+            None => {
+                let checked = async {
+                    self.within_tokens(query)?;
+                    let document = next
+                        .run(ctx, query, variables)
+                        .await
+                        .map_err(without_quoted_source)?;
+                    self.within_spelling(&document)?;
+                    Ok(document)
+                };
+                let document = checked
+                    .await
+                    .map_err(|refusal| self.refused(ctx, refusal))?;
+                self.parsed.keep(query, &document);
+                document
+            }
         };
-        let document = checked
-            .await
-            .map_err(|refusal| self.refused(ctx, refusal))?;
-        self.parsed.keep(query, &document);
+        read_only::allows(ctx, &document).map_err(|refusal| self.refused(ctx, refusal))?;
         Ok(document)
     }
 
