@@ -70,6 +70,8 @@ pub struct Config {
     pub environment: Environment,
     /// The log filter, in tracing's `EnvFilter` syntax.
     pub log_filter: String,
+    /// How long a stop waits for requests in flight, websockets and the scheduler.
+    pub shutdown_grace: Duration,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub sign_in: SignInConfig,

@@ -19,6 +19,7 @@
 //! - [`services`]: the shared state and each domain's runtime parts, assembled at start-up.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`sync`]: locking that survives a panic elsewhere.
+//! - [`shutdown`]: the signal that a stop was asked for, which every long-running part watches.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod notifications;
 pub mod paging;
 pub mod rate_limit;
 pub mod services;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod sync;

@@ -71,6 +71,13 @@ struct Server {
     /// Log filter, in tracing's `EnvFilter` syntax.
     #[arg(long = "log", env, default_value = "info,sqlx=warn,sea_orm=warn")]
     rust_log: String,
+    /// On SIGTERM or SIGINT, how long requests in flight, closing websockets and the
+    /// scheduler's current pass may take before the process exits.
+    ///
+    /// The listener closes at once and every websocket is closed with 1001 (going away), so
+    /// clients reconnect to another instance; `/ready` answers 503 meanwhile.
+    #[arg(long, env, default_value = "10000", value_parser = millis)]
+    shutdown_grace_ms: Duration,
 }
 
 #[derive(Args)]
@@ -409,6 +416,7 @@ impl From<Settings> for Config {
             database_url: database.database_url,
             environment,
             log_filter: server.rust_log,
+            shutdown_grace: server.shutdown_grace_ms,
             database: DatabaseConfig {
                 acquire_timeout: database.database_acquire_timeout_ms,
                 statement_timeout: database.database_statement_timeout_ms,

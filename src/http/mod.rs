@@ -20,13 +20,14 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-pub use serve::serve;
+pub use serve::{Stop, serve};
 
 pub use self::ws::OpenSockets;
 use crate::{
     config::{HttpConfig, WebSocketConfig},
     graphql::CaregraphSchema,
     services::Services,
+    shutdown::Shutdown,
 };
 
 /// What the handlers share.
@@ -40,6 +41,8 @@ pub struct HttpState {
     pub graphiql: bool,
     /// Sockets per user on this instance, for `WS_MAX_SOCKETS_PER_USER`.
     pub sockets: Arc<OpenSockets>,
+    /// Set once the instance is stopping: websockets close with 1001, `/ready` answers 503.
+    pub shutdown: Shutdown,
 }
 
 /// The router of the whole service.

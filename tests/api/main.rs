@@ -14,6 +14,7 @@ mod limits;
 mod notifications;
 mod outage;
 mod schema;
+mod shutdown;
 mod users;
 mod video;
 mod websocket;
