@@ -1,7 +1,8 @@
 //! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade), `/health`,
-//! and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
+//! `/ready`, and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
 
 mod graphql;
+mod ops;
 mod rejection;
 mod request;
 mod serve;
@@ -54,6 +55,7 @@ pub fn router(state: HttpState) -> Router {
             get(graphql::graphiql_or_websocket).post(graphql::execute),
         )
         .route("/health", get(graphql::health))
+        .route("/ready", get(ops::ready))
         .route("/webhooks/twilio/video", post(webhooks::twilio_video))
         .fallback(rejection::not_found)
         .method_not_allowed_fallback(rejection::method_not_allowed)

@@ -30,6 +30,12 @@ async fn a_stop_drains_requests_and_sends_websockets_away() {
     let mut config = test_config().await;
     config.shutdown_grace = GRACE;
     let mut app = TestApp::spawn_with(config).await;
+    let ready = reqwest::get(format!("http://{}/ready", app.addr))
+        .await
+        .expect("ready answers");
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: serde_json::Value = ready.json().await.expect("ready JSON");
+    assert_eq!(ready["status"], "ready");
     let user = app.register("CARE_RECIPIENT", "Ada").await;
     let mut sockets = Vec::new();
     for protocol in Protocol::BOTH {
