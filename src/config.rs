@@ -72,6 +72,8 @@ pub struct Config {
     pub log_filter: String,
     /// How long a stop waits for requests in flight, websockets and the scheduler.
     pub shutdown_grace: Duration,
+    /// Whether `GET /metrics` serves Prometheus metrics.
+    pub metrics_enabled: bool,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub sign_in: SignInConfig,

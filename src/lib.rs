@@ -19,6 +19,7 @@
 //! - [`services`]: the shared state and each domain's runtime parts, assembled at start-up.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`sync`]: locking that survives a panic elsewhere.
+//! - [`telemetry`]: the Prometheus families and the process-wide recorder `/metrics` renders.
 //! - [`shutdown`]: the signal that a stop was asked for, which every long-running part watches.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
@@ -41,6 +42,7 @@ pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod sync;
+pub mod telemetry;
 pub mod users;
 pub mod video;
 pub mod viewer;

@@ -137,6 +137,10 @@ impl Application {
             graphiql: config.graphql.graphiql,
             sockets: sockets.clone(),
             shutdown: shutdown.clone(),
+            metrics: config
+                .metrics_enabled
+                .then(crate::telemetry::recorder)
+                .flatten(),
         });
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {

@@ -78,6 +78,13 @@ struct Server {
     /// clients reconnect to another instance; `/ready` answers 503 meanwhile.
     #[arg(long, env, default_value = "10000", value_parser = millis)]
     shutdown_grace_ms: Duration,
+    /// `true` or `false`: Prometheus metrics on `GET /metrics`.
+    ///
+    /// The route is on the same port as the API and has no authentication: keep it off the
+    /// public internet (the proxy or load balancer should not route `/metrics`), or set
+    /// `false`.
+    #[arg(long, env, default_value = "true", value_parser = parsed::<bool>, action = clap::ArgAction::Set)]
+    metrics_enabled: bool,
 }
 
 #[derive(Args)]
@@ -417,6 +424,7 @@ impl From<Settings> for Config {
             environment,
             log_filter: server.rust_log,
             shutdown_grace: server.shutdown_grace_ms,
+            metrics_enabled: server.metrics_enabled,
             database: DatabaseConfig {
                 acquire_timeout: database.database_acquire_timeout_ms,
                 statement_timeout: database.database_statement_timeout_ms,

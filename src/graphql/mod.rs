@@ -1,10 +1,12 @@
 //! The schema, assembled from the domains, with its limits and error codes.
 
 mod limits;
+mod operations;
 mod parsed_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;
+use operations::OperationMetrics;
 
 use crate::{
     auth::AuthMutation,
@@ -72,6 +74,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(users)
     .data(bookings)
     .data(series)
+    .extension(OperationMetrics)
     .extension(ErrorCodes)
     .extension(QueryLimits::new(config, usage))
     .limit_recursive_depth(MAX_RECURSIVE_DEPTH);

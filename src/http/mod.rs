@@ -1,5 +1,5 @@
 //! The HTTP surface: `/graphql` (POST, GraphiQL on GET, graphql-ws upgrade), `/health`,
-//! `/ready`, and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
+//! `/ready`, `/metrics`, and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
 
 mod graphql;
 mod ops;
@@ -16,6 +16,7 @@ use axum::{
     http::{HeaderValue, Method},
     routing::{get, post},
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
     trace::TraceLayer,
@@ -44,12 +45,19 @@ pub struct HttpState {
     pub sockets: Arc<OpenSockets>,
     /// Set once the instance is stopping: websockets close with 1001, `/ready` answers 503.
     pub shutdown: Shutdown,
+    /// What `GET /metrics` renders; `None` when `METRICS_ENABLED=false`, and the route is
+    /// absent.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The router of the whole service.
 pub fn router(state: HttpState) -> Router {
     let cors = cors(state.http.cors_allowed_origins.as_deref());
-    Router::new()
+    let mut router = Router::new();
+    if state.metrics.is_some() {
+        router = router.route("/metrics", get(ops::metrics));
+    }
+    router
         .route(
             "/graphql",
             get(graphql::graphiql_or_websocket).post(graphql::execute),

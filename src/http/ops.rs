@@ -1,12 +1,14 @@
-//! `GET /ready`: whether a load balancer should send this instance new work.
+//! `GET /ready`: whether a load balancer should send this instance new work; `GET /metrics`:
+//! Prometheus' text format.
 
 use axum::{
     extract::State,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Json, Response},
 };
 
 use super::HttpState;
+use crate::telemetry;
 
 /// How long `/ready` waits for the database before answering 503; shorter than a balancer's
 /// usual check timeout, so a hung database reads as "not ready", never as a hung check.
@@ -34,4 +36,21 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
             not_ready("unavailable")
         }
     }
+}
+
+/// Every metric family of the process, for a Prometheus scrape; not for the public internet
+/// (see `METRICS_ENABLED`). The route exists only with a handle, so `None` never answers here.
+pub async fn metrics(State(state): State<HttpState>) -> Response {
+    let Some(handle) = &state.metrics else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let text = telemetry::render(handle, &state.services.state.db);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

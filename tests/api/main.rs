@@ -11,6 +11,7 @@ mod fake_twilio;
 mod helpers;
 mod lagging;
 mod limits;
+mod metrics;
 mod notifications;
 mod outage;
 mod schema;

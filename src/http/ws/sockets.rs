@@ -9,7 +9,7 @@ use std::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::sync::lock;
+use crate::{sync::lock, telemetry};
 
 /// Open sockets per user; a user with none has no entry, so memory follows connected users.
 pub struct OpenSockets {
@@ -37,6 +37,7 @@ impl OpenSockets {
         }
         per_user.insert(user, held + 1);
         self.total.send_modify(|total| *total += 1);
+        telemetry::socket_opened();
         Some(SocketSlot {
             sockets: self.clone(),
             user,
@@ -70,5 +71,6 @@ impl Drop for SocketSlot {
         self.sockets
             .total
             .send_modify(|total| *total = total.saturating_sub(1));
+        telemetry::socket_closed();
     }
 }
