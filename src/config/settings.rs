@@ -12,8 +12,8 @@ use clap::{Args, Command, FromArgMatches};
 
 use super::{
     AuthConfig, Config, DEV_JWT_SECRET, DatabaseConfig, Environment, GraphqlConfig, HttpConfig,
-    RateConfig, ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig, VideoConfig,
-    WebSocketConfig,
+    LogFormat, RateConfig, ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig,
+    VideoConfig, WebSocketConfig,
 };
 
 /// The video secret used when `VIDEO_DEV_SECRET` is unset; the dev provider only runs locally.
@@ -71,6 +71,10 @@ struct Server {
     /// Log filter, in tracing's `EnvFilter` syntax.
     #[arg(long = "log", env, default_value = "info,sqlx=warn,sea_orm=warn")]
     rust_log: String,
+    /// `text` (for a terminal) or `json` (one object per line, with `timestamp`, `level`,
+    /// `target`, `fields` and the current spans, for a log pipeline).
+    #[arg(long, env, default_value = "text", value_parser = parsed::<LogFormat>)]
+    log_format: LogFormat,
     /// On SIGTERM or SIGINT, how long requests in flight, closing websockets and the
     /// scheduler's current pass may take before the process exits.
     ///
@@ -423,6 +427,7 @@ impl From<Settings> for Config {
             database_url: database.database_url,
             environment,
             log_filter: server.rust_log,
+            log_format: server.log_format,
             shutdown_grace: server.shutdown_grace_ms,
             metrics_enabled: server.metrics_enabled,
             database: DatabaseConfig {
