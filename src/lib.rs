@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: typed configuration, read once from the environment.
 //! - [`startup`]: builds the application: database, migrations, bus, schema, router.
-//! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
+//! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`,
+//!   `/ready`, `/metrics`; the accept loop and its graceful stop.
 //! - [`auth`]: bearer tokens in, a [`viewer::Viewer`] out; the only code that sees the secret.
 //! - [`viewer`]: who is asking, as every domain reads it from the GraphQL context.
 //! - [`graphql`]: the schema assembled from the domains, its limits, error codes and paging.
