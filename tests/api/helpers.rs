@@ -143,6 +143,11 @@ impl TestApp {
         }
     }
 
+    /// The server's shared services, for a test that builds its own router on them.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// The server's database, for a test that breaks it on purpose.
     pub fn db(&self) -> &DatabaseConnection {
         &self.services.state.db

@@ -2,7 +2,14 @@
 //! (1001), a request in flight still gets its answer, and the server finishes within its
 //! grace period.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use axum::{body::Body, http::Request};
+use caregraph::{
+    http::{HttpState, router},
+    shutdown::Shutdown,
+};
+use tower::ServiceExt;
 
 use serde_json::json;
 use tokio::{
@@ -88,4 +95,38 @@ async fn a_stop_drains_requests_and_sends_websockets_away() {
     assert!(response.contains("\"__typename\":\"Query\""), "{response}");
 
     assert!(app.finished_within(GRACE).await);
+}
+
+/// `/ready` on a router whose shutdown began: the listener is closed by then, so only a
+/// request already in flight sees this answer; the router is driven directly to ask it.
+#[tokio::test]
+async fn ready_answers_shutting_down_once_a_stop_began() {
+    let config = test_config().await;
+    let app = TestApp::spawn_with(config.clone()).await;
+    let shutdown = Shutdown::default();
+    let routes = router(HttpState {
+        services: app.services().clone(),
+        schema: caregraph::graphql::build(app.services(), &config.graphql),
+        http: Arc::new(config.http.clone()),
+        websocket: Arc::new(config.websocket.clone()),
+        graphiql: false,
+        sockets: Arc::default(),
+        shutdown: shutdown.clone(),
+        metrics: None,
+    });
+    let ready = async |routes: &axum::Router| {
+        let request = Request::get("/ready")
+            .body(Body::empty())
+            .expect("a request");
+        let response = routes.clone().oneshot(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        (status, body["status"].clone())
+    };
+    assert_eq!(ready(&routes).await, (200, json!("ready")));
+    shutdown.begin();
+    assert_eq!(ready(&routes).await, (503, json!("shutting_down")));
 }
