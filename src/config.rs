@@ -59,6 +59,27 @@ impl FromStr for Environment {
     }
 }
 
+/// How log lines are written: for people reading a terminal, or one JSON object per line
+/// for a log pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parses `LOG_FORMAT`, refusing anything but the two names so a typo is not silently text.
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        }
+    }
+}
+
 /// Everything the service is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -70,6 +91,12 @@ pub struct Config {
     pub environment: Environment,
     /// The log filter, in tracing's `EnvFilter` syntax.
     pub log_filter: String,
+    /// Text or JSON log lines.
+    pub log_format: LogFormat,
+    /// How long a stop waits for requests in flight, websockets and the scheduler.
+    pub shutdown_grace: Duration,
+    /// Whether `GET /metrics` serves Prometheus metrics.
+    pub metrics_enabled: bool,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub sign_in: SignInConfig,

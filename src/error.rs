@@ -16,6 +16,8 @@ use sea_orm::{
     sqlx::{self, postgres::PgDatabaseError, sqlite::SqliteError},
 };
 
+use crate::telemetry;
+
 /// Everything that can go wrong in a request, by what the client should do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
@@ -248,6 +250,10 @@ impl Extension for ErrorCodes {
 fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         coded(error);
+        if let Some(Value::String(code)) = error.extensions.as_ref().and_then(|ext| ext.get("code"))
+        {
+            telemetry::error(code);
+        }
     }
     response
 }

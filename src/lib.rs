@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: typed configuration, read once from the environment.
 //! - [`startup`]: builds the application: database, migrations, bus, schema, router.
-//! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`.
+//! - [`http`]: the router: `POST /graphql`, GraphiQL, the graphql-ws upgrade, `/health`,
+//!   `/ready`, `/metrics`; the accept loop and its graceful stop.
 //! - [`auth`]: bearer tokens in, a [`viewer::Viewer`] out; the only code that sees the secret.
 //! - [`viewer`]: who is asking, as every domain reads it from the GraphQL context.
 //! - [`graphql`]: the schema assembled from the domains, its limits and error codes.
@@ -19,6 +20,8 @@
 //! - [`services`]: the shared state and each domain's runtime parts, assembled at start-up.
 //! - [`clock`]: the time source, replaceable in tests.
 //! - [`sync`]: locking that survives a panic elsewhere.
+//! - [`telemetry`]: the Prometheus families and the process-wide recorder `/metrics` renders.
+//! - [`shutdown`]: the signal that a stop was asked for, which every long-running part watches.
 //! - [`rate_limit`]: keyed rate limits: sign-in attempts, and what each user may spend.
 
 pub mod auth;
@@ -36,9 +39,11 @@ pub mod notifications;
 pub mod paging;
 pub mod rate_limit;
 pub mod services;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod sync;
+pub mod telemetry;
 pub mod users;
 pub mod video;
 pub mod viewer;

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use caregraph::{
-    config::{self, Config, Settings},
+    config::{self, Config, LogFormat, Settings},
     db,
     startup::Application,
     users::UserService,
@@ -56,12 +56,17 @@ async fn main() -> ExitCode {
     let matches = Settings::configure(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     let config = Config::from(cli.settings);
-    match tracing_subscriber::EnvFilter::try_new(&config.log_filter) {
-        Ok(filter) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_filter) {
+        Ok(filter) => filter,
         Err(err) => {
             eprintln!("caregraph: RUST_LOG is not valid: {err}");
             return ExitCode::FAILURE;
         }
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
     }
     match run(cli.command.unwrap_or(Command::Serve), config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use crate::{
     jobs,
     rate_limit::UsageLimits,
     services::Services,
+    shutdown::Shutdown,
     state::AppState,
     video::{DevProvider, TwilioProvider, Video, VideoProvider, VideoSettings},
 };
@@ -69,6 +70,9 @@ pub struct Application {
     services: Services,
     scheduler_interval: std::time::Duration,
     header_timeout: std::time::Duration,
+    shutdown_grace: std::time::Duration,
+    sockets: Arc<http::OpenSockets>,
+    shutdown: Shutdown,
 }
 
 impl Application {
@@ -123,13 +127,20 @@ impl Application {
             video: Arc::new(video(&config)),
         };
         let schema = graphql::build(&services, &config.graphql);
+        let sockets = Arc::new(http::OpenSockets::default());
+        let shutdown = Shutdown::default();
         let router = http::router(HttpState {
             services: services.clone(),
             schema,
             http: Arc::new(config.http.clone()),
             websocket: Arc::new(config.websocket.clone()),
             graphiql: config.graphql.graphiql,
-            sockets: Arc::default(),
+            sockets: sockets.clone(),
+            shutdown: shutdown.clone(),
+            metrics: config
+                .metrics_enabled
+                .then(crate::telemetry::recorder)
+                .flatten(),
         });
         let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
@@ -138,6 +149,9 @@ impl Application {
             services,
             scheduler_interval: config.reminders.scheduler_interval,
             header_timeout: config.http.header_timeout,
+            shutdown_grace: config.shutdown_grace,
+            sockets,
+            shutdown,
         })
     }
 
@@ -151,18 +165,66 @@ impl Application {
         &self.services
     }
 
-    /// Serves, with the background scheduler and SQLite's checkpointer beside it, until ctrl-c
-    /// (or, in tests, until the task is dropped, which stops all three).
+    /// Serves until SIGTERM or SIGINT (ctrl-c), then stops gracefully (see [`Self::run_until`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let server = http::serve(self.listener, self.router, self.header_timeout, async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+        self.run_until(stop_signal()).await
+    }
+
+    /// Serves, with the background scheduler and SQLite's checkpointer beside it, until `stop`
+    /// completes (tests pass their own). Then: no new connections, every websocket closed
+    /// with 1001, requests in flight and the scheduler's current pass given up to
+    /// `SHUTDOWN_GRACE_MS` to finish; then all three stop.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        let grace = self.shutdown_grace;
+        let shutdown = self.shutdown;
+        let server = http::serve(
+            self.listener,
+            self.router,
+            self.header_timeout,
+            http::Stop {
+                requested: stop,
+                shutdown: shutdown.clone(),
+                sockets: self.sockets,
+                grace,
+            },
+        );
         let Services { state, video, .. } = self.services;
         let checkpoints = db::checkpoint::run(state.db.clone(), state.write_queue.clone());
+        let scheduler = async {
+            tokio::select! {
+                () = jobs::run(state, &video, self.scheduler_interval, &shutdown) => {}
+                () = async { shutdown.stopping().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!("stopping the scheduler in the middle of a pass after {grace:?}");
+                }
+            }
+        };
         tokio::select! {
-            () = server => Ok(()),
-            () = checkpoints => Ok(()),
-            () = jobs::run(state, &video, self.scheduler_interval) => Ok(()),
+            ((), ()) = async { tokio::join!(server, scheduler) } => {}
+            () = checkpoints => {}
         }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM (what orchestrators send) or SIGINT (ctrl-c).
+async fn stop_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch SIGTERM; only ctrl-c stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }

@@ -8,7 +8,7 @@ use super::{
     batch::{MessageBatch, Sent},
     plan::SendRequest,
 };
-use crate::{db::Writer, error::AppError};
+use crate::{db::Writer, error::AppError, telemetry};
 
 /// The most sends written in one transaction; the rest wait for the next.
 const MAX_BATCH: usize = 256;
@@ -44,11 +44,14 @@ impl SendQueue {
     pub async fn send(&self, request: SendRequest) -> Result<Sent, AppError> {
         let stopped = || AppError::Internal("the message writer stopped".to_owned());
         let (reply, outcome) = oneshot::channel();
+        let queued = std::time::Instant::now();
         self.waiting
             .send(Waiting { request, reply })
             .await
             .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        let sent = outcome.await.map_err(|_| stopped())??;
+        telemetry::message_sent(queued);
+        Ok(sent)
     }
 }
 

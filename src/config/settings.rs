@@ -12,8 +12,8 @@ use clap::{Args, Command, FromArgMatches};
 
 use super::{
     AuthConfig, Config, DEV_JWT_SECRET, DatabaseConfig, Environment, GraphqlConfig, HttpConfig,
-    RateConfig, ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig, VideoConfig,
-    WebSocketConfig,
+    LogFormat, RateConfig, ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig,
+    VideoConfig, WebSocketConfig,
 };
 
 /// The video secret used when `VIDEO_DEV_SECRET` is unset; the dev provider only runs locally.
@@ -71,6 +71,24 @@ struct Server {
     /// Log filter, in tracing's `EnvFilter` syntax.
     #[arg(long = "log", env, default_value = "info,sqlx=warn,sea_orm=warn")]
     rust_log: String,
+    /// `text` (for a terminal) or `json` (one object per line, with `timestamp`, `level`,
+    /// `target`, `fields` and the current spans, for a log pipeline).
+    #[arg(long, env, default_value = "text", value_parser = parsed::<LogFormat>)]
+    log_format: LogFormat,
+    /// On SIGTERM or SIGINT, how long requests in flight, closing websockets and the
+    /// scheduler's current pass may take before the process exits.
+    ///
+    /// The listener closes at once and every websocket is closed with 1001 (going away), so
+    /// clients reconnect to another instance; `/ready` answers 503 meanwhile.
+    #[arg(long, env, default_value = "10000", value_parser = millis)]
+    shutdown_grace_ms: Duration,
+    /// `true` or `false`: Prometheus metrics on `GET /metrics`.
+    ///
+    /// The route is on the same port as the API and has no authentication: keep it off the
+    /// public internet (the proxy or load balancer should not route `/metrics`), or set
+    /// `false`.
+    #[arg(long, env, default_value = "true", value_parser = parsed::<bool>, action = clap::ArgAction::Set)]
+    metrics_enabled: bool,
 }
 
 #[derive(Args)]
@@ -409,6 +427,9 @@ impl From<Settings> for Config {
             database_url: database.database_url,
             environment,
             log_filter: server.rust_log,
+            log_format: server.log_format,
+            shutdown_grace: server.shutdown_grace_ms,
+            metrics_enabled: server.metrics_enabled,
             database: DatabaseConfig {
                 acquire_timeout: database.database_acquire_timeout_ms,
                 statement_timeout: database.database_statement_timeout_ms,

@@ -2,12 +2,14 @@
 //! and the read-only rule of `GET` requests.
 
 mod limits;
+mod operations;
 mod parsed_queries;
 mod persisted_queries;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;
 pub use limits::read_only::ReadOnlyRequest;
+use operations::OperationMetrics;
 use persisted_queries::PersistedQueries;
 
 use crate::{
@@ -78,6 +80,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(bookings)
     .data(series)
     .data(chats)
+    .extension(OperationMetrics)
     .extension(ErrorCodes)
     .extension(PersistedQueries::default())
     .extension(QueryLimits::new(config, usage))

@@ -1,8 +1,9 @@
 //! The HTTP surface: `/graphql` (POST, queries on GET, GraphiQL for a browser, graphql-ws
-//! upgrade), `/health`,
-//! and the provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
+//! upgrade), `/health`, `/ready`, `/metrics`, and the provider webhooks; every refusal at this
+//! layer is GraphQL-shaped JSON.
 
 mod graphql;
+mod ops;
 mod rejection;
 mod request;
 mod serve;
@@ -16,18 +17,20 @@ use axum::{
     http::{HeaderValue, Method},
     routing::{get, post},
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
     trace::TraceLayer,
 };
 
-pub use serve::serve;
+pub use serve::{Stop, serve};
 
 pub use self::ws::OpenSockets;
 use crate::{
     config::{HttpConfig, WebSocketConfig},
     graphql::CaregraphSchema,
     services::Services,
+    shutdown::Shutdown,
 };
 
 /// What the handlers share.
@@ -41,14 +44,24 @@ pub struct HttpState {
     pub graphiql: bool,
     /// Sockets per user on this instance, for `WS_MAX_SOCKETS_PER_USER`.
     pub sockets: Arc<OpenSockets>,
+    /// Set once the instance is stopping: websockets close with 1001, `/ready` answers 503.
+    pub shutdown: Shutdown,
+    /// What `GET /metrics` renders; `None` when `METRICS_ENABLED=false`, and the route is
+    /// absent.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The router of the whole service.
 pub fn router(state: HttpState) -> Router {
     let cors = cors(state.http.cors_allowed_origins.as_deref());
-    Router::new()
+    let mut router = Router::new();
+    if state.metrics.is_some() {
+        router = router.route("/metrics", get(ops::metrics));
+    }
+    router
         .route("/graphql", get(graphql::get).post(graphql::execute))
         .route("/health", get(graphql::health))
+        .route("/ready", get(ops::ready))
         .route("/webhooks/twilio/video", post(webhooks::twilio_video))
         .fallback(rejection::not_found)
         .method_not_allowed_fallback(rejection::method_not_allowed)

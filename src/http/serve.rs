@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 with websocket upgrades, a deadline on each request's
 //! headers so that a client trickling them in cannot hold a connection, the peer's
-//! address for the handlers, and a graceful stop.
+//! address for the handlers, and a graceful stop: no new connections, websockets told to
+//! reconnect elsewhere, requests in flight given a grace period to finish.
 
 use std::time::Duration;
 
@@ -10,19 +11,39 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tower::ServiceExt;
 
-/// How long requests in flight may finish once a stop was asked for.
-const GRACE: Duration = Duration::from_secs(10);
+use super::OpenSockets;
+use crate::shutdown::Shutdown;
 /// The pause after a failed accept (out of file descriptors, say) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `router` on `listener` until `stop` completes, then lets requests in flight
-/// finish for up to [`GRACE`].
-pub async fn serve(
+/// How the accept loop stops: what asks for it, what it tells, and how long it waits.
+pub struct Stop<F> {
+    /// Completes when the stop is asked for (a signal, or a test).
+    pub requested: F,
+    /// Set once the listener is closed, so that websockets close with 1001 only when
+    /// reconnecting cannot reach this instance again.
+    pub shutdown: Shutdown,
+    /// The open websockets, whose closing the stop waits for.
+    pub sockets: std::sync::Arc<OpenSockets>,
+    /// How long requests in flight and closing websockets may take.
+    pub grace: Duration,
+}
+
+/// Serves `router` on `listener` until the stop is requested; then closes the listener,
+/// begins the shutdown, and lets requests in flight finish and websockets close for up to
+/// the grace period.
+pub async fn serve<F: Future<Output = ()>>(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
-    stop: impl Future<Output = ()>,
+    stop: Stop<F>,
 ) {
+    let Stop {
+        requested: stop,
+        shutdown,
+        sockets,
+        grace,
+    } = stop;
     let (stopping, stop_requested) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
@@ -67,9 +88,15 @@ pub async fn serve(
             }
         });
     }
+    drop(listener);
+    tracing::info!("stopping: no new connections; draining requests and websockets");
+    shutdown.begin();
     let _ = stopping.send(true);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(GRACE, drained).await.is_err() {
-        tracing::warn!("stopping with requests still in flight after {GRACE:?}");
+    let drained = async {
+        while connections.join_next().await.is_some() {}
+        sockets.all_closed().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!("stopping with requests or websockets still open after {grace:?}");
     }
 }

@@ -55,12 +55,18 @@ mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// "Timeout" (IANA registry): a graphql-transport-ws client left pings unanswered; retried.
     pub const TIMEOUT: u16 = 3008;
+    /// "Going away" (RFC 6455): this instance is stopping; the client reconnects, through the
+    /// load balancer, to one that is not.
+    pub const GOING_AWAY: u16 = 1001;
 }
 
 /// A client that has not taken a message for this long is not coming back; its socket is
 /// closed rather than holding a stalled session. Events it missed meanwhile are not queued
 /// per socket: its streams fall behind the shared bus and catch up from the database.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The reason sent with [`close::GOING_AWAY`].
+const GOING_AWAY: &str = "Going away: the server is stopping";
 
 /// A close frame is a courtesy: a client that does not take it within this long is dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -73,12 +79,13 @@ pub async fn serve(
     client: ClientAddr,
 ) {
     let (mut sink, mut incoming) = socket.split();
-    let first = match tokio::time::timeout(
-        state.websocket.init_timeout,
-        first_message(&mut incoming),
-    )
-    .await
-    {
+    let stopping = state.shutdown.stopping();
+    tokio::pin!(stopping);
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(state.websocket.init_timeout, first_message(&mut incoming)) => waited,
+        () = &mut stopping => return close_with(&mut sink, close::GOING_AWAY, GOING_AWAY).await,
+    };
+    let first = match waited {
         Ok(Frame::Data(first)) => first,
         Ok(Frame::TooBig) => {
             return close_with(&mut sink, close::MESSAGE_TOO_BIG, "Message too big").await;
@@ -203,6 +210,7 @@ pub async fn serve(
                 }
             }
             () = &mut expiry => break (close::FORBIDDEN, "Forbidden: token expired".to_owned()),
+            () = &mut stopping => break (close::GOING_AWAY, GOING_AWAY.to_owned()),
         }
     };
     lock(&gate).condemn();

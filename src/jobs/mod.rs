@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::{
     bookings::ReminderService,
     error::AppError,
+    shutdown::Shutdown,
     state::AppState,
     video::{self, Video},
 };
@@ -17,10 +18,10 @@ use crate::{
 /// How many due reminders one pass handles before looking again.
 const BATCH: u64 = 100;
 
-/// Runs the scheduler until the process stops.
-pub async fn run(state: AppState, video: &Video, interval: Duration) {
+/// Runs the scheduler until `shutdown` begins; a pass under way when it does is finished.
+pub async fn run(state: AppState, video: &Video, interval: Duration, shutdown: &Shutdown) {
     let mut clock_moves = state.clock.moves();
-    loop {
+    while !shutdown.is_stopping() {
         if let Err(err) = send_due_reminders(&state).await {
             tracing::error!(error = %err, "sending booking reminders");
         }
@@ -36,9 +37,15 @@ pub async fn run(state: AppState, video: &Video, interval: Duration) {
                             clock_moves = None;
                         }
                     }
+                    () = shutdown.stopping() => {}
                 }
             }
-            None => tokio::time::sleep(interval).await,
+            None => {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = shutdown.stopping() => {}
+                }
+            }
         }
     }
 }

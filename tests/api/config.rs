@@ -156,3 +156,49 @@ fn the_limits_document_quotes_the_declared_defaults() {
         "only {checked} limits found in docs/limits.md"
     );
 }
+
+/// `LOG_FORMAT=json` writes one JSON object per log line; any other name than text or json
+/// is refused before anything runs.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let database = std::env::temp_dir().join(format!(
+        "caregraph-logs-{}.sqlite",
+        uuid::Uuid::now_v7().simple()
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_caregraph"))
+        .arg("migrate")
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", database.display()),
+        )
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run caregraph migrate");
+    let _ = std::fs::remove_file(&database);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let logs: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a log line is JSON"))
+        .collect();
+    assert!(!logs.is_empty(), "no log lines in {stdout}");
+    for log in &logs {
+        assert!(
+            log["level"].is_string() && log["fields"].is_object(),
+            "{log}"
+        );
+    }
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_caregraph"))
+        .arg("config-reference")
+        .env_clear()
+        .env("LOG_FORMAT", "yaml")
+        .output()
+        .expect("run caregraph");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("LOG_FORMAT"), "{stderr}");
+}

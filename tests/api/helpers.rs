@@ -34,6 +34,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     http: reqwest::Client,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Asks the server to stop as SIGTERM would; taken by [`TestApp::begin_shutdown`].
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The server's shared services, for subscribers run beside it (see [`Subscriber`]).
     services: Services,
     graphql: GraphqlConfig,
@@ -123,15 +125,27 @@ impl TestApp {
             .expect("application builds");
         let addr = app.local_addr().expect("bound address");
         let services = app.services().clone();
-        let server = tokio::spawn(app.run_until_stopped());
+        let (stop, stop_requested) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(app.run_until(async move {
+            // A test that never asks for a stop keeps its server until the test ends.
+            if stop_requested.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }));
         TestApp {
             addr,
             clock,
             http: reqwest::Client::new(),
             server,
+            stop: Some(stop),
             services,
             graphql,
         }
+    }
+
+    /// The server's shared services, for a test that builds its own router on them.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The server's database, for a test that breaks it on purpose.
@@ -169,6 +183,21 @@ impl TestApp {
     pub async fn stop(self) {
         self.server.abort();
         let _ = self.server.await;
+    }
+
+    /// Asks the server to stop gracefully, as SIGTERM would, and returns at once.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Whether the server task finished (after [`TestApp::begin_shutdown`]) within `wait`.
+    pub async fn finished_within(self, wait: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(wait, self.server).await,
+            Ok(Ok(Ok(())))
+        )
     }
 
     /// POSTs one GraphQL operation; returns the whole response body.

@@ -175,9 +175,14 @@ async fn renames(app: &TestApp, user: &TestUser) {
 }
 
 async fn health(app: &TestApp) -> (u16, Value) {
-    let response = reqwest::get(format!("http://{}/health", app.addr))
+    probe(app, "health").await
+}
+
+/// `GET /<path>`: its status and JSON body.
+async fn probe(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("http://{}/{path}", app.addr))
         .await
-        .expect("health answers");
+        .expect("the probe answers");
     let status = response.status().as_u16();
     (status, response.json().await.expect("health JSON"))
 }
@@ -220,6 +225,8 @@ async fn survives(mode: Mode) {
     let (status, body) = within_bound("health", health(&app)).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable");
+    let (status, body) = within_bound("ready", probe(&app, "ready")).await;
+    assert_eq!((status, &body["status"]), (503, &json!("unavailable")));
     match within_bound("connection_init", ws_init(&app, &unseen)).await {
         WsEvent::Closed(code, _) => assert_eq!(code, 1013),
         other => panic!("expected close 1013, got {other:?}"),
@@ -258,6 +265,8 @@ async fn survives(mode: Mode) {
     );
     let (status, body) = health(&app).await;
     assert_eq!((status, &body["status"]), (200, &json!("ok")));
+    let (status, body) = probe(&app, "ready").await;
+    assert_eq!((status, &body["status"]), (200, &json!("ready")));
 }
 
 #[tokio::test]
