@@ -5,6 +5,7 @@ mod limits;
 mod operations;
 mod parsed_queries;
 mod persisted_queries;
+mod selected;
 
 use async_graphql::{MergedObject, MergedSubscription, Schema, dataloader::DataLoader};
 use limits::QueryLimits;

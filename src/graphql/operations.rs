@@ -11,6 +11,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, OperationType, Selection},
 };
 
+use super::selected::selected_operation;
 use crate::{
     sync::lock,
     telemetry::{self, LiveSubscription},
@@ -58,11 +59,7 @@ impl Extension for Recording {
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
         let wanted = lock(&self.name).clone();
-        let chosen = document.operations.iter().find(|(name, _)| match &wanted {
-            None => true,
-            Some(wanted) => name.is_some_and(|name| name.as_str() == wanted),
-        });
-        if let Some((_, operation)) = chosen {
+        if let Some(operation) = selected_operation(&document, wanted.as_deref()) {
             let kind = operation.node.ty;
             let field = (kind == OperationType::Subscription).then(|| {
                 match operation.node.selection_set.node.items.first() {

@@ -13,7 +13,7 @@ use async_graphql::{
     parser::types::{ExecutableDocument, OperationType},
 };
 
-use crate::error::AppError;
+use crate::{error::AppError, graphql::selected::selected_operation};
 
 /// Request data marking a request that may only run a query (one sent with `GET`).
 pub struct ReadOnlyRequest {
@@ -26,19 +26,9 @@ pub fn allows(ctx: &ExtensionContext<'_>, document: &ExecutableDocument) -> Serv
     let Some(read_only) = ctx.data_opt::<ReadOnlyRequest>() else {
         return Ok(());
     };
-    let selected = match read_only.operation_name.as_deref() {
-        Some(name) => document
-            .operations
-            .iter()
-            .find(|(operation, _)| operation.is_some_and(|operation| operation == name)),
-        None => {
-            let mut operations = document.operations.iter();
-            operations.next().filter(|_| operations.next().is_none())
-        }
-    };
     // An operation that cannot be selected is refused by validation, whatever its type.
-    match selected {
-        Some((_, operation)) if operation.node.ty != OperationType::Query => {
+    match selected_operation(document, read_only.operation_name.as_deref()) {
+        Some(operation) if operation.node.ty != OperationType::Query => {
             Err(AppError::MethodNotAllowed(
                 "a GET request may only run a query: send mutations with POST, and subscriptions \
                  over a websocket"
