@@ -32,6 +32,9 @@ pub enum ConfigError {
         "CORS_ALLOWED_ORIGINS is unset and CAREGRAPH_ENV=production: list the origins of your web apps (or `*` to allow any)"
     )]
     CorsUnsetInProduction,
+    /// Some of a provider's variables are set and others are not.
+    #[error("incomplete configuration: set {} too, or unset the others of its group", .0.join(" and "))]
+    Incomplete(Vec<&'static str>),
     /// A value its declaration refuses, as [`Config::from_lookup`] reads it; the message
     /// names the variable.
     #[error("{0}")]
@@ -112,6 +115,7 @@ pub struct Config {
     /// How long "typing" shows without a refresh.
     pub typing_ttl: Duration,
     pub video: VideoConfig,
+    pub delivery: DeliveryConfig,
     /// Where clients and providers reach this server; behind a proxy, the URL Twilio signs
     /// its callbacks with.
     pub public_url: String,
@@ -145,6 +149,72 @@ pub struct TwilioConfig {
     pub api_key_secret: Secret,
     /// Where the Rooms REST API is (tests point it at a fake).
     pub api_base_url: String,
+}
+
+/// Push, email and the job workers that deliver them. A provider is `None` when its
+/// variables are unset: that channel is off.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub fcm: Option<FcmConfig>,
+    pub apns: Option<ApnsConfig>,
+    pub web_push: Option<WebPushConfig>,
+    pub email: Option<EmailConfig>,
+    /// For each provider configured only in part, the variables still missing; start-up
+    /// refuses while any are.
+    pub incomplete: Vec<Vec<&'static str>>,
+    /// The longest wait for one provider request.
+    pub provider_timeout: Duration,
+    /// How long a chat stays unread before it goes into an email digest.
+    pub digest_delay: Duration,
+    pub jobs: JobConfig,
+}
+
+/// Firebase Cloud Messaging (HTTP v1).
+#[derive(Debug, Clone)]
+pub struct FcmConfig {
+    /// The service account's JSON key file.
+    pub service_account_file: String,
+    pub api_base_url: String,
+}
+
+/// Apple Push Notification service, with token-based authentication.
+#[derive(Debug, Clone)]
+pub struct ApnsConfig {
+    /// The `.p8` auth key (PKCS#8 PEM, P-256).
+    pub key_file: String,
+    pub key_id: String,
+    pub team_id: String,
+    pub base_url: String,
+    pub sandbox_base_url: String,
+}
+
+/// Web Push with VAPID.
+#[derive(Debug, Clone)]
+pub struct WebPushConfig {
+    /// The application server's P-256 private scalar, base64url.
+    pub private_key: Secret,
+    /// A `mailto:` or `https:` contact, the `sub` of VAPID tokens.
+    pub subject: String,
+}
+
+/// Email over SMTP.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// `smtp://` (STARTTLS) or `smtps://` (TLS), with credentials.
+    pub smtp_url: Secret,
+    /// The `From` of every email.
+    pub from: String,
+}
+
+/// The job workers of one instance.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim holds before another worker may take the job over.
+    pub lease: Duration,
+    /// How often an idle worker looks for due jobs.
+    pub poll: Duration,
 }
 
 /// Booking reminders and the scheduler that sends them.
@@ -323,6 +393,9 @@ impl Config {
                 name: "GRAPHQL_COST_BURST",
                 reason: "must be at least GRAPHQL_MAX_COMPLEXITY, or the costliest query could never run".to_owned(),
             });
+        }
+        if let Some(missing) = self.delivery.incomplete.first() {
+            return Err(ConfigError::Incomplete(missing.clone()));
         }
         if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
             return Err(ConfigError::CorsUnsetInProduction);

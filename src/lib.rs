@@ -12,6 +12,9 @@
 //! - [`users`], [`bookings`], [`chat`], [`video`], [`notifications`]: the domains, each with
 //!   its rules, queries, events and resolvers.
 //! - [`paging`]: keyset cursors and page rules that services use and resolvers present.
+//! - [`delivery`]: push devices, the providers (FCM, APNs, Web Push, SMTP), and the jobs
+//!   that deliver each notification by push and email.
+//! - [`queue`]: the durable job queue in the database, claimed once, retried with backoff.
 //! - [`jobs`]: the scheduler: booking reminders, video request expiry, call limits.
 //! - [`db`]: connecting, and the write transaction that commits first and publishes after.
 //! - [`bus`]: committed events fanned out to subscription streams.
@@ -31,12 +34,14 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod jobs;
 pub mod notifications;
 pub mod paging;
+pub mod queue;
 pub mod rate_limit;
 pub mod services;
 pub mod shutdown;

@@ -95,7 +95,15 @@ impl Application {
             config.database_url.expose(),
             config.database.acquire_timeout,
         );
-        let writer = Writer::new(db.clone(), write_queue.clone(), clock.clone(), bus.clone());
+        let job_wake = db::JobWake::default();
+        let writer = Writer::new(
+            db.clone(),
+            write_queue.clone(),
+            clock.clone(),
+            bus.clone(),
+            job_wake.clone(),
+            db::Outbound::default(),
+        );
         let sends =
             SendQueue::start(writer.on(
                 db::writer_connection(config.database_url.expose(), &config.database, &db).await?,

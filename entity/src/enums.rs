@@ -219,3 +219,55 @@ pub enum Channel {
     #[sea_orm(string_value = "email")]
     Email,
 }
+
+/// Which push service reaches a device.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum DevicePlatform {
+    /// Firebase Cloud Messaging: Android, iOS through Firebase, and web through Firebase.
+    #[sea_orm(string_value = "fcm")]
+    Fcm,
+    /// Apple Push Notification service, directly.
+    #[sea_orm(string_value = "apns")]
+    Apns,
+    /// A browser's standard Web Push subscription.
+    #[sea_orm(string_value = "web_push")]
+    WebPush,
+}
+
+/// Where a job is in its life; a job that succeeded is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum JobStatus {
+    /// Waiting for its `run_at`.
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    /// Claimed by a worker until its lease ends.
+    #[sea_orm(string_value = "running")]
+    Running,
+    /// Failed for good; kept for the operator.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+/// How far one delivery got.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum DeliveryStatus {
+    /// Not sent yet, or failed for now and to be retried (see `attempts` and `lastError`).
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Waiting for the user's quiet hours to end.
+    #[sea_orm(string_value = "deferred")]
+    Deferred,
+    /// The provider accepted it.
+    #[sea_orm(string_value = "sent")]
+    Sent,
+    /// Failed for good: a dead token, a refused message, or retries exhausted.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}

@@ -6,6 +6,7 @@ mod m20261124_000001_accounts_and_bookings;
 mod m20261124_000002_notifications;
 mod m20261124_000003_chat;
 mod m20261124_000004_video_calls;
+mod m20261129_000005_deliveries;
 
 /// Every migration of caregraph, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_notifications::Migration),
             Box::new(m20261124_000003_chat::Migration),
             Box::new(m20261124_000004_video_calls::Migration),
+            Box::new(m20261129_000005_deliveries::Migration),
         ]
     }
 }

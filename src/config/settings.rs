@@ -11,9 +11,10 @@ use std::{fmt::Display, net::SocketAddr, str::FromStr, time::Duration};
 use clap::{Args, Command, FromArgMatches};
 
 use super::{
-    AuthConfig, Config, DEV_JWT_SECRET, DatabaseConfig, Environment, GraphqlConfig, HttpConfig,
-    LogFormat, RateConfig, ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig,
-    VideoConfig, WebSocketConfig,
+    ApnsConfig, AuthConfig, Config, DEV_JWT_SECRET, DatabaseConfig, DeliveryConfig, EmailConfig,
+    Environment, FcmConfig, GraphqlConfig, HttpConfig, JobConfig, LogFormat, RateConfig,
+    ReminderConfig, Secret, SignInConfig, TwilioConfig, UsageConfig, VideoConfig, WebPushConfig,
+    WebSocketConfig,
 };
 
 /// The video secret used when `VIDEO_DEV_SECRET` is unset; the dev provider only runs locally.
@@ -47,6 +48,8 @@ pub struct Settings {
     reminders: Reminders,
     #[command(flatten)]
     video: Video,
+    #[command(flatten)]
+    delivery: Delivery,
 }
 
 #[derive(Args)]
@@ -358,6 +361,67 @@ struct Video {
     twilio_api_base_url: String,
 }
 
+#[derive(Args)]
+#[command(next_help_heading = "Push, email and background jobs")]
+struct Delivery {
+    /// Path of a Firebase service account's JSON key file: turns on FCM pushes.
+    ///
+    /// Its `project_id` names the project messages are sent for and its `token_uri` is
+    /// where access tokens are obtained (a JWT bearer grant signed with its private key).
+    #[arg(long, env)]
+    fcm_service_account_file: Option<String>,
+    /// Base URL of the FCM HTTP v1 API.
+    #[arg(long, env, default_value = "https://fcm.googleapis.com")]
+    fcm_api_base_url: String,
+    /// Path of the APNs auth key (`AuthKey_XXXXXXXXXX.p8`, ES256): turns on APNs pushes,
+    /// with `APNS_KEY_ID` and `APNS_TEAM_ID`. Setting some but not all three is an error.
+    #[arg(long, env)]
+    apns_key_file: Option<String>,
+    /// The APNs key's 10-character key id (`kid` of provider tokens).
+    #[arg(long, env)]
+    apns_key_id: Option<String>,
+    /// The Apple developer team id (`iss` of provider tokens).
+    #[arg(long, env)]
+    apns_team_id: Option<String>,
+    /// Base URL of the APNs production gateway.
+    #[arg(long, env, default_value = "https://api.push.apple.com")]
+    apns_base_url: String,
+    /// Base URL of the APNs development gateway, for sandbox device tokens.
+    #[arg(long, env, default_value = "https://api.sandbox.push.apple.com")]
+    apns_sandbox_base_url: String,
+    /// The VAPID private key: the 32-byte P-256 scalar, base64url (as `web-push
+    /// generate-vapid-keys` prints it). Turns on Web Push, with `VAPID_SUBJECT`.
+    #[arg(long, env)]
+    vapid_private_key: Option<Secret>,
+    /// Who push services may contact about this sender: a `mailto:` or `https:` URL.
+    #[arg(long, env)]
+    vapid_subject: Option<String>,
+    /// Where email is sent: `smtp://user:pass@host:587` (STARTTLS required),
+    /// `smtps://user:pass@host:465` (TLS), or `smtp://host:25?tls=none` (loopback relays
+    /// only). Turns on email, with `EMAIL_FROM`.
+    #[arg(long, env)]
+    smtp_url: Option<Secret>,
+    /// The sender of every email, e.g. `Caregraph <care@example.com>`.
+    #[arg(long, env)]
+    email_from: Option<String>,
+    /// Longest wait for one provider request (connecting included) before it counts as a
+    /// transient failure and is retried.
+    #[arg(long, env, default_value = "10000", value_parser = positive_millis)]
+    provider_timeout_ms: Duration,
+    /// How long a chat may stay unread before it goes into the user's email digest.
+    #[arg(long, env, default_value = "900", value_parser = seconds)]
+    email_digest_delay_seconds: Duration,
+    /// How many jobs (deliveries, digests) one instance runs at once.
+    #[arg(long, env, default_value = "256", value_parser = positive)]
+    job_concurrency: u32,
+    /// How long a claimed job is its worker's; a job whose worker died is taken over after.
+    #[arg(long, env, default_value = "120", value_parser = seconds)]
+    job_lease_seconds: Duration,
+    /// How often an idle worker looks for due jobs when nothing woke it.
+    #[arg(long, env, default_value = "1000", value_parser = positive_millis)]
+    job_poll_ms: Duration,
+}
+
 /// Booking reminder offsets, in minutes; a newtype so clap takes the list as one value.
 #[derive(Clone)]
 struct Offsets(Vec<i32>);
@@ -418,6 +482,7 @@ impl From<Settings> for Config {
             realtime,
             reminders,
             video,
+            delivery,
         } = settings;
         let environment = server.caregraph_env;
         let development = environment == Environment::Development;
@@ -537,11 +602,93 @@ impl From<Settings> for Config {
                     .video_dev_secret
                     .unwrap_or_else(|| DEV_VIDEO_SECRET.into()),
             },
+            delivery: delivery.into(),
             public_url: server
                 .public_url
                 .unwrap_or_else(|| format!("http://{addr}")),
         }
     }
+}
+
+impl From<Delivery> for DeliveryConfig {
+    fn from(delivery: Delivery) -> Self {
+        let mut incomplete = Vec::new();
+        let apns = match (
+            delivery.apns_key_file,
+            delivery.apns_key_id,
+            delivery.apns_team_id,
+        ) {
+            (Some(key_file), Some(key_id), Some(team_id)) => Some(ApnsConfig {
+                key_file,
+                key_id,
+                team_id,
+                base_url: delivery.apns_base_url,
+                sandbox_base_url: delivery.apns_sandbox_base_url,
+            }),
+            (None, None, None) => None,
+            (key_file, key_id, team_id) => {
+                incomplete.push(missing(&[
+                    ("APNS_KEY_FILE", key_file.is_some()),
+                    ("APNS_KEY_ID", key_id.is_some()),
+                    ("APNS_TEAM_ID", team_id.is_some()),
+                ]));
+                None
+            }
+        };
+        let web_push = match (delivery.vapid_private_key, delivery.vapid_subject) {
+            (Some(private_key), Some(subject)) => Some(WebPushConfig {
+                private_key,
+                subject,
+            }),
+            (None, None) => None,
+            (key, subject) => {
+                incomplete.push(missing(&[
+                    ("VAPID_PRIVATE_KEY", key.is_some()),
+                    ("VAPID_SUBJECT", subject.is_some()),
+                ]));
+                None
+            }
+        };
+        let email = match (delivery.smtp_url, delivery.email_from) {
+            (Some(smtp_url), Some(from)) => Some(EmailConfig { smtp_url, from }),
+            (None, None) => None,
+            (url, from) => {
+                incomplete.push(missing(&[
+                    ("SMTP_URL", url.is_some()),
+                    ("EMAIL_FROM", from.is_some()),
+                ]));
+                None
+            }
+        };
+        DeliveryConfig {
+            fcm: delivery
+                .fcm_service_account_file
+                .map(|service_account_file| FcmConfig {
+                    service_account_file,
+                    api_base_url: delivery.fcm_api_base_url,
+                }),
+            apns,
+            web_push,
+            email,
+            incomplete,
+            provider_timeout: delivery.provider_timeout_ms,
+            digest_delay: delivery.email_digest_delay_seconds,
+            jobs: JobConfig {
+                concurrency: delivery.job_concurrency as usize,
+                lease: delivery.job_lease_seconds,
+                poll: delivery.job_poll_ms,
+            },
+        }
+    }
+}
+
+/// The names of a group's variables that were left unset while others were set.
+fn missing(group: &[(&'static str, bool)]) -> Vec<&'static str> {
+    group
+        .iter()
+        .filter(|(_, set)| !set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// A value read with its type's `FromStr`, surrounding blanks ignored.

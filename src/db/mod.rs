@@ -7,7 +7,7 @@ mod nodelay;
 pub mod parties;
 pub mod write;
 
-pub use write::{Write, Writer};
+pub use write::{JobWake, Outbound, Write, Writer};
 
 use std::{sync::Arc, time::Duration};
 

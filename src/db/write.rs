@@ -7,7 +7,10 @@
 //! write that skips the queue, the clock or the bus does not compile.
 //! See `docs/architecture.md` ("The write path").
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -24,13 +27,45 @@ use crate::{
 };
 
 /// Starts write transactions: the connection they run on, the queue they wait in, the
-/// clock that stamps them and the bus they publish to. Cheap to clone.
+/// clock that stamps them, the bus they publish to and the job workers they wake. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Writer {
     db: DatabaseConnection,
     queue: WriteQueue,
     clock: Arc<dyn Clock>,
     bus: Arc<dyn EventBus>,
+    workers: JobWake,
+    outbound: Outbound,
+}
+
+/// Which channels beyond the app this server delivers to, so a change that notifies
+/// someone queues only deliveries that can happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outbound {
+    /// Some push provider is configured.
+    pub push: bool,
+    /// SMTP is configured.
+    pub email: bool,
+    /// How long a chat stays unread before it goes into an email digest.
+    pub digest_delay: std::time::Duration,
+}
+
+/// Wakes the job workers of this instance when a commit added jobs, so a delivery starts
+/// at once instead of at the next poll.
+#[derive(Clone, Default)]
+pub struct JobWake(Arc<tokio::sync::Notify>);
+
+impl JobWake {
+    /// Wakes a worker that waits, or the next one to wait.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Completes at the next wake.
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
 }
 
 impl Writer {
@@ -40,12 +75,16 @@ impl Writer {
         queue: WriteQueue,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn EventBus>,
+        workers: JobWake,
+        outbound: Outbound,
     ) -> Self {
         Self {
             db,
             queue,
             clock,
             bus,
+            workers,
+            outbound,
         }
     }
 
@@ -73,6 +112,9 @@ impl Writer {
             now: self.clock.now(),
             events: Mutex::default(),
             bus: self.bus.clone(),
+            workers: self.workers.clone(),
+            wake_workers: AtomicBool::new(false),
+            outbound: self.outbound,
             _turn: turn,
         })
     }
@@ -97,6 +139,10 @@ pub struct Write {
     now: DateTime<Utc>,
     events: Mutex<Vec<Event>>,
     bus: Arc<dyn EventBus>,
+    workers: JobWake,
+    outbound: Outbound,
+    /// Set when the change added jobs: the workers are woken once it commits.
+    wake_workers: AtomicBool,
     /// This writer's turn in the queue, held until the transaction ends.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -117,13 +163,27 @@ impl Write {
         lock(&self.events).extend(events);
     }
 
-    /// Commits, then publishes what the change produced, in the order it was queued.
+    /// The channels beyond the app this server delivers to.
+    pub fn outbound(&self) -> Outbound {
+        self.outbound
+    }
+
+    /// Wakes this instance's job workers once the change commits (it added jobs).
+    pub fn wake_workers(&self) {
+        self.wake_workers.store(true, Ordering::Relaxed);
+    }
+
+    /// Commits, then publishes what the change produced, in the order it was queued, and
+    /// wakes the job workers if it added jobs.
     pub async fn commit(self) -> Result<(), AppError> {
         let events = std::mem::take(&mut *lock(&self.events));
         self.txn.commit().await?;
         drop(self._turn);
         for event in events {
             self.bus.publish(event);
+        }
+        if self.wake_workers.load(Ordering::Relaxed) {
+            self.workers.wake();
         }
         Ok(())
     }
