@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::{
     auth::Auth,
     chat::{SendQueue, TypingGate},
+    db::JobWake,
+    delivery::Delivery,
     state::AppState,
     video::Video,
 };
@@ -21,4 +23,8 @@ pub struct Services {
     pub sends: SendQueue,
     pub typing: Arc<TypingGate>,
     pub video: Arc<Video>,
+    /// The push and email providers and the rules of delivery jobs.
+    pub delivery: Arc<Delivery>,
+    /// Wakes the job workers when a commit added jobs.
+    pub job_wake: JobWake,
 }

@@ -10,8 +10,9 @@ use crate::{
     bus::{EventBus, InProcessBus},
     chat::{SendQueue, TypingGate},
     clock::{Clock, SystemClock},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, Environment, JobConfig},
     db::{self, Writer},
+    delivery::{self, Delivery, provider::SetupError, unsubscribe::UnsubscribeLinks},
     graphql,
     http::{self, HttpState},
     jobs,
@@ -29,6 +30,8 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("push or email provider {0}")]
+    Provider(#[from] SetupError),
     #[error("binding the listener: {0}")]
     Bind(#[from] std::io::Error),
 }
@@ -69,6 +72,8 @@ pub struct Application {
     router: axum::Router,
     services: Services,
     scheduler_interval: std::time::Duration,
+    /// The job workers' concurrency, lease and poll interval.
+    jobs: JobConfig,
     header_timeout: std::time::Duration,
     shutdown_grace: std::time::Duration,
     sockets: Arc<http::OpenSockets>,
@@ -90,6 +95,13 @@ impl Application {
         let db = db::connect(config.database_url.expose(), &config.database).await?;
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
+        let delivery = Arc::new(Delivery {
+            providers: delivery::providers(&config.delivery)?,
+            backoff: Delivery::BACKOFF,
+            allow_loopback_endpoints: config.environment == Environment::Development,
+            unsubscribe: UnsubscribeLinks::new(&config.auth.jwt_secret, &config.public_url),
+        });
+        delivery.providers.log_channels();
         let tokens = Arc::new(TokenService::new(&config.auth));
         let write_queue = db::WriteQueue::for_url(
             config.database_url.expose(),
@@ -102,7 +114,11 @@ impl Application {
             clock.clone(),
             bus.clone(),
             job_wake.clone(),
-            db::Outbound::default(),
+            db::Outbound {
+                push: delivery.providers.any_push(),
+                email: delivery.providers.email.is_some(),
+                digest_delay: config.delivery.digest_delay,
+            },
         );
         let sends =
             SendQueue::start(writer.on(
@@ -133,6 +149,8 @@ impl Application {
             sends,
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
             video: Arc::new(video(&config)),
+            delivery,
+            job_wake,
         };
         let schema = graphql::build(&services, &config.graphql);
         let sockets = Arc::new(http::OpenSockets::default());
@@ -156,6 +174,7 @@ impl Application {
             router,
             services,
             scheduler_interval: config.reminders.scheduler_interval,
+            jobs: config.delivery.jobs.clone(),
             header_timeout: config.http.header_timeout,
             shutdown_grace: config.shutdown_grace,
             sockets,
@@ -196,11 +215,20 @@ impl Application {
                 grace,
             },
         );
-        let Services { state, video, .. } = self.services;
+        let Services {
+            state,
+            video,
+            delivery,
+            job_wake,
+            ..
+        } = self.services;
         let checkpoints = db::checkpoint::run(state.db.clone(), state.write_queue.clone());
+        let workers = jobs::workers::run(state.clone(), delivery, self.jobs, job_wake, &shutdown);
         let scheduler = async {
             tokio::select! {
-                () = jobs::run(state, &video, self.scheduler_interval, &shutdown) => {}
+                ((), ()) = async {
+                    tokio::join!(jobs::run(state, &video, self.scheduler_interval, &shutdown), workers)
+                } => {}
                 () = async { shutdown.stopping().await; tokio::time::sleep(grace).await } => {
                     tracing::warn!("stopping the scheduler in the middle of a pass after {grace:?}");
                 }

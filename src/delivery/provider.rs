@@ -112,6 +112,14 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, email: &Email) -> Result<(), SendFailure>;
 }
 
+/// Why a configured provider could not be set up (an unreadable key file, a bad URL).
+#[derive(Debug, thiserror::Error)]
+#[error("{provider}: {reason}")]
+pub struct SetupError {
+    pub provider: &'static str,
+    pub reason: String,
+}
+
 /// The configured providers; a `None` is a channel this server does not offer.
 #[derive(Clone, Default)]
 pub struct Providers {
@@ -128,6 +136,38 @@ impl Providers {
             DevicePlatform::Fcm => self.fcm.as_ref(),
             DevicePlatform::Apns => self.apns.as_ref(),
             DevicePlatform::WebPush => self.web_push.as_ref(),
+        }
+    }
+
+    /// Says at start-up which channels this server delivers to, and how to turn on the rest.
+    pub fn log_channels(&self) {
+        let mut on = Vec::new();
+        let mut off = Vec::new();
+        for (name, configured, how) in [
+            ("FCM", self.fcm.is_some(), "FCM_SERVICE_ACCOUNT_FILE"),
+            (
+                "APNs",
+                self.apns.is_some(),
+                "APNS_KEY_FILE, APNS_KEY_ID and APNS_TEAM_ID",
+            ),
+            (
+                "Web Push",
+                self.web_push.is_some(),
+                "VAPID_PRIVATE_KEY and VAPID_SUBJECT",
+            ),
+            ("email", self.email.is_some(), "SMTP_URL and EMAIL_FROM"),
+        ] {
+            if configured {
+                on.push(name);
+            } else {
+                off.push(format!("{name} (set {how})"));
+            }
+        }
+        if !on.is_empty() {
+            tracing::info!("delivering notifications by {}", on.join(", "));
+        }
+        if !off.is_empty() {
+            tracing::info!("not configured, so off: {}", off.join("; "));
         }
     }
 

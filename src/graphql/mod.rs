@@ -18,6 +18,7 @@ use crate::{
     bookings::{BookingLoader, BookingMutation, BookingQuery, BookingSubscription, SeriesLoader},
     chat::{ChatMutation, ChatQuery, ChatSubscription, SessionByBookingLoader},
     config::GraphqlConfig,
+    delivery::{DeliveryMutation, DeliveryQuery},
     error::ErrorCodes,
     notifications::{NotificationMutation, NotificationQuery, NotificationSubscription},
     services::Services,
@@ -32,6 +33,7 @@ pub struct Query(
     ChatQuery,
     VideoQuery,
     NotificationQuery,
+    DeliveryQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,6 +44,7 @@ pub struct Mutation(
     ChatMutation,
     VideoMutation,
     NotificationMutation,
+    DeliveryMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -77,6 +80,7 @@ pub fn build(services: &Services, config: &GraphqlConfig) -> CaregraphSchema {
     .data(services.sends.clone())
     .data(services.typing.clone())
     .data(services.video.clone())
+    .data(services.delivery.clone())
     .data(users)
     .data(bookings)
     .data(series)

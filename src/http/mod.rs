@@ -7,6 +7,7 @@ mod ops;
 mod rejection;
 mod request;
 mod serve;
+mod unsubscribe;
 mod webhooks;
 mod ws;
 
@@ -63,6 +64,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(graphql::health))
         .route("/ready", get(ops::ready))
         .route("/webhooks/twilio/video", post(webhooks::twilio_video))
+        .route(
+            "/unsubscribe",
+            get(unsubscribe::confirm).post(unsubscribe::apply),
+        )
         .fallback(rejection::not_found)
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .layer(cors)

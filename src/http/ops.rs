@@ -8,7 +8,7 @@ use axum::{
 };
 
 use super::HttpState;
-use crate::telemetry;
+use crate::{queue::JobQueue, telemetry};
 
 /// How long `/ready` waits for the database before answering 503; shorter than a balancer's
 /// usual check timeout, so a hung database reads as "not ready", never as a hung check.
@@ -44,7 +44,13 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
     let Some(handle) = &state.metrics else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let text = telemetry::render(handle, &state.services.state.db);
+    let db = &state.services.state.db;
+    match tokio::time::timeout(READY_DEADLINE, JobQueue::depth(db)).await {
+        Ok(Ok(depth)) => telemetry::jobs_pending(depth),
+        Ok(Err(err)) => tracing::warn!(error = %err, "metrics: reading the job queue's depth"),
+        Err(_) => tracing::warn!("metrics: no job queue depth within {READY_DEADLINE:?}"),
+    }
+    let text = telemetry::render(handle, db);
     (
         [(
             header::CONTENT_TYPE,

@@ -1,9 +1,12 @@
-//! Background work on a schedule, run by every instance safely: booking reminders, expiring
-//! video call requests, and ending calls at their limit.
+//! Background work, run by every instance safely: on a schedule, booking reminders, expiring
+//! video call requests and ending calls at their limit; and the workers of the durable job
+//! queue ([`workers`]), which deliver pushes and email.
 //!
 //! The scheduler wakes on its interval, or at once when a manual clock is moved
 //! (tests), and again right after start-up so that work that fell due while the
 //! server was down is done first.
+
+pub mod workers;
 
 use std::time::Duration;
 

@@ -9,8 +9,8 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::{
-    enums::{Channel, NotificationType},
-    notification,
+    enums::{Channel, DeliveryStatus, DevicePlatform, NotificationType},
+    notification, notification_delivery,
 };
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
@@ -78,6 +78,58 @@ impl Notification {
             seq: self.0.seq,
         }
         .encode()
+    }
+
+    /// How it went out beyond the app: one entry per device it was pushed to, and one for
+    /// email; empty when neither channel applied. Answers "why didn't I get a push".
+    async fn deliveries(&self, ctx: &Context<'_>) -> Result<Vec<NotificationDelivery>, AppError> {
+        let viewer = viewer(ctx)?;
+        let rows =
+            NotificationService::deliveries(&AppState::of(ctx).db, viewer.id, self.0.id).await?;
+        Ok(rows.into_iter().map(NotificationDelivery).collect())
+    }
+}
+
+/// One way a notification went out: to a device by push, or by email.
+pub struct NotificationDelivery(notification_delivery::Model);
+
+#[Object]
+impl NotificationDelivery {
+    async fn channel(&self) -> Channel {
+        self.0.channel
+    }
+
+    /// Push only: the platform of the device.
+    async fn platform(&self) -> Option<DevicePlatform> {
+        self.0.platform
+    }
+
+    /// Push only: the device, while it is still registered.
+    async fn device_id(&self) -> Option<Uuid> {
+        self.0.device_id
+    }
+
+    async fn status(&self) -> DeliveryStatus {
+        self.0.status
+    }
+
+    /// Attempts so far.
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    /// What the provider said the last time it failed.
+    async fn last_error(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+
+    /// When the provider accepted it.
+    async fn delivered_at(&self) -> Option<DateTime<Utc>> {
+        self.0.delivered_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
     }
 }
 

@@ -4,6 +4,7 @@
 //! change that causes the notification; the inbox and its live streams are here.
 
 mod graphql;
+mod outbox;
 mod preferences;
 mod service;
 pub mod text;

@@ -37,7 +37,8 @@ impl PreferenceService {
 
     /// What a user gets when they never chose: everything in-app and by push, except the
     /// echo of their own profile edits and read receipts (the ticks already update live);
-    /// by email only what changes their plans.
+    /// by email what changes their plans, and messages still unread a while later, in a
+    /// digest (never one email per message).
     pub fn default_enabled(kind: NotificationType, channel: Channel) -> bool {
         use NotificationType::*;
         match channel {
@@ -51,6 +52,7 @@ impl PreferenceService {
                     | BookingDeclined
                     | BookingCancelled
                     | BookingReminder
+                    | MessageReceived
             ),
         }
     }

@@ -8,7 +8,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use entity::{
     enums::{Channel, NotificationType},
-    notification, notification_feed,
+    notification, notification_delivery, notification_feed,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::preferences::PreferenceService;
+use super::{outbox::enqueue_deliveries, preferences::PreferenceService};
 use crate::{
     bus::{Event, counter::Count},
     db::Write,
@@ -95,6 +95,8 @@ impl NotificationService {
         BatchShape::of(write)
             .insert(write, &stored, |(row, _)| row.clone().into_active_model())
             .await?;
+        let rows: Vec<&notification::Model> = stored.iter().map(|(row, _)| row).collect();
+        enqueue_deliveries(write, &rows).await?;
         write.publish_all(
             stored
                 .into_iter()
@@ -132,11 +134,28 @@ impl NotificationService {
         notification::Entity::insert(stored.clone().into_active_model())
             .exec_without_returning(write)
             .await?;
+        enqueue_deliveries(write, &[&stored]).await?;
         write.publish(Event::NotificationAdded {
             notification: Arc::new(stored.clone()),
             unread_count: feed.unread_count,
         });
         Ok(Some(stored))
+    }
+
+    /// The push and email deliveries of one of `user_id`'s notifications, oldest first; none
+    /// for anyone else's.
+    pub async fn deliveries(
+        conn: &impl ConnectionTrait,
+        user_id: Uuid,
+        notification_id: Uuid,
+    ) -> Result<Vec<notification_delivery::Model>, AppError> {
+        Ok(notification_delivery::Entity::find()
+            .filter(notification_delivery::Column::NotificationId.eq(notification_id))
+            .filter(notification_delivery::Column::UserId.eq(user_id))
+            .order_by_asc(notification_delivery::Column::CreatedAt)
+            .order_by_asc(notification_delivery::Column::Id)
+            .all(conn)
+            .await?)
     }
 
     /// The stored form of `notice`, unread, as the `seq`-th notification of its user.

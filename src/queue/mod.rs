@@ -82,7 +82,7 @@ impl JobQueue {
         lease: Duration,
     ) -> Result<Vec<job::Model>, AppError> {
         let now = write.now();
-        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let lease_until = later(now, lease);
         let mut due = Query::select();
         due.column(job::Column::Id)
             .from(job::Entity)
@@ -206,6 +206,24 @@ impl JobQueue {
             .await?;
         Ok(())
     }
+}
+
+/// `wait` after `now`, saturating instead of overflowing.
+pub fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| now.checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The kinds of job, each the name its handler is found by.
+pub mod kinds {
+    /// Push one notification to its user's devices.
+    pub const PUSH: &str = "push";
+    /// Email one notification to its user.
+    pub const EMAIL: &str = "email";
+    /// Email a user the chats still unread after a while.
+    pub const CHAT_DIGEST: &str = "chat_digest";
 }
 
 /// An error kept for the operator, cut to a size a row can carry.

@@ -14,12 +14,17 @@ pub fn for_status(
     requester: &user::Model,
     caregiver: &user::Model,
 ) -> Vec<Notice> {
+    // A request's pushes expire with it; `expiresAt` tells the delivery when.
     let notice = |reader: &user::Model, kind, title: &str, body: String| Notice {
         user_id: reader.id,
         kind,
         title: title.to_owned(),
         body,
-        data: json!({ "videoCallId": call.id, "bookingId": call.booking_id }),
+        data: json!({
+            "videoCallId": call.id,
+            "bookingId": call.booking_id,
+            "expiresAt": call.expires_at,
+        }),
         dedupe_key: Some(format!("video:{}:{}", call.id, call.status.as_str())),
     };
     let both = |kind, title: &str, to_requester: String, to_caregiver: String| {

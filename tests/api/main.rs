@@ -10,6 +10,7 @@ mod config;
 mod fake_twilio;
 mod helpers;
 mod http;
+mod jobs;
 mod lagging;
 mod limits;
 mod metrics;

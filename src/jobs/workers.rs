@@ -1,0 +1,126 @@
+//! The job workers of one instance: claim due jobs from the durable queue, run each with its
+//! handler (up to `JOB_CONCURRENCY` at once, so one slow provider never holds up the
+//! others), and look again when a commit added jobs, a job falls due, the manual clock moves
+//! (tests) or the poll interval passes.
+
+use std::{sync::Arc, time::Duration};
+
+use entity::job;
+use tokio::sync::Semaphore;
+
+use crate::{
+    config::JobConfig,
+    db::JobWake,
+    delivery::Delivery,
+    error::AppError,
+    queue::{JobQueue, kinds, later},
+    shutdown::Shutdown,
+    state::AppState,
+};
+
+/// The most jobs one claim takes.
+const CLAIM_BATCH: usize = 64;
+
+/// Runs the workers until `shutdown` begins; jobs under way are left to finish (or, if the
+/// process ends first, to be claimed again when their lease lapses).
+pub async fn run(
+    state: AppState,
+    delivery: Arc<Delivery>,
+    config: JobConfig,
+    wake: JobWake,
+    shutdown: &Shutdown,
+) {
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut clock_moves = state.clock.moves();
+    while !shutdown.is_stopping() {
+        let free = slots.available_permits().min(CLAIM_BATCH);
+        if free == 0 {
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => drop(permit),
+                () = shutdown.stopping() => {}
+            }
+            continue;
+        }
+        let claimed = state
+            .writer
+            .run(async |write| JobQueue::claim(write, free as u64, config.lease).await)
+            .await;
+        match claimed {
+            Ok(jobs) => {
+                let full = jobs.len() == free;
+                for job in jobs {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let state = state.clone();
+                    let delivery = delivery.clone();
+                    tokio::spawn(async move {
+                        run_one(&state, &delivery, &job).await;
+                        drop(permit);
+                    });
+                }
+                if full {
+                    continue;
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "claiming jobs"),
+        }
+        let wait = until_next_due(&state, config.poll).await;
+        let moved = async {
+            match clock_moves.as_mut() {
+                Some(moves) => moves.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = wake.woken() => {}
+            () = tokio::time::sleep(wait) => {}
+            still = moved => if !still { clock_moves = None; },
+            () = shutdown.stopping() => {}
+        }
+    }
+}
+
+/// Runs one claimed job with its handler; a handler that failed on our side (the database)
+/// has its job retried after a short wait.
+async fn run_one(state: &AppState, delivery: &Delivery, job: &job::Model) {
+    let ran = match job.kind.as_str() {
+        kinds::PUSH => delivery.push(state, job).await,
+        kinds::EMAIL => delivery.email(state, job).await,
+        kinds::CHAT_DIGEST => delivery.chat_digest(state, job).await,
+        other => {
+            let reason = format!("no handler for jobs of kind {other:?}");
+            state
+                .writer
+                .run(async |write| JobQueue::fail(write, job.id, &reason).await)
+                .await
+        }
+    };
+    if let Err(err) = ran {
+        tracing::error!(error = %err, job = %job.id, kind = %job.kind, "running a job");
+        let retry = later(state.clock.now(), Duration::from_secs(5));
+        let reason = err.to_string();
+        let recorded: Result<(), AppError> = state
+            .writer
+            .run(async |write| JobQueue::retry_at(write, job.id, retry, &reason).await)
+            .await;
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, job = %job.id, "recording a job's failure; its lease will lapse");
+        }
+    }
+}
+
+/// How long an idle worker sleeps: until the next job falls due, at most `poll`.
+async fn until_next_due(state: &AppState, poll: Duration) -> Duration {
+    match JobQueue::next_due(&state.db).await {
+        Ok(Some(at)) => (at - state.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(poll),
+        Ok(None) => poll,
+        Err(err) => {
+            tracing::error!(error = %err, "looking for the next due job");
+            poll
+        }
+    }
+}
