@@ -6,6 +6,26 @@
 //! provider is a [`provider::PushSender`] or [`provider::Mailer`] with a real HTTP or SMTP
 //! implementation, reached at a configurable base URL.
 
+pub mod apns;
+pub mod fcm;
 pub mod provider;
 
-pub use provider::{Email, Mailer, Providers, Push, PushSender, SendFailure};
+use std::sync::Arc;
+
+pub use provider::{Email, Mailer, Providers, Push, PushSender, SendFailure, SetupError};
+
+use crate::config::DeliveryConfig;
+
+/// Builds every configured provider; one whose key cannot be read or used stops start-up.
+/// A channel whose variables are unset stays `None`.
+pub fn providers(config: &DeliveryConfig) -> Result<Providers, SetupError> {
+    let timeout = config.provider_timeout;
+    let mut providers = Providers::default();
+    if let Some(fcm) = &config.fcm {
+        providers.fcm = Some(Arc::new(fcm::FcmSender::new(fcm, timeout)?));
+    }
+    if let Some(apns) = &config.apns {
+        providers.apns = Some(Arc::new(apns::ApnsSender::new(apns, timeout)?));
+    }
+    Ok(providers)
+}
