@@ -6,9 +6,11 @@
 //! provider is a [`provider::PushSender`] or [`provider::Mailer`] with a real HTTP or SMTP
 //! implementation, reached at a configurable base URL.
 
+pub mod apns;
 mod content;
 pub mod devices;
 mod email_job;
+pub mod fcm;
 mod graphql;
 pub mod provider;
 mod push_job;
@@ -16,12 +18,12 @@ mod record;
 pub mod settings;
 pub mod unsubscribe;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 pub use graphql::{DeliveryMutation, DeliveryQuery};
-pub use provider::{Email, Mailer, Providers, Push, PushSender, SendFailure};
+pub use provider::{Email, Mailer, Providers, Push, PushSender, SendFailure, SetupError};
 
-use crate::queue::Backoff;
+use crate::{config::DeliveryConfig, queue::Backoff};
 
 /// Delivery's runtime part: the configured providers and the rules of its jobs. Resolvers
 /// read it as context data; the job workers run its handlers.
@@ -45,12 +47,16 @@ impl Delivery {
     };
 }
 
-pub use push_job::job as push_job;
-
-/// The providers `config` turns on, set up (key files read, clients built).
-pub fn providers(
-    config: &crate::config::DeliveryConfig,
-) -> Result<Providers, provider::SetupError> {
-    let _ = config;
-    Ok(Providers::default())
+/// Builds every configured provider; one whose key cannot be read or used stops start-up.
+/// A channel whose variables are unset stays `None`.
+pub fn providers(config: &DeliveryConfig) -> Result<Providers, SetupError> {
+    let timeout = config.provider_timeout;
+    let mut providers = Providers::default();
+    if let Some(fcm) = &config.fcm {
+        providers.fcm = Some(Arc::new(fcm::FcmSender::new(fcm, timeout)?));
+    }
+    if let Some(apns) = &config.apns {
+        providers.apns = Some(Arc::new(apns::ApnsSender::new(apns, timeout)?));
+    }
+    Ok(providers)
 }

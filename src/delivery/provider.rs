@@ -92,6 +92,75 @@ impl SendFailure {
     }
 }
 
+/// A provider that cannot be built from its configuration (an unreadable key file, a
+/// malformed key): start-up stops with it, rather than failing every delivery later.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{provider}: {reason}")]
+pub struct SetupError {
+    pub provider: &'static str,
+    pub reason: String,
+}
+
+impl SetupError {
+    /// `provider` could not be set up, for `reason`.
+    pub fn new(provider: &'static str, reason: impl Into<String>) -> Self {
+        SetupError {
+            provider,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The most of a provider's answer that is read: its error JSON is small, and a broken or
+/// hostile endpoint cannot make a worker buffer more.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Reads at most `limit` bytes of `response`'s body; the rest is left unread.
+pub async fn read_body_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// The wait a `Retry-After` header asks for: delay-seconds, or an HTTP-date taken against
+/// `now` (a date already past is no wait). `None` when absent or unreadable.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A failed request as a transient failure: a timeout, a refused connection, a reset
+/// stream. The URL is left out of the reason (an APNs URL holds the device token).
+pub fn transport_failure(provider: &str, err: reqwest::Error) -> SendFailure {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    SendFailure::transient(format!("{provider}: {kind}: {}", err.without_url()))
+}
+
 /// Sends pushes to the devices of one platform.
 #[async_trait::async_trait]
 pub trait PushSender: Send + Sync {
@@ -110,14 +179,6 @@ pub trait PushSender: Send + Sync {
 pub trait Mailer: Send + Sync {
     /// Sends `email`; returns within the configured provider timeout.
     async fn send(&self, email: &Email) -> Result<(), SendFailure>;
-}
-
-/// Why a configured provider could not be set up (an unreadable key file, a bad URL).
-#[derive(Debug, thiserror::Error)]
-#[error("{provider}: {reason}")]
-pub struct SetupError {
-    pub provider: &'static str,
-    pub reason: String,
 }
 
 /// The configured providers; a `None` is a channel this server does not offer.

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use entity::{
     device,
     enums::{Channel, DeliveryStatus, NotificationType},
@@ -24,19 +23,9 @@ use super::{
 use crate::{
     db::Write,
     error::AppError,
-    queue::{JobQueue, NewJob, kinds},
+    queue::JobQueue,
     state::AppState,
 };
-
-/// The job that pushes `notification_id` to its user's devices.
-pub fn job(notification_id: Uuid, now: DateTime<Utc>) -> NewJob {
-    NewJob {
-        kind: kinds::PUSH,
-        payload: serde_json::json!({ "notificationId": notification_id }),
-        run_at: now,
-        dedupe_key: None,
-    }
-}
 
 impl Delivery {
     /// Runs one claimed `push` job to its end: sent, retried later, postponed, or failed.
