@@ -92,6 +92,15 @@ impl SendFailure {
     }
 }
 
+/// Why a configured provider could not be set up at start-up (an unreadable key, a URL
+/// that is not allowed).
+#[derive(Debug, thiserror::Error)]
+#[error("{provider}: {reason}")]
+pub struct SetupError {
+    pub provider: &'static str,
+    pub reason: String,
+}
+
 /// Sends pushes to the devices of one platform.
 #[async_trait::async_trait]
 pub trait PushSender: Send + Sync {
