@@ -9,9 +9,9 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use caregraph::{
-    config::{EmailConfig, WebPushConfig},
+    config::{DeliveryConfig, EmailConfig, JobConfig, WebPushConfig},
     delivery::{
-        Email, Mailer, Push, PushSender, SendFailure, email::SmtpMailer, web_push,
+        Email, Mailer, Push, PushSender, SendFailure, email::SmtpMailer, providers, web_push,
         web_push::WebPushSender,
     },
 };
@@ -314,7 +314,7 @@ async fn a_hanging_push_service_is_transient_within_the_timeout() {
         matches!(outcome, Err(SendFailure::Transient { .. })),
         "{outcome:?}"
     );
-    assert!(started.elapsed() < TIMEOUT + Duration::from_millis(700));
+    assert!(started.elapsed() < TIMEOUT + Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -470,7 +470,7 @@ async fn an_unreachable_or_silent_relay_is_transient_within_the_timeout() {
         matches!(outcome, Err(SendFailure::Transient { .. })),
         "{outcome:?}"
     );
-    assert!(started.elapsed() < TIMEOUT + Duration::from_millis(700));
+    assert!(started.elapsed() < TIMEOUT + Duration::from_secs(2));
 }
 
 #[tokio::test]
@@ -498,4 +498,47 @@ async fn smtp_setup_takes_tls_urls_and_refuses_plaintext_beyond_loopback() {
         from: "not an address".into(),
     };
     assert!(SmtpMailer::new(&config, TIMEOUT).is_err());
+}
+
+#[tokio::test]
+async fn providers_builds_the_configured_channels_and_names_the_one_that_fails() {
+    let config = |web_push: Option<WebPushConfig>, email: Option<EmailConfig>| DeliveryConfig {
+        fcm: None,
+        apns: None,
+        web_push,
+        email,
+        incomplete: Vec::new(),
+        provider_timeout: TIMEOUT,
+        digest_delay: Duration::from_secs(600),
+        jobs: JobConfig {
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+        },
+    };
+    let web_push = WebPushConfig {
+        private_key: vapid_key().as_str().into(),
+        subject: "https://caregraph.test/contact".into(),
+    };
+    let email = EmailConfig {
+        smtp_url: "smtps://user:pass@smtp.example.com".into(),
+        from: "notifications@caregraph.test".into(),
+    };
+
+    let none = providers(&config(None, None)).unwrap();
+    assert!(!none.any_push() && none.email.is_none());
+
+    let both = providers(&config(Some(web_push.clone()), Some(email))).unwrap();
+    assert!(both.push(DevicePlatform::WebPush).is_some());
+    assert!(both.push(DevicePlatform::Fcm).is_none());
+    assert!(both.email.is_some());
+
+    let plaintext_abroad = EmailConfig {
+        smtp_url: "smtp://smtp.example.com?tls=none".into(),
+        from: "notifications@caregraph.test".into(),
+    };
+    let Err(error) = providers(&config(Some(web_push), Some(plaintext_abroad))) else {
+        panic!("tls=none to a remote relay was accepted");
+    };
+    assert_eq!(error.provider, "email");
 }
