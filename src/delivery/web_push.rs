@@ -103,10 +103,7 @@ impl WebPushSender {
 
     /// A VAPID token for `audience`, reused for a few hours.
     fn token(&self, audience: &str) -> String {
-        let mut tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = crate::sync::lock(&self.tokens);
         if let Some((token, made)) = tokens.get(audience)
             && made.elapsed() < TOKEN_REUSE
         {

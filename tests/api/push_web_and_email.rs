@@ -214,7 +214,7 @@ async fn a_long_body_is_cut_to_fit_one_record() {
 }
 
 #[tokio::test]
-async fn gone_and_unknown_subscriptions_are_dead_tokens() {
+async fn gone_unknown_and_unusable_subscriptions_are_dead_tokens() {
     let (service, sender, subscription) = setup().await;
     service.script(&subscription, [Answer::Status(410)]);
     let outcome = sender
@@ -228,6 +228,14 @@ async fn gone_and_unknown_subscriptions_are_dead_tokens() {
     let mut unknown = device_for(&subscription);
     unknown.token = format!("{}/push/nobody", service.origin);
     let outcome = sender.send(&unknown, &push(), Utc::now()).await;
+    assert!(
+        matches!(outcome, Err(SendFailure::DeadToken(_))),
+        "{outcome:?}"
+    );
+
+    let mut keyless = device_for(&subscription);
+    keyless.web_push_auth = None;
+    let outcome = sender.send(&keyless, &push(), Utc::now()).await;
     assert!(
         matches!(outcome, Err(SendFailure::DeadToken(_))),
         "{outcome:?}"
@@ -541,4 +549,20 @@ async fn providers_builds_the_configured_channels_and_names_the_one_that_fails()
         panic!("tls=none to a remote relay was accepted");
     };
     assert_eq!(error.provider, "email");
+}
+
+#[tokio::test]
+async fn malformed_or_too_large_answers_are_rejected_not_retried() {
+    let (service, sender, subscription) = setup().await;
+    service.script(&subscription, [Answer::Status(400), Answer::Status(413)]);
+    let device = device_for(&subscription);
+
+    for _ in 0..2 {
+        let outcome = sender.send(&device, &push(), Utc::now()).await;
+        assert!(
+            matches!(outcome, Err(SendFailure::Rejected(_))),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(service.received(&subscription).len(), 0);
 }
