@@ -10,6 +10,7 @@ pub mod apns;
 mod content;
 pub mod devices;
 mod email_job;
+pub mod email;
 pub mod fcm;
 mod graphql;
 pub mod provider;
@@ -17,6 +18,7 @@ mod push_job;
 mod record;
 pub mod settings;
 pub mod unsubscribe;
+pub mod web_push;
 
 use std::{sync::Arc, time::Duration};
 
@@ -57,6 +59,12 @@ pub fn providers(config: &DeliveryConfig) -> Result<Providers, SetupError> {
     }
     if let Some(apns) = &config.apns {
         providers.apns = Some(Arc::new(apns::ApnsSender::new(apns, timeout)?));
+    }
+    if let Some(web_push) = &config.web_push {
+        providers.web_push = Some(Arc::new(web_push::WebPushSender::new(web_push, timeout)?));
+    }
+    if let Some(email) = &config.email {
+        providers.email = Some(Arc::new(email::SmtpMailer::new(email, timeout)?));
     }
     Ok(providers)
 }

@@ -144,7 +144,7 @@ async fn settle(
 ) -> Result<(), AppError> {
     match transient {
         Some(reason) if !backoff.exhausted(job.attempts) => {
-            let wait = backoff.wait(job.attempts, retry_after, rand::random::<f64>());
+            let wait = backoff.wait(job.attempts, retry_after, Backoff::jitter());
             JobQueue::retry_at(write, job.id, later(write.now(), wait), reason).await
         }
         Some(reason) => JobQueue::fail(write, job.id, reason).await,

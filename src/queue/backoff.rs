@@ -32,6 +32,12 @@ impl Backoff {
         }
     }
 
+    /// A uniform draw from [0, 1] for [`Self::wait`], from the operating system's generator.
+    pub fn jitter() -> f64 {
+        use rand_core::RngCore;
+        rand_core::OsRng.next_u64() as f64 / u64::MAX as f64
+    }
+
     /// Whether attempt `attempt` was the last one allowed.
     pub fn exhausted(&self, attempt: i32) -> bool {
         attempt >= self.max_attempts
