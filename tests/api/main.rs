@@ -8,6 +8,7 @@ mod bookings;
 mod chat;
 mod config;
 mod fake_twilio;
+mod graphiql;
 mod helpers;
 mod http;
 mod lagging;
