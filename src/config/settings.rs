@@ -230,8 +230,8 @@ struct Graphql {
     /// names. Unset: on in development, off in production.
     #[arg(long, env, value_parser = parsed::<bool>)]
     graphql_introspection: Option<bool>,
-    /// `true` or `false`: the GraphiQL explorer on `GET /graphql`. Unset: on in
-    /// development, off in production.
+    /// `true` or `false`: the GraphiQL explorer on `GET /graphql`, its files served from the
+    /// binary under `/graphiql/`. Unset: on in development, off in production.
     #[arg(long, env, value_parser = parsed::<bool>)]
     graphiql: Option<bool>,
 }

@@ -12,10 +12,7 @@
 
 use std::{net::SocketAddr, str::FromStr};
 
-use async_graphql::{
-    Request, Variables,
-    http::{GraphiQLSource, WebSocketProtocols},
-};
+use async_graphql::{Request, Variables, http::WebSocketProtocols};
 use async_graphql_axum::GraphQLResponse;
 use axum::{
     body::Body,
@@ -23,11 +20,11 @@ use axum::{
         ConnectInfo, Query, State, WebSocketUpgrade, ws::rejection::WebSocketUpgradeRejection,
     },
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
-    response::{Html, IntoResponse, Json, Response},
+    response::{IntoResponse, Json, Response},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::{HttpState, rejection::HttpRejection, request, ws};
+use super::{HttpState, graphiql, rejection::HttpRejection, request, ws};
 use crate::{config::HttpConfig, error::AppError, graphql::ReadOnlyRequest, viewer::Credentials};
 
 /// The media type of responses to clients that do not ask for the spec's.
@@ -65,7 +62,7 @@ pub async fn get(
     let accepts = Accepts::of(&headers);
     let in_url = uri.query().is_some_and(|query| !query.is_empty());
     if accepts.prefers_html() || (!in_url && !accepts.names_json()) {
-        return graphiql(&state);
+        return explorer(&state, &headers);
     }
     let credentials = credentials(&state, &headers).await;
     let request = match charged(&state, &credentials, from_url(&state.http, &uri)) {
@@ -305,18 +302,11 @@ impl Accepts {
 }
 
 /// The explorer, where it is on.
-fn graphiql(state: &HttpState) -> Response {
+fn explorer(state: &HttpState, headers: &HeaderMap) -> Response {
     if !state.graphiql {
         return HttpRejection::GraphiqlDisabled.into_response();
     }
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .title("caregraph")
-            .finish(),
-    )
-    .into_response()
+    graphiql::page(headers)
 }
 
 /// A graphql-ws session on the subprotocol the client offers first among those we speak.

@@ -1,7 +1,8 @@
 //! The HTTP surface: `/graphql` (POST, queries on GET, GraphiQL for a browser, graphql-ws
-//! upgrade), `/health`, `/ready`, `/metrics`, and the provider webhooks; every refusal at this
-//! layer is GraphQL-shaped JSON.
+//! upgrade), GraphiQL's files under `/graphiql/`, `/health`, `/ready`, `/metrics`, and the
+//! provider webhooks; every refusal at this layer is GraphQL-shaped JSON.
 
+mod graphiql;
 mod graphql;
 mod ops;
 mod rejection;
@@ -41,7 +42,7 @@ pub struct HttpState {
     pub schema: CaregraphSchema,
     pub http: Arc<HttpConfig>,
     pub websocket: Arc<WebSocketConfig>,
-    /// Whether `GET /graphql` serves the explorer.
+    /// Whether `GET /graphql` serves the explorer, and `/graphiql/` its files.
     pub graphiql: bool,
     /// Sockets per user on this instance, for `WS_MAX_SOCKETS_PER_USER`.
     pub sockets: Arc<OpenSockets>,
@@ -58,6 +59,9 @@ pub fn router(state: HttpState) -> Router {
     let mut router = Router::new();
     if state.metrics.is_some() {
         router = router.route("/metrics", get(ops::metrics));
+    }
+    if state.graphiql {
+        router = router.route("/graphiql/{tag}/{file}", get(graphiql::asset));
     }
     router
         .route("/graphql", get(graphql::get).post(graphql::execute))

@@ -12,6 +12,7 @@ mod fake_fcm;
 mod fake_smtp;
 mod fake_twilio;
 mod fake_web_push;
+mod graphiql;
 mod helpers;
 mod http;
 mod jobs;
