@@ -214,7 +214,7 @@ fn checked_apns_token(token: String) -> Result<String, AppError> {
     let token = token.to_ascii_lowercase();
     let fine = token.len() >= 64
         && token.len() <= 200
-        && token.len() % 2 == 0
+        && token.len().is_multiple_of(2)
         && token.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !fine {
         return Err(AppError::bad_input(

@@ -217,7 +217,7 @@ async fn unread_chats(
             unread,
         });
     }
-    chats.sort_by(|a, b| b.unread.cmp(&a.unread));
+    chats.sort_by_key(|chat| std::cmp::Reverse(chat.unread));
     chats.truncate(DIGEST_CHATS as usize);
     Ok(chats)
 }

@@ -114,6 +114,7 @@ pub struct WebPushSubscriptionInput {
 #[derive(InputObject)]
 pub struct WebPushKeysInput {
     /// The browser's P-256 public key, base64url.
+    #[graphql(name = "p256dh")]
     pub p256dh: String,
     /// The 16-byte authentication secret, base64url.
     pub auth: String,

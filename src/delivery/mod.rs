@@ -9,8 +9,8 @@
 pub mod apns;
 mod content;
 pub mod devices;
-mod email_job;
 pub mod email;
+mod email_job;
 pub mod fcm;
 mod graphql;
 pub mod provider;

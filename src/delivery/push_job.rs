@@ -20,12 +20,7 @@ use super::{
     record::{self, Outcome},
     settings::SettingsService,
 };
-use crate::{
-    db::Write,
-    error::AppError,
-    queue::JobQueue,
-    state::AppState,
-};
+use crate::{db::Write, error::AppError, queue::JobQueue, state::AppState};
 
 impl Delivery {
     /// Runs one claimed `push` job to its end: sent, retried later, postponed, or failed.

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use entity::job;
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
     config::JobConfig,
@@ -21,8 +21,9 @@ use crate::{
 /// The most jobs one claim takes.
 const CLAIM_BATCH: usize = 64;
 
-/// Runs the workers until `shutdown` begins; jobs under way are left to finish (or, if the
-/// process ends first, to be claimed again when their lease lapses).
+/// Runs the workers until `shutdown` begins, then waits for the jobs under way. Dropping it
+/// (the grace period ran out, or the process ends) abandons them: their claims lapse with
+/// their leases and another worker takes them over.
 pub async fn run(
     state: AppState,
     delivery: Arc<Delivery>,
@@ -31,8 +32,10 @@ pub async fn run(
     shutdown: &Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut running = JoinSet::new();
     let mut clock_moves = state.clock.moves();
     while !shutdown.is_stopping() {
+        while running.try_join_next().is_some() {}
         let free = slots.available_permits().min(CLAIM_BATCH);
         if free == 0 {
             tokio::select! {
@@ -54,7 +57,7 @@ pub async fn run(
                     };
                     let state = state.clone();
                     let delivery = delivery.clone();
-                    tokio::spawn(async move {
+                    running.spawn(async move {
                         run_one(&state, &delivery, &job).await;
                         drop(permit);
                     });
@@ -79,6 +82,7 @@ pub async fn run(
             () = shutdown.stopping() => {}
         }
     }
+    while running.join_next().await.is_some() {}
 }
 
 /// Runs one claimed job with its handler; a handler that failed on our side (the database)

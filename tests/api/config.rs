@@ -202,3 +202,27 @@ fn json_logs_are_one_object_per_line() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("LOG_FORMAT"), "{stderr}");
 }
+
+#[test]
+fn a_provider_configured_in_part_refuses_to_start_naming_what_is_missing() {
+    let config =
+        Config::from_lookup(|name| (name == "APNS_KEY_ID").then(|| "ABC123DEFG".to_owned()))
+            .expect("readable");
+    let refused = config.check().expect_err("incomplete APNs");
+    let message = refused.to_string();
+    assert!(
+        message.contains("APNS_KEY_FILE") && message.contains("APNS_TEAM_ID"),
+        "{message}"
+    );
+    assert!(!message.contains("APNS_KEY_ID and"), "{message}");
+    let smtp = Config::from_lookup(|name| {
+        (name == "SMTP_URL").then(|| "smtps://mail.example.com".to_owned())
+    })
+    .expect("readable");
+    assert!(
+        smtp.check()
+            .expect_err("no EMAIL_FROM")
+            .to_string()
+            .contains("EMAIL_FROM")
+    );
+}

@@ -143,6 +143,11 @@ impl TestApp {
         }
     }
 
+    /// Ends the server at once, as a crash would: whatever it was doing is dropped mid-way.
+    pub fn kill(&self) {
+        self.server.abort();
+    }
+
     /// The server's shared services, for a test that builds its own router on them.
     pub fn services(&self) -> &Services {
         &self.services
@@ -700,5 +705,26 @@ impl Subscriber {
                 return read;
             }
         }
+    }
+}
+
+/// A file holding `contents`, removed when dropped.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("caregraph-{}-{name}", Uuid::new_v4()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod bookings;
 mod chat;
 mod config;
+mod deliveries;
 mod fake_apns;
 mod fake_fcm;
 mod fake_smtp;

@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -20,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     fake_apns::{self, FakeApns},
     fake_fcm::{self, FakeFcm, Reply},
-    helpers::test_config,
+    helpers::{TempFile, test_config},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,27 +27,6 @@ const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 14, 9, 26, 53).unwrap()
-}
-
-/// A file holding `contents`, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, contents: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("caregraph-{}-{name}", Uuid::new_v4()));
-        std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-
-    fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn device(platform: DevicePlatform, token: &str) -> device::Model {
