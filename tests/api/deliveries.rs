@@ -760,3 +760,33 @@ async fn unread_chats_are_emailed_in_one_digest_at_most_once_an_hour() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(to_carol(delivering.smtp.messages()), 1);
 }
+
+#[tokio::test]
+async fn a_user_keeps_twenty_devices_and_bad_quiet_hours_are_refused() {
+    let delivering = Delivering::start().await;
+    let app = &delivering.app;
+    let ann = app.register("CARE_RECIPIENT", "Ann").await;
+    let token = |n: usize| format!("{FCM_TOKEN}{n:03}");
+    let first = delivering.phone(&ann, &token(0)).await;
+    for n in 1..=20 {
+        app.clock.advance(chrono::Duration::seconds(1));
+        delivering.phone(&ann, &token(n)).await;
+    }
+    let devices = app.ok(&ann, DEVICES, json!({})).await;
+    let ids: Vec<&Value> = devices["devices"].as_array().expect("devices").iter().map(|d| &d["id"]).collect();
+    assert_eq!(ids.len(), 20, "the 21st registration removed one");
+    assert!(!ids.contains(&&json!(first)), "the one used longest ago went");
+
+    for (what, quiet) in [
+        ("an hour past 23", json!({ "start": "25:00", "end": "07:00" })),
+        ("no minutes", json!({ "start": "22", "end": "07:00" })),
+        ("the same start and end", json!({ "start": "07:00", "end": "07:00" })),
+    ] {
+        let response = app
+            .graphql(Some(&ann.token), SETTINGS, json!({ "input": { "quietHours": quiet } }))
+            .await;
+        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{what}: {response}");
+    }
+    let settings = app.ok(&ann, "{ deliverySettings { messagePreviews quietHours { start } } }", json!({})).await;
+    assert_eq!(settings["deliverySettings"], json!({ "messagePreviews": false, "quietHours": null }));
+}
