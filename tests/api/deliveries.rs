@@ -773,20 +773,97 @@ async fn a_user_keeps_twenty_devices_and_bad_quiet_hours_are_refused() {
         delivering.phone(&ann, &token(n)).await;
     }
     let devices = app.ok(&ann, DEVICES, json!({})).await;
-    let ids: Vec<&Value> = devices["devices"].as_array().expect("devices").iter().map(|d| &d["id"]).collect();
+    let ids: Vec<&Value> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
     assert_eq!(ids.len(), 20, "the 21st registration removed one");
-    assert!(!ids.contains(&&json!(first)), "the one used longest ago went");
+    assert!(
+        !ids.contains(&&json!(first)),
+        "the one used longest ago went"
+    );
 
     for (what, quiet) in [
-        ("an hour past 23", json!({ "start": "25:00", "end": "07:00" })),
+        (
+            "an hour past 23",
+            json!({ "start": "25:00", "end": "07:00" }),
+        ),
         ("no minutes", json!({ "start": "22", "end": "07:00" })),
-        ("the same start and end", json!({ "start": "07:00", "end": "07:00" })),
+        (
+            "the same start and end",
+            json!({ "start": "07:00", "end": "07:00" }),
+        ),
     ] {
         let response = app
-            .graphql(Some(&ann.token), SETTINGS, json!({ "input": { "quietHours": quiet } }))
+            .graphql(
+                Some(&ann.token),
+                SETTINGS,
+                json!({ "input": { "quietHours": quiet } }),
+            )
             .await;
-        assert_eq!(error_code(&response), "BAD_USER_INPUT", "{what}: {response}");
+        assert_eq!(
+            error_code(&response),
+            "BAD_USER_INPUT",
+            "{what}: {response}"
+        );
     }
-    let settings = app.ok(&ann, "{ deliverySettings { messagePreviews quietHours { start } } }", json!({})).await;
-    assert_eq!(settings["deliverySettings"], json!({ "messagePreviews": false, "quietHours": null }));
+    let settings = app
+        .ok(
+            &ann,
+            "{ deliverySettings { messagePreviews quietHours { start } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        settings["deliverySettings"],
+        json!({ "messagePreviews": false, "quietHours": null })
+    );
+}
+
+#[tokio::test]
+async fn an_iphone_registered_with_apns_gets_its_push_through_the_sandbox_when_its_build_is() {
+    use crate::fake_apns::{self, FakeApns};
+    let production = FakeApns::start().await;
+    let sandbox = FakeApns::start().await;
+    let key = TempFile::new("AuthKey.p8", fake_apns::AUTH_KEY);
+    let mut config = test_config().await;
+    config.delivery.apns = Some(caregraph::config::ApnsConfig {
+        key_file: key.path(),
+        key_id: fake_apns::KEY_ID.to_owned(),
+        team_id: fake_apns::TEAM_ID.to_owned(),
+        base_url: production.base_url.clone(),
+        sandbox_base_url: sandbox.base_url.clone(),
+    });
+    config.delivery.jobs.poll = Duration::from_millis(50);
+    let app = TestApp::spawn_with(config).await;
+    let rita = app.register("CARE_RECIPIENT", "Rita").await;
+    let carol = app.register("CAREGIVER", "Carol").await;
+    let token = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let registered = app
+        .ok(
+            &carol,
+            REGISTER,
+            json!({ "input": { "apns": { "token": token.to_uppercase(), "bundleId": fake_apns::TOPIC,
+                "environment": "SANDBOX", "label": "Carol's iPhone" } } }),
+        )
+        .await;
+    assert_eq!(registered["registerDevice"]["platform"], "APNS");
+    app.request_call(&rita, &carol).await;
+    let push = eventually("the call request on the sandbox gateway", async || {
+        sandbox.pushes().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        push.device_token, token,
+        "stored and sent as lower-case hex"
+    );
+    assert_eq!(push.headers["apns-topic"], fake_apns::TOPIC);
+    assert_eq!(push.headers["apns-priority"], "10");
+    assert_eq!(push.payload["type"], "VIDEO_CALL_REQUESTED");
+    assert!(
+        production.pushes().is_empty(),
+        "a sandbox token never goes to production"
+    );
 }
