@@ -177,6 +177,15 @@ impl DeliveryQuery {
         Ok(devices.into_iter().map(Device).collect())
     }
 
+    /// The key a browser subscribes with (`pushManager.subscribe({ applicationServerKey })`):
+    /// this server's VAPID public key, base64url; null when it does not send Web Push.
+    async fn web_push_public_key(&self, ctx: &Context<'_>) -> Option<String> {
+        ctx.data_unchecked::<Arc<Delivery>>()
+            .providers
+            .web_push_public_key
+            .clone()
+    }
+
     /// The viewer's message previews and quiet hours.
     async fn delivery_settings(
         &self,

@@ -61,7 +61,9 @@ pub fn providers(config: &DeliveryConfig) -> Result<Providers, SetupError> {
         providers.apns = Some(Arc::new(apns::ApnsSender::new(apns, timeout)?));
     }
     if let Some(web_push) = &config.web_push {
-        providers.web_push = Some(Arc::new(web_push::WebPushSender::new(web_push, timeout)?));
+        let sender = web_push::WebPushSender::new(web_push, timeout)?;
+        providers.web_push_public_key = Some(sender.public_key().to_owned());
+        providers.web_push = Some(Arc::new(sender));
     }
     if let Some(email) = &config.email {
         providers.email = Some(Arc::new(email::SmtpMailer::new(email, timeout)?));

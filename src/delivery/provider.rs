@@ -187,6 +187,8 @@ pub struct Providers {
     pub fcm: Option<Arc<dyn PushSender>>,
     pub apns: Option<Arc<dyn PushSender>>,
     pub web_push: Option<Arc<dyn PushSender>>,
+    /// The VAPID public key browsers subscribe with, when Web Push is on.
+    pub web_push_public_key: Option<String>,
     pub email: Option<Arc<dyn Mailer>>,
 }
 

@@ -91,6 +91,11 @@ impl Delivering {
 
     /// A Web Push subscription for `user`, registered as a browser's app would.
     async fn browser(&self, user: &TestUser) -> Subscription {
+        let key = self.app.ok(user, "{ webPushPublicKey }", json!({})).await;
+        assert_eq!(
+            key["webPushPublicKey"],
+            self.application_server_key.as_str()
+        );
         let subscription = self.web.subscribe(&self.application_server_key);
         let registered = self
             .app
