@@ -32,6 +32,10 @@ pub enum ConfigError {
         "CORS_ALLOWED_ORIGINS is unset and CAREGRAPH_ENV=production: list the origins of your web apps (or `*` to allow any)"
     )]
     CorsUnsetInProduction,
+    #[error(
+        "Twilio is configured but PUBLIC_URL is unset and CAREGRAPH_ENV=production: Twilio's room callbacks could never reach this server; set PUBLIC_URL to its public https URL"
+    )]
+    PublicUrlUnsetWithTwilio,
     /// Some of a provider's variables are set and others are not.
     #[error("incomplete configuration: set {} too, or unset the others of its group", .0.join(" and "))]
     Incomplete(Vec<&'static str>),
@@ -117,8 +121,8 @@ pub struct Config {
     pub video: VideoConfig,
     pub delivery: DeliveryConfig,
     /// Where clients and providers reach this server; behind a proxy, the URL Twilio signs
-    /// its callbacks with.
-    pub public_url: String,
+    /// its callbacks with. Unset: `http://` and the address actually bound.
+    pub public_url: Option<String>,
 }
 
 /// Video calls and their provider.
@@ -132,6 +136,10 @@ pub struct VideoConfig {
     pub request_ttl: Duration,
     /// How long an access token is valid.
     pub token_ttl: Duration,
+    /// An accepted call nobody joins expires after this.
+    pub join_timeout: Duration,
+    /// The longest wait for one Twilio REST call.
+    pub twilio_timeout: Duration,
     /// Signs the dev provider's tokens.
     pub dev_secret: Secret,
 }
@@ -399,6 +407,17 @@ impl Config {
         }
         if self.environment == Environment::Production && self.http.cors_allowed_origins.is_none() {
             return Err(ConfigError::CorsUnsetInProduction);
+        }
+        if self.video.twilio.is_some() && self.public_url.is_none() {
+            if self.environment == Environment::Production {
+                return Err(ConfigError::PublicUrlUnsetWithTwilio);
+            }
+            tracing::warn!(
+                "Twilio is configured but PUBLIC_URL is unset: rooms get a status callback on the \
+                 listening address, which Twilio cannot reach, so calls only start and end as \
+                 clients and the server's limit say. Set PUBLIC_URL to the server's public URL; \
+                 CAREGRAPH_ENV=production refuses to start like this."
+            );
         }
         let secret = self.auth.jwt_secret.expose();
         let weak = secret == DEV_JWT_SECRET || secret.len() < 32;

@@ -52,6 +52,11 @@ pub enum AppError {
     /// if retried shortly. The detail goes to the log.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// An outside provider (Twilio Video) did not answer in time or refused for now; nothing
+    /// was changed, and the same request may succeed if retried shortly. The detail goes to
+    /// the log.
+    #[error("provider unavailable: {0}")]
+    ProviderUnavailable(String),
     /// The operation ran past its deadline and was stopped, its transaction rolled back:
     /// retrying may succeed (the database may have been slow for a moment).
     #[error(
@@ -95,6 +100,7 @@ impl AppError {
             AppError::Conflict(_) => "CONFLICT",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            AppError::ProviderUnavailable(_) => "PROVIDER_UNAVAILABLE",
             AppError::TimedOut { .. } => "TIMEOUT",
             AppError::LimitExceeded { code, .. } => code,
             AppError::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
@@ -127,9 +133,10 @@ impl AppError {
                 ("retryable", true.into()),
                 ("retryAfterSeconds", (*seconds).into()),
             ],
-            AppError::RateLimited { .. } | AppError::Unavailable(_) | AppError::TimedOut { .. } => {
-                vec![("retryable", true.into())]
-            }
+            AppError::RateLimited { .. }
+            | AppError::Unavailable(_)
+            | AppError::ProviderUnavailable(_)
+            | AppError::TimedOut { .. } => vec![("retryable", true.into())],
             _ => Vec::new(),
         }
     }
@@ -140,6 +147,10 @@ impl AppError {
             AppError::Internal(_) => "internal error".to_owned(),
             AppError::Unavailable(_) => {
                 "the service is briefly unavailable; try again in a few seconds".to_owned()
+            }
+            AppError::ProviderUnavailable(_) => {
+                "the video provider did not answer; nothing changed, try again in a few seconds"
+                    .to_owned()
             }
             other => other.to_string(),
         }
@@ -266,6 +277,9 @@ fn coded(error: &mut ServerError) {
             }
             if let AppError::Unavailable(detail) = app_error {
                 tracing::warn!(%detail, "request refused: database unavailable");
+            }
+            if let AppError::ProviderUnavailable(detail) = app_error {
+                tracing::warn!(%detail, "request refused: provider unavailable");
             }
             let field = match app_error {
                 AppError::BadUserInput { field, .. } => *field,

@@ -34,18 +34,19 @@ pub enum StartupError {
     Provider(#[from] SetupError),
     #[error("binding the listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("video provider client: {0}")]
+    Video(#[from] reqwest::Error),
 }
 
-/// Twilio when it is configured, the dev provider otherwise.
-fn video(config: &Config) -> Video {
+/// Twilio when it is configured, the dev provider otherwise; `public_url` is where Twilio's
+/// status callbacks go.
+fn video(config: &Config, public_url: &str) -> Result<Video, StartupError> {
     let provider: Arc<dyn VideoProvider> = match &config.video.twilio {
         Some(twilio) => Arc::new(TwilioProvider::new(
             twilio.clone(),
-            format!(
-                "{}/webhooks/twilio/video",
-                config.public_url.trim_end_matches('/')
-            ),
-        )),
+            format!("{public_url}/webhooks/twilio/video"),
+            config.video.twilio_timeout,
+        )?),
         None => {
             tracing::info!("Twilio is not configured: video calls use the dev provider");
             Arc::new(DevProvider::new(
@@ -56,14 +57,16 @@ fn video(config: &Config) -> Video {
     let seconds = |duration: std::time::Duration| {
         chrono::Duration::seconds(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 1000))
     };
-    Video {
+    Ok(Video {
         provider,
         settings: VideoSettings {
             max_duration: seconds(config.video.max_duration),
             request_ttl: seconds(config.video.request_ttl),
             token_ttl: seconds(config.video.token_ttl),
+            join_timeout: seconds(config.video.join_timeout),
         },
-    }
+        provider_timeout: config.video.twilio_timeout,
+    })
 }
 
 /// A built application, bound to its port and ready to serve.
@@ -92,6 +95,11 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         config.check()?;
+        let listener = TcpListener::bind(config.addr).await?;
+        let public_url = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
         let db = db::connect(config.database_url.expose(), &config.database).await?;
         Migrator::up(&db, None).await?;
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
@@ -99,7 +107,7 @@ impl Application {
             providers: delivery::providers(&config.delivery)?,
             backoff: Delivery::BACKOFF,
             allow_loopback_endpoints: config.environment == Environment::Development,
-            unsubscribe: UnsubscribeLinks::new(&config.auth.jwt_secret, &config.public_url),
+            unsubscribe: UnsubscribeLinks::new(&config.auth.jwt_secret, &public_url),
         });
         delivery.providers.log_channels();
         let tokens = Arc::new(TokenService::new(&config.auth));
@@ -148,7 +156,7 @@ impl Application {
             auth,
             sends,
             typing: Arc::new(TypingGate::new(config.typing_ttl)),
-            video: Arc::new(video(&config)),
+            video: Arc::new(video(&config, &public_url)?),
             delivery,
             job_wake,
         };
@@ -168,7 +176,6 @@ impl Application {
                 .then(crate::telemetry::recorder)
                 .flatten(),
         });
-        let listener = TcpListener::bind(config.addr).await?;
         Ok(Self {
             listener,
             router,
@@ -223,7 +230,14 @@ impl Application {
             ..
         } = self.services;
         let checkpoints = db::checkpoint::run(state.db.clone(), state.write_queue.clone());
-        let workers = jobs::workers::run(state.clone(), delivery, self.jobs, job_wake, &shutdown);
+        let workers = jobs::workers::run(
+            state.clone(),
+            delivery,
+            video.clone(),
+            self.jobs,
+            job_wake,
+            &shutdown,
+        );
         let scheduler = async {
             tokio::select! {
                 ((), ()) = async {

@@ -32,6 +32,9 @@ const JOBS_PENDING: &str = "caregraph_jobs_pending";
 /// Provider answers to deliveries, labelled `channel` (push, email) and `outcome` (sent,
 /// retry, failed, dead_token) (counter).
 const DELIVERIES: &str = "caregraph_deliveries_total";
+/// Attempts to close a video call's provider room, labelled `outcome` (closed,
+/// already_over, retry, failed) (counter).
+const VIDEO_ROOM_CLOSES: &str = "caregraph_video_room_closes_total";
 
 /// Buckets of [`SEND_LATENCY`], in seconds: a lone send commits in about a millisecond, a
 /// batch under load in tens of them, and a send past a second is an incident.
@@ -107,6 +110,10 @@ fn describe() {
         DELIVERIES,
         "Push and email deliveries by channel and provider outcome."
     );
+    metrics::describe_counter!(
+        VIDEO_ROOM_CLOSES,
+        "Attempts to close a video call's provider room, by outcome."
+    );
 }
 
 /// The job queue's depth, read just before a scrape renders.
@@ -118,6 +125,11 @@ pub fn jobs_pending(depth: u64) {
 /// retry, failed or dead_token.
 pub fn delivery(channel: &'static str, outcome: &'static str) {
     metrics::counter!(DELIVERIES, "channel" => channel, "outcome" => outcome).increment(1);
+}
+
+/// One attempt to close a video room: `outcome` is closed, already_over, retry or failed.
+pub fn video_room_close(outcome: &'static str) {
+    metrics::counter!(VIDEO_ROOM_CLOSES, "outcome" => outcome).increment(1);
 }
 
 /// Renders every family in Prometheus' text format, with the pool read now.

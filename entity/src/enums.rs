@@ -153,7 +153,7 @@ pub enum VideoCallStatus {
     Active,
     #[sea_orm(string_value = "completed")]
     Completed,
-    /// Nobody answered in time.
+    /// Nobody answered in time, or an accepted call nobody joined in time.
     #[sea_orm(string_value = "expired")]
     Expired,
 }
@@ -171,6 +171,7 @@ impl VideoCallStatus {
                 | (Pending, Expired)
                 | (Accepted, Active)
                 | (Accepted, Completed)
+                | (Accepted, Expired)
                 | (Active, Completed)
         )
     }

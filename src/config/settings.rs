@@ -64,11 +64,14 @@ struct Server {
     /// and turns introspection and GraphiQL off unless they are set.
     #[arg(long = "env", env, default_value = "development", value_parser = parsed::<Environment>)]
     caregraph_env: Environment,
-    /// Where clients and Twilio reach this server. Unset: `http://` and the listening address.
+    /// Where clients and Twilio reach this server. Unset: `http://` and the address actually
+    /// bound.
     ///
     /// Rooms are created with the status callback `PUBLIC_URL` + `/webhooks/twilio/video`,
     /// and Twilio signs its callbacks with that URL, so behind a proxy or tunnel set it to
-    /// the public URL. A trailing `/` is ignored.
+    /// the public URL. A trailing `/` is ignored. With Twilio configured and this unset,
+    /// `CAREGRAPH_ENV=production` refuses to start and development logs a loud warning: no
+    /// callback could reach the server.
     #[arg(long, env)]
     public_url: Option<String>,
     /// Log filter, in tracing's `EnvFilter` syntax.
@@ -333,9 +336,14 @@ struct Video {
     /// An unanswered video call request expires this long after it was made.
     #[arg(long, env, default_value = "600", value_parser = seconds)]
     video_request_ttl_seconds: Duration,
-    /// Lifetime of a video access token (`expiresIn`).
+    /// Lifetime of a video access token (`expiresIn`); never longer than the call's limit
+    /// plus 60 s.
     #[arg(long, env, default_value = "300", value_parser = seconds)]
     video_token_ttl_seconds: Duration,
+    /// An accepted call that nobody joins expires this long after it was accepted, and the
+    /// pair may ask again; Twilio ends the unused room after as many whole minutes (1 to 60).
+    #[arg(long, env, default_value = "300", value_parser = seconds)]
+    video_join_timeout_seconds: Duration,
     /// HS256 key of the dev provider's video tokens; not used with Twilio. Unset: a
     /// built-in development secret.
     #[arg(long, env)]
@@ -359,6 +367,11 @@ struct Video {
     /// Base URL of the Twilio Video REST API.
     #[arg(long, env, default_value = "https://video.twilio.com")]
     twilio_api_base_url: String,
+    /// Longest wait for one Twilio REST call, connecting included; past it the call counts
+    /// as failed for now (`acceptVideoCall` answers `PROVIDER_UNAVAILABLE`, a room close is
+    /// retried). Keep it under `GRAPHQL_TIMEOUT_MS`.
+    #[arg(long, env, default_value = "3000", value_parser = positive_millis)]
+    twilio_timeout_ms: Duration,
 }
 
 #[derive(Args)]
@@ -598,14 +611,14 @@ impl From<Settings> for Config {
                 max_duration: video.video_max_duration_seconds,
                 request_ttl: video.video_request_ttl_seconds,
                 token_ttl: video.video_token_ttl_seconds,
+                join_timeout: video.video_join_timeout_seconds,
+                twilio_timeout: video.twilio_timeout_ms,
                 dev_secret: video
                     .video_dev_secret
                     .unwrap_or_else(|| DEV_VIDEO_SECRET.into()),
             },
             delivery: delivery.into(),
-            public_url: server
-                .public_url
-                .unwrap_or_else(|| format!("http://{addr}")),
+            public_url: server.public_url,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The job workers of one instance: claim due jobs from the durable queue, run each with its
-//! handler (up to `JOB_CONCURRENCY` at once, so one slow provider never holds up the
+//! The job workers of one instance: claim due jobs from the durable queue (video jobs with
+//! the short lease of bounded provider calls), run each with its handler (up to `JOB_CONCURRENCY` at once, so one slow provider never holds up the
 //! others), and look again when a commit added jobs, a job falls due, the manual clock moves
 //! (tests) or the poll interval passes.
 
@@ -16,6 +16,7 @@ use crate::{
     queue::{JobQueue, kinds, later},
     shutdown::Shutdown,
     state::AppState,
+    video::Video,
 };
 
 /// The most jobs one claim takes.
@@ -27,6 +28,7 @@ const CLAIM_BATCH: usize = 64;
 pub async fn run(
     state: AppState,
     delivery: Arc<Delivery>,
+    video: Arc<Video>,
     config: JobConfig,
     wake: JobWake,
     shutdown: &Shutdown,
@@ -46,7 +48,16 @@ pub async fn run(
         }
         let claimed = state
             .writer
-            .run(async |write| JobQueue::claim(write, free as u64, config.lease).await)
+            .run(async |write| {
+                JobQueue::claim_with(
+                    write,
+                    free as u64,
+                    config.lease,
+                    &kinds::VIDEO,
+                    video.job_lease(),
+                )
+                .await
+            })
             .await;
         match claimed {
             Ok(jobs) => {
@@ -57,8 +68,9 @@ pub async fn run(
                     };
                     let state = state.clone();
                     let delivery = delivery.clone();
+                    let video = video.clone();
                     running.spawn(async move {
-                        run_one(&state, &delivery, &job).await;
+                        run_one(&state, &delivery, &video, &job).await;
                         drop(permit);
                     });
                 }
@@ -87,11 +99,14 @@ pub async fn run(
 
 /// Runs one claimed job with its handler; a handler that failed on our side (the database)
 /// has its job retried after a short wait.
-async fn run_one(state: &AppState, delivery: &Delivery, job: &job::Model) {
+async fn run_one(state: &AppState, delivery: &Delivery, video: &Video, job: &job::Model) {
     let ran = match job.kind.as_str() {
         kinds::PUSH => delivery.push(state, job).await,
         kinds::EMAIL => delivery.email(state, job).await,
         kinds::CHAT_DIGEST => delivery.chat_digest(state, job).await,
+        kinds::VIDEO_END_CALL => video.end_call(state, job).await,
+        kinds::VIDEO_EXPIRE => video.expire(state, job).await,
+        kinds::VIDEO_CLOSE_ROOM => video.close_room(state, job).await,
         other => {
             let reason = format!("no handler for jobs of kind {other:?}");
             state

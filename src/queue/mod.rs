@@ -81,8 +81,30 @@ impl JobQueue {
         limit: u64,
         lease: Duration,
     ) -> Result<Vec<job::Model>, AppError> {
+        Self::claim_with(write, limit, lease, &[], lease).await
+    }
+
+    /// [`Self::claim`], with jobs of `short_kinds` claimed for `short_lease` instead: work
+    /// bounded by a short provider timeout (closing a video room) is taken over soon after
+    /// its worker died.
+    pub async fn claim_with(
+        write: &Write,
+        limit: u64,
+        lease: Duration,
+        short_kinds: &[&str],
+        short_lease: Duration,
+    ) -> Result<Vec<job::Model>, AppError> {
         let now = write.now();
-        let lease_until = later(now, lease);
+        let lease_until = if short_kinds.is_empty() {
+            Expr::value(later(now, lease))
+        } else {
+            Expr::case(
+                job::Column::Kind.is_in(short_kinds.iter().copied()),
+                Expr::value(later(now, short_lease)),
+            )
+            .finally(Expr::value(later(now, lease)))
+            .into()
+        };
         let mut due = Query::select();
         due.column(job::Column::Id)
             .from(job::Entity)
@@ -96,7 +118,7 @@ impl JobQueue {
                 job::Column::Attempts,
                 Expr::col(job::Column::Attempts).add(1),
             )
-            .col_expr(job::Column::LeaseUntil, Expr::value(lease_until))
+            .col_expr(job::Column::LeaseUntil, lease_until)
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.in_subquery(due))
             .exec_with_returning(write)
@@ -224,6 +246,14 @@ pub mod kinds {
     pub const EMAIL: &str = "email";
     /// Email a user the chats still unread after a while.
     pub const CHAT_DIGEST: &str = "chat_digest";
+    /// End a video call at its limit.
+    pub const VIDEO_END_CALL: &str = "video_end_call";
+    /// Expire a video call request nobody answered, or an accepted call nobody joined.
+    pub const VIDEO_EXPIRE: &str = "video_expire";
+    /// Close the provider room of a video call that ended.
+    pub const VIDEO_CLOSE_ROOM: &str = "video_close_room";
+    /// The video kinds, claimed with the short lease of bounded provider calls.
+    pub const VIDEO: [&str; 3] = [VIDEO_END_CALL, VIDEO_EXPIRE, VIDEO_CLOSE_ROOM];
 }
 
 /// An error kept for the operator, cut to a size a row can carry.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     RoomAccess, Video, rooms,
-    service::{NewCall, VideoService},
+    service::{NewCall, TOKEN_MARGIN, VideoService},
 };
 use crate::{
     bookings::Booking,
@@ -169,20 +169,21 @@ impl VideoMutation {
         Ok(call.into())
     }
 
-    /// The caregiver accepts a pending request; the room is created and both may join.
+    /// The caregiver accepts a pending request: the provider room is created, then the call
+    /// is accepted and both may join. If the provider does not answer in time or refuses,
+    /// `PROVIDER_UNAVAILABLE` (retryable): the request is still pending, accept again.
     async fn accept_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
-        let call = write_as_viewer(ctx, async |write, viewer| {
-            VideoService::answer(write, viewer, id, true).await
-        })
-        .await?;
-        rooms::open_room(AppState::of(ctx), ctx.data_unchecked::<Arc<Video>>(), &call).await;
+        let viewer = viewer(ctx)?;
+        let video = ctx.data_unchecked::<Arc<Video>>();
+        let call = rooms::accept(AppState::of(ctx), video, viewer, id).await?;
         Ok(call.into())
     }
 
     /// The caregiver declines a pending request.
     async fn decline_video_call(&self, ctx: &Context<'_>, id: Uuid) -> Result<VideoCall, AppError> {
+        let settings = &ctx.data_unchecked::<Arc<Video>>().settings;
         let call = write_as_viewer(ctx, async |write, viewer| {
-            VideoService::answer(write, viewer, id, false).await
+            VideoService::answer(write, viewer, id, false, None, settings).await
         })
         .await?;
         Ok(call.into())
@@ -197,7 +198,8 @@ impl VideoMutation {
         Ok(call.into())
     }
 
-    /// A token for one of the two participants of an accepted or active call.
+    /// A token for one of the two participants of an accepted or active call, valid for the
+    /// most the call may last plus a minute (and at most `VIDEO_TOKEN_TTL_SECONDS`).
     async fn video_call_token(
         &self,
         ctx: &Context<'_>,
@@ -216,8 +218,13 @@ impl VideoMutation {
                 call.status.as_str()
             )));
         }
-        rooms::open_room(state, video, &call).await;
-        let ttl = video.settings.token_ttl;
+        if video.provider.manages_rooms() && call.provider_room_sid.is_none() {
+            return Err(AppError::InvalidState(
+                "the video call has no room to join".to_owned(),
+            ));
+        }
+        let call_length = chrono::Duration::seconds(i64::from(call.max_duration_s));
+        let ttl = video.settings.token_ttl.min(call_length + TOKEN_MARGIN);
         let token = video.provider.access_token(&RoomAccess {
             identity: &viewer.id.to_string(),
             room: &call.room_name,
@@ -242,7 +249,8 @@ impl VideoMutation {
         Ok(call.into())
     }
 
-    /// A participant ends the call before its limit; the room is closed for both.
+    /// A participant ends the call before its limit; the room is closed for both (by a job,
+    /// retried while the provider is unavailable: the answer never waits for it).
     async fn complete_video_call(
         &self,
         ctx: &Context<'_>,
@@ -253,7 +261,6 @@ impl VideoMutation {
             VideoService::complete(write, &call, false).await
         })
         .await?;
-        rooms::close_room(AppState::of(ctx), ctx.data_unchecked::<Arc<Video>>(), &call).await?;
         Ok(call.into())
     }
 }

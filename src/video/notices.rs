@@ -11,6 +11,7 @@ use crate::notifications::Notice;
 /// The notices for a call that just reached its current status.
 pub fn for_status(
     call: &video_call::Model,
+    previous: Option<VideoCallStatus>,
     requester: &user::Model,
     caregiver: &user::Model,
 ) -> Vec<Notice> {
@@ -59,6 +60,12 @@ pub fn for_status(
             "You cancelled your video call request.".to_owned(),
             format!("{r} cancelled their video call request."),
         ),
+        VideoCallStatus::Expired if previous == Some(VideoCallStatus::Accepted) => both(
+            NotificationType::VideoCallUpdated,
+            "Video call not joined",
+            format!("Your video call with {c} was not joined in time."),
+            format!("Your video call with {r} was not joined in time."),
+        ),
         VideoCallStatus::Expired => both(
             NotificationType::VideoCallUpdated,
             "Video call missed",
@@ -81,8 +88,11 @@ pub fn for_status(
 }
 
 /// The line a call's outcome leaves in the pair's chat, if the outcome is one.
-pub fn chat_line(call: &video_call::Model) -> Option<String> {
+pub fn chat_line(call: &video_call::Model, previous: Option<VideoCallStatus>) -> Option<String> {
     match call.status {
+        VideoCallStatus::Expired if previous == Some(VideoCallStatus::Accepted) => {
+            Some("Video call not joined".to_owned())
+        }
         VideoCallStatus::Declined => Some("Video call declined".to_owned()),
         VideoCallStatus::Cancelled => Some("Video call cancelled".to_owned()),
         VideoCallStatus::Expired => Some("Video call not answered".to_owned()),

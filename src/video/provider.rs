@@ -7,13 +7,80 @@ use serde::Serialize;
 
 use crate::error::AppError;
 
-/// A provider's REST call failed; the call rules log it and retry where they can.
-#[derive(Debug, thiserror::Error)]
+/// A provider's REST call failed, by what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
-    #[error("provider request failed: {0}")]
-    Transport(#[from] reqwest::Error),
-    #[error("provider answered {status}: {body}")]
-    Rejected { status: u16, body: String },
+    /// No answer in time, no connection, 429 or 5xx: the same call may succeed later.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused the call; `code` is its own error code when it gave one.
+    #[error("provider refused with {status}{}: {message}", code.map(|code| format!(" (code {code})")).unwrap_or_default())]
+    Rejected {
+        status: u16,
+        code: Option<u32>,
+        message: String,
+    },
+}
+
+/// Twilio's "resource not found" and Video's "Room not found".
+const NOT_FOUND_CODES: [u32; 2] = [20404, 53106];
+/// Video's "Status is invalid": a room that can no longer be set to `completed` (it ended).
+const ROOM_STATUS_INVALID: u32 = 53112;
+/// Video's "Room exists": an in-progress room already has this unique name.
+const ROOM_EXISTS: u32 = 53113;
+
+impl ProviderError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Unavailable(_))
+    }
+
+    /// Whether the answer says the room is already over or was never there (404, or a
+    /// status change refused as invalid): worth confirming with a `GET`, never retrying.
+    pub fn room_is_gone(&self) -> bool {
+        match self {
+            ProviderError::Rejected { status, code, .. } => {
+                *status == 404
+                    || code.is_some_and(|code| {
+                        NOT_FOUND_CODES.contains(&code) || code == ROOM_STATUS_INVALID
+                    })
+            }
+            ProviderError::Unavailable(_) => false,
+        }
+    }
+
+    /// Whether creation was refused because a room of that name is already in progress (a
+    /// create whose answer was lost, retried).
+    pub fn room_exists(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Rejected {
+                code: Some(ROOM_EXISTS),
+                ..
+            }
+        )
+    }
+}
+
+/// What the provider says about a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomState {
+    InProgress,
+    /// Completed or failed: nobody can be in it.
+    Over,
+    /// The provider knows no such room.
+    Missing,
+}
+
+/// The room a call asks the provider for, with the provider's own ceilings as a backstop
+/// to the server's limit.
+#[derive(Debug, Clone)]
+pub struct RoomSpec<'a> {
+    pub name: &'a str,
+    /// The longest a participant may stay (the provider's minimum may be higher).
+    pub max_participant_duration: std::time::Duration,
+    /// A room nobody joined ends after this.
+    pub unused_timeout: std::time::Duration,
 }
 
 /// A video service that hosts call rooms.
@@ -24,14 +91,21 @@ pub trait VideoProvider: Send + Sync + 'static {
     /// A token that carries `access` into its room.
     fn access_token(&self, access: &RoomAccess<'_>) -> Result<String, AppError>;
 
+    /// Whether calls need a provider room before anyone may join (a token for a call without
+    /// one is refused).
+    fn manages_rooms(&self) -> bool;
+
     /// Creates the room; returns the provider's id for it (None when there is nothing to manage).
     fn create_room<'a>(
         &'a self,
-        room: &'a str,
+        room: &'a RoomSpec<'a>,
     ) -> BoxFuture<'a, Result<Option<String>, ProviderError>>;
 
     /// Ends the room for everyone in it.
     fn complete_room<'a>(&'a self, room_sid: &'a str) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Where the room is, by sid (or by unique name while it is in progress).
+    fn room_status<'a>(&'a self, room: &'a str) -> BoxFuture<'a, Result<RoomState, ProviderError>>;
 
     /// Whether a status callback really comes from the provider. Providers without callbacks
     /// accept none.
@@ -142,15 +216,26 @@ impl VideoProvider for DevProvider {
         sign_access_token(&key, access)
     }
 
+    fn manages_rooms(&self) -> bool {
+        false
+    }
+
     fn create_room<'a>(
         &'a self,
-        _room: &'a str,
+        _room: &'a RoomSpec<'a>,
     ) -> BoxFuture<'a, Result<Option<String>, ProviderError>> {
         Box::pin(async { Ok(None) })
     }
 
     fn complete_room<'a>(&'a self, _room_sid: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn room_status<'a>(
+        &'a self,
+        _room: &'a str,
+    ) -> BoxFuture<'a, Result<RoomState, ProviderError>> {
+        Box::pin(async { Ok(RoomState::Missing) })
     }
 
     fn verify_callback(&self, _signature: &str, _params: &[(String, String)]) -> bool {

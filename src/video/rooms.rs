@@ -1,62 +1,75 @@
-//! Provider round-trips around committed call changes: opening rooms, closing them once,
-//! applying the provider's room events, and the scheduler's pass over expired requests and
-//! calls past their limit.
+//! Provider round-trips around call changes: creating a call's room before its accept
+//! commits, applying the provider's room events, and the scheduler's safety net that
+//! queues the video jobs ([`super::jobs`]) a call is missing.
 //!
-//! REST calls never run inside a database transaction: the change commits first, then
-//! the provider is called, and a claim column makes each room close happen once.
+//! REST calls never run inside a database transaction, and every one is bounded by
+//! `TWILIO_TIMEOUT_MS`.
 
 use entity::{enums::VideoCallStatus, video_call};
+use uuid::Uuid;
 
-use super::{Video, VideoService};
-use crate::{error::AppError, state::AppState};
+use super::{Video, VideoService, provider::RoomSpec, service::CallJob};
+use crate::{error::AppError, queue::JobQueue, state::AppState, viewer::Viewer};
 
-/// Creates the provider room of an accepted call, if it has none yet. A failure is logged
-/// and retried when a token is asked for.
-pub async fn open_room(state: &AppState, video: &Video, call: &video_call::Model) {
-    if call.provider_room_sid.is_some() {
-        return;
-    }
-    match video.provider.create_room(&call.room_name).await {
-        Ok(Some(sid)) => {
-            let recorded = state
-                .writer
-                .run(async |write| VideoService::set_room_sid(write, call.id, &sid).await)
-                .await;
-            if let Err(err) = recorded {
-                tracing::error!(call = %call.id, error = %err, "recording a room sid");
-            }
-        }
-        Ok(None) => {}
-        Err(err) => tracing::error!(call = %call.id, error = %err, "creating a video room"),
-    }
-}
-
-/// Ends the provider room of a completed call, exactly once across instances and retries.
-pub async fn close_room(
+/// Accepts a pending call: checks it may be accepted, creates its provider room (outside any
+/// transaction, bounded), then commits the accept with the room's sid. A room the provider
+/// could not create leaves the call pending (`PROVIDER_UNAVAILABLE`: accept again); a room
+/// created for a call that was cancelled or expired meanwhile is closed by a job.
+pub async fn accept(
     state: &AppState,
     video: &Video,
-    call: &video_call::Model,
-) -> Result<(), AppError> {
-    let Some(sid) = &call.provider_room_sid else {
-        return Ok(());
+    viewer: &Viewer,
+    id: Uuid,
+) -> Result<video_call::Model, AppError> {
+    let call = VideoService::answerable(&state.db, viewer, id, state.clock.now(), true).await?;
+    let spec = RoomSpec {
+        name: &call.room_name,
+        max_participant_duration: std::time::Duration::from_secs(
+            u64::try_from(call.max_duration_s).unwrap_or(0),
+        ),
+        unused_timeout: video.settings.join_timeout.to_std().unwrap_or_default(),
     };
-    let claimed = state
+    let sid = match video.provider.create_room(&spec).await {
+        Ok(sid) => sid,
+        Err(err) => {
+            if err.is_transient() {
+                tracing::warn!(call = %call.id, error = %err, "creating a video room");
+            } else {
+                tracing::error!(call = %call.id, error = %err, "the provider refused to create a video room");
+            }
+            return Err(AppError::ProviderUnavailable(format!(
+                "creating the room of video call {}: {err}",
+                call.id
+            )));
+        }
+    };
+    let settings = &video.settings;
+    let accepted = state
         .writer
-        .run(async |write| VideoService::mark_room_closed(write, call.id).await)
-        .await?;
-    if !claimed {
-        return Ok(());
-    }
-    if let Err(err) = video.provider.complete_room(sid).await {
-        tracing::error!(call = %call.id, error = %err, "ending a video room; will retry");
-        state
+        .run(async |write| {
+            VideoService::answer(write, viewer, id, true, sid.as_deref(), settings).await
+        })
+        .await;
+    if let (Err(_), Some(sid)) = (&accepted, &sid) {
+        // The call changed meanwhile (cancelled, expired), or the commit failed: the new room
+        // must not stay open. A call still pending may be accepted again and take the room
+        // over (a create with its name finds it), so it keeps it.
+        let queued = state
             .writer
-            .run(async |write| VideoService::reopen_room_claim(write, call.id).await)
-            .await?;
+            .run(async |write| {
+                let call = VideoService::find(write, id).await?;
+                if call.status == VideoCallStatus::Pending {
+                    return Ok(0);
+                }
+                JobQueue::enqueue(write, vec![CallJob::close_orphan(id, sid, write.now())]).await
+            })
+            .await;
+        if let Err(err) = queued {
+            tracing::error!(call = %id, error = %err, "queueing the close of an unused room; the provider's unused-room timeout ends it");
+        }
     }
-    Ok(())
+    accepted
 }
-
 /// What the provider reported about a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomEvent {
@@ -96,31 +109,31 @@ pub async fn apply_room_event(
         .await
 }
 
-/// One scheduler pass: expire unanswered requests, end calls that reached their limit, and
-/// close the rooms of ended calls.
+/// One scheduler pass, a safety net under the video jobs: every call that should have ended,
+/// expired or had its room closed by now gets its job queued (a job it still has is kept,
+/// by its dedupe key). Calls changed before the jobs existed, and jobs lost to an operator's
+/// hand, are caught here; the jobs do the work, concurrently.
 pub async fn run_due(state: &AppState, video: &Video) -> Result<(), AppError> {
     let now = state.clock.now();
+    let mut jobs = Vec::new();
     for call in VideoService::expired_requests(&state.db, now).await? {
-        state
-            .writer
-            .run(async |write| VideoService::expire(write, &call).await)
-            .await?;
+        jobs.push(CallJob::expire(call.id, VideoCallStatus::Pending, now));
+    }
+    for call in VideoService::unjoined(&state.db, now, video.settings.join_timeout).await? {
+        jobs.push(CallJob::expire(call.id, VideoCallStatus::Accepted, now));
     }
     for call in VideoService::over_limit(&state.db, now).await? {
-        state
-            .writer
-            .run(
-                async |write| match VideoService::complete(write, &call, false).await {
-                    Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
-                    Err(err) => Err(err),
-                },
-            )
-            .await?;
+        jobs.push(CallJob::end_call(call.id, now));
     }
     for call in VideoService::rooms_to_close(&state.db).await? {
-        if call.status == VideoCallStatus::Completed {
-            close_room(state, video, &call).await?;
-        }
+        jobs.push(CallJob::close_room(call.id, now));
     }
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    state
+        .writer
+        .run(async |write| JobQueue::enqueue(write, jobs.clone()).await)
+        .await?;
     Ok(())
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::notices;
 use crate::db::Write;
 use crate::db::parties::{either_party, find_for, party_table};
+use crate::queue::{JobQueue, NewJob, kinds};
 use crate::{
     bus::Event, chat::ChatService, error::AppError, notifications::NotificationService,
     users::UserService, viewer::Viewer,
@@ -33,6 +34,76 @@ pub struct VideoSettings {
     pub request_ttl: Duration,
     /// How long an access token is valid (default 5 minutes).
     pub token_ttl: Duration,
+    /// An accepted call nobody joined expires after this (default 5 minutes).
+    pub join_timeout: Duration,
+}
+
+/// How long a token outlives the most a call may still last.
+pub const TOKEN_MARGIN: Duration = Duration::seconds(60);
+
+/// What a video job is about: a call, and for an expiry, the status it expires from.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallJob {
+    pub call_id: Uuid,
+    /// The status an expiry expects the call still to have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// A room to close that the call never recorded (created for an accept that lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_sid: Option<String>,
+}
+
+impl CallJob {
+    fn job(
+        kind: &'static str,
+        call_id: Uuid,
+        status: Option<VideoCallStatus>,
+        run_at: DateTime<Utc>,
+    ) -> NewJob {
+        let suffix = status.map(|status| format!(":{}", status.as_str()));
+        NewJob {
+            kind,
+            payload: serde_json::to_value(CallJob {
+                call_id,
+                status: status.map(|status| status.as_str().to_owned()),
+                room_sid: None,
+            })
+            .unwrap_or_default(),
+            run_at,
+            dedupe_key: Some(format!("{kind}:{call_id}{}", suffix.unwrap_or_default())),
+        }
+    }
+
+    /// Ends `call` at its limit.
+    pub fn end_call(call_id: Uuid, at: DateTime<Utc>) -> NewJob {
+        Self::job(kinds::VIDEO_END_CALL, call_id, None, at)
+    }
+
+    /// Expires `call` at `at` if it is still `status` then.
+    pub fn expire(call_id: Uuid, status: VideoCallStatus, at: DateTime<Utc>) -> NewJob {
+        Self::job(kinds::VIDEO_EXPIRE, call_id, Some(status), at)
+    }
+
+    /// Closes the provider room of `call`, now.
+    pub fn close_room(call_id: Uuid, now: DateTime<Utc>) -> NewJob {
+        Self::job(kinds::VIDEO_CLOSE_ROOM, call_id, None, now)
+    }
+
+    /// Closes room `room_sid`, created for `call` but never recorded on it, now.
+    pub fn close_orphan(call_id: Uuid, room_sid: &str, now: DateTime<Utc>) -> NewJob {
+        NewJob {
+            kind: kinds::VIDEO_CLOSE_ROOM,
+            payload: serde_json::to_value(CallJob {
+                call_id,
+                status: None,
+                room_sid: Some(room_sid.to_owned()),
+            })
+            .unwrap_or_default(),
+            run_at: now,
+            dedupe_key: Some(format!("{}:{call_id}:{room_sid}", kinds::VIDEO_CLOSE_ROOM)),
+        }
+    }
 }
 
 /// What `requestVideoCall` asks for.
@@ -121,20 +192,40 @@ impl VideoService {
         }
         .insert(write)
         .await?;
-        Self::announce(write, &call).await?;
+        Self::announce(write, &call, None).await?;
+        JobQueue::enqueue(
+            write,
+            vec![CallJob::expire(
+                id,
+                VideoCallStatus::Pending,
+                call.expires_at,
+            )],
+        )
+        .await?;
         Ok(call)
     }
 
-    /// The caregiver accepts or declines a pending request that has not expired.
-    pub async fn answer(
-        write: &Write,
+    /// The call `viewer` may accept or decline now (a pending request of theirs that has not
+    /// expired): read before the provider room is created, outside any transaction.
+    pub async fn answerable(
+        conn: &impl ConnectionTrait,
         viewer: &Viewer,
         id: Uuid,
+        now: DateTime<Utc>,
         accept: bool,
     ) -> Result<video_call::Model, AppError> {
-        let now = write.now();
-        let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
+        let call = find_for::<video_call::Entity>(conn, viewer.id, id).await?;
         let verb = if accept { "accept" } else { "decline" };
+        Self::check_answer(&call, viewer, now, verb)?;
+        Ok(call)
+    }
+
+    fn check_answer(
+        call: &video_call::Model,
+        viewer: &Viewer,
+        now: DateTime<Utc>,
+        verb: &str,
+    ) -> Result<(), AppError> {
         if call.caregiver_id != viewer.id {
             return Err(AppError::Forbidden(format!(
                 "only the caregiver can {verb} a video call"
@@ -145,12 +236,52 @@ impl VideoService {
                 "cannot {verb} a video call request that expired"
             )));
         }
-        let next = if accept {
-            VideoCallStatus::Accepted
-        } else {
-            VideoCallStatus::Declined
-        };
-        Self::move_to(write, &call, next, verb).await
+        if !call.status.can_become(VideoCallStatus::Accepted) {
+            return Err(AppError::InvalidState(format!(
+                "cannot {verb} a video call that is {}",
+                call.status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The caregiver accepts (with the provider room already created, `room_sid`) or
+    /// declines a pending request that has not expired. An accepted call nobody joins
+    /// expires after the join timeout.
+    pub async fn answer(
+        write: &Write,
+        viewer: &Viewer,
+        id: Uuid,
+        accept: bool,
+        room_sid: Option<&str>,
+        settings: &VideoSettings,
+    ) -> Result<video_call::Model, AppError> {
+        let now = write.now();
+        let call = find_for::<video_call::Entity>(write, viewer.id, id).await?;
+        let verb = if accept { "accept" } else { "decline" };
+        Self::check_answer(&call, viewer, now, verb)?;
+        if !accept {
+            return Self::move_to(write, &call, VideoCallStatus::Declined, verb).await;
+        }
+        if let Some(sid) = room_sid {
+            video_call::Entity::update_many()
+                .col_expr(video_call::Column::ProviderRoomSid, Expr::value(sid))
+                .filter(video_call::Column::Id.eq(call.id))
+                .filter(video_call::Column::Status.eq(VideoCallStatus::Pending))
+                .exec(write)
+                .await?;
+        }
+        let accepted = Self::move_to(write, &call, VideoCallStatus::Accepted, verb).await?;
+        JobQueue::enqueue(
+            write,
+            vec![CallJob::expire(
+                id,
+                VideoCallStatus::Accepted,
+                now + settings.join_timeout,
+            )],
+        )
+        .await?;
+        Ok(accepted)
     }
 
     /// The requester withdraws a pending request.
@@ -177,31 +308,50 @@ impl VideoService {
         if call.status == VideoCallStatus::Active {
             return Ok(call.clone());
         }
-        Self::move_to(write, call, VideoCallStatus::Active, "start").await
+        let started = Self::move_to(write, call, VideoCallStatus::Active, "start").await?;
+        let limit = started.call_started_at.unwrap_or(write.now())
+            + Duration::seconds(i64::from(started.max_duration_s));
+        JobQueue::enqueue(write, vec![CallJob::end_call(started.id, limit)]).await?;
+        Ok(started)
     }
 
     /// The call ends (limit reached, a participant ended it, or the room ended). Completing a
-    /// completed call changes nothing; `room_closed` records that the room is already gone.
+    /// completed call changes nothing; `room_closed` records that the room is already gone,
+    /// otherwise a job to close it is queued in the same transaction.
     pub async fn complete(
         write: &Write,
         call: &video_call::Model,
         room_closed: bool,
     ) -> Result<video_call::Model, AppError> {
         if room_closed && call.room_closed_at.is_none() {
-            Self::mark_room_closed(write, call.id).await?;
+            Self::set_room_closed(write, call.id).await?;
         }
         if call.status == VideoCallStatus::Completed {
             return Self::find(write, call.id).await;
         }
-        Self::move_to(write, call, VideoCallStatus::Completed, "complete").await
+        let completed = Self::move_to(write, call, VideoCallStatus::Completed, "complete").await?;
+        if !room_closed {
+            Self::close_later(write, &completed).await?;
+        }
+        Ok(completed)
     }
 
-    /// Expires one pending request whose time is up.
+    /// Expires a pending request, or an accepted call nobody joined (its room is closed);
+    /// a call that changed meanwhile stays as it is.
     pub async fn expire(write: &Write, call: &video_call::Model) -> Result<(), AppError> {
         match Self::move_to(write, call, VideoCallStatus::Expired, "expire").await {
-            Ok(_) | Err(AppError::InvalidState(_)) => Ok(()),
+            Ok(expired) => Self::close_later(write, &expired).await,
+            Err(AppError::InvalidState(_)) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    /// Queues the closing of the call's provider room, if it has one still open.
+    pub async fn close_later(write: &Write, call: &video_call::Model) -> Result<(), AppError> {
+        if call.provider_room_sid.is_some() && call.room_closed_at.is_none() {
+            JobQueue::enqueue(write, vec![CallJob::close_room(call.id, write.now())]).await?;
+        }
+        Ok(())
     }
 
     /// Moves `call` to `next` if its lifecycle allows it and nobody changed it meanwhile; sets the
@@ -241,19 +391,23 @@ impl VideoService {
             )));
         }
         let changed = Self::find(write, call.id).await?;
-        Self::announce(write, &changed).await?;
+        Self::announce(write, &changed, Some(call.status)).await?;
         Ok(changed)
     }
 
-    /// Notifies both parties of the call's current status, posts its outcome in their chat,
-    /// and publishes the change.
-    async fn announce(write: &Write, call: &video_call::Model) -> Result<(), AppError> {
+    /// Notifies both parties of the call's current status (reached from `previous`), posts
+    /// its outcome in their chat, and publishes the change.
+    async fn announce(
+        write: &Write,
+        call: &video_call::Model,
+        previous: Option<VideoCallStatus>,
+    ) -> Result<(), AppError> {
         let (requester, caregiver) =
             UserService::pair(write, call.requester_id, call.caregiver_id).await?;
-        for notice in notices::for_status(call, &requester, &caregiver) {
+        for notice in notices::for_status(call, previous, &requester, &caregiver) {
             NotificationService::notify(write, notice).await?;
         }
-        if let Some(line) = notices::chat_line(call) {
+        if let Some(line) = notices::chat_line(call, previous) {
             ChatService::post_system(
                 write,
                 [call.requester_id, call.caregiver_id],
@@ -267,7 +421,10 @@ impl VideoService {
         Ok(())
     }
 
-    async fn find(conn: &impl ConnectionTrait, id: Uuid) -> Result<video_call::Model, AppError> {
+    pub async fn find(
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<video_call::Model, AppError> {
         video_call::Entity::find_by_id(id)
             .one(conn)
             .await?
@@ -316,37 +473,40 @@ impl VideoService {
             .collect())
     }
 
+    /// Accepted calls nobody joined within `join_timeout` (their `updated_at` is the accept).
+    pub async fn unjoined(
+        conn: &impl ConnectionTrait,
+        now: DateTime<Utc>,
+        join_timeout: Duration,
+    ) -> Result<Vec<video_call::Model>, AppError> {
+        Ok(video_call::Entity::find()
+            .filter(video_call::Column::Status.eq(VideoCallStatus::Accepted))
+            .filter(video_call::Column::UpdatedAt.lte(now - join_timeout))
+            .all(conn)
+            .await?)
+    }
+
     /// Ended calls whose provider room may still be open.
     pub async fn rooms_to_close(
         conn: &impl ConnectionTrait,
     ) -> Result<Vec<video_call::Model>, AppError> {
         Ok(video_call::Entity::find()
-            .filter(video_call::Column::Status.eq(VideoCallStatus::Completed))
+            .filter(
+                video_call::Column::Status
+                    .is_in([VideoCallStatus::Completed, VideoCallStatus::Expired]),
+            )
             .filter(video_call::Column::ProviderRoomSid.is_not_null())
             .filter(video_call::Column::RoomClosedAt.is_null())
             .all(conn)
             .await?)
     }
 
-    /// Claims the closing of a call's room; false if someone else already did.
-    pub async fn mark_room_closed(write: &Write, id: Uuid) -> Result<bool, AppError> {
-        let claimed = video_call::Entity::update_many()
+    /// Records that the call's room is closed (or was found over).
+    pub async fn set_room_closed(write: &Write, id: Uuid) -> Result<(), AppError> {
+        video_call::Entity::update_many()
             .col_expr(video_call::Column::RoomClosedAt, Expr::value(write.now()))
             .filter(video_call::Column::Id.eq(id))
             .filter(video_call::Column::RoomClosedAt.is_null())
-            .exec(write)
-            .await?;
-        Ok(claimed.rows_affected == 1)
-    }
-
-    /// Gives a claimed room back when closing it failed, so a later pass tries again.
-    pub async fn reopen_room_claim(write: &Write, id: Uuid) -> Result<(), AppError> {
-        video_call::Entity::update_many()
-            .col_expr(
-                video_call::Column::RoomClosedAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(video_call::Column::Id.eq(id))
             .exec(write)
             .await?;
         Ok(())

@@ -38,7 +38,7 @@ async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Config {
         api_key_secret: KEY_SECRET.into(),
         api_base_url: twilio.base_url.clone(),
     });
-    config.public_url = PUBLIC_URL.to_owned();
+    config.public_url = Some(PUBLIC_URL.to_owned());
     config
 }
 
@@ -204,6 +204,12 @@ async fn the_call_lifecycle_creates_a_room_and_notifies_both() {
             ("UniqueName".to_owned(), room_name.clone()),
             ("StatusCallback".to_owned(), CALLBACK.to_owned()),
             ("StatusCallbackMethod".to_owned(), "POST".to_owned()),
+            // Twilio's own ceilings, a backstop to the server's limit: its minimum
+            // participant duration, and rooms that end a minute after the last one leaves or
+            // when nobody joins within the join timeout.
+            ("MaxParticipantDuration".to_owned(), "600".to_owned()),
+            ("EmptyRoomTimeout".to_owned(), "1".to_owned()),
+            ("UnusedRoomTimeout".to_owned(), "5".to_owned()),
         ]
     );
 
@@ -286,7 +292,8 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
         let issued = &issued["data"]["videoCallToken"];
         assert_eq!(issued["provider"], "twilio");
         assert_eq!(issued["roomName"], format!("video-call-{id}"));
-        assert_eq!(issued["expiresIn"], 300);
+        // The 15 s call plus a minute, under VIDEO_TOKEN_TTL_SECONDS (300).
+        assert_eq!(issued["expiresIn"], 75);
         let token = issued["token"].as_str().unwrap();
         let header = decode_header(token).unwrap();
         assert_eq!(header.alg, Algorithm::HS256);
@@ -307,7 +314,7 @@ async fn tokens_are_genuine_twilio_tokens_for_the_two_participants_only() {
         assert_eq!(claims["iss"], "SKtest");
         assert_eq!(claims["sub"], "ACtest");
         assert_eq!(claims["nbf"], iat);
-        assert_eq!(claims["exp"].as_i64().unwrap() - iat, 300);
+        assert_eq!(claims["exp"].as_i64().unwrap() - iat, 75);
         assert_eq!(claims["grants"]["identity"], user.id.as_str());
         assert_eq!(
             claims["grants"]["video"]["room"],
