@@ -28,4 +28,5 @@ mod schema;
 mod shutdown;
 mod users;
 mod video;
+mod video_failures;
 mod websocket;

@@ -15,21 +15,22 @@ use crate::{
     },
 };
 
-const PUBLIC_URL: &str = "https://care.example.com";
-const CALLBACK: &str = "https://care.example.com/webhooks/twilio/video";
-const AUTH_TOKEN: &str = "twilio-auth-token";
-const KEY_SECRET: &str = "twilio-api-key-secret";
-const CALL: &str = "id status roomName provider maxDurationSeconds callStartedAt callEndedAt";
+pub(crate) const PUBLIC_URL: &str = "https://care.example.com";
+pub(crate) const CALLBACK: &str = "https://care.example.com/webhooks/twilio/video";
+pub(crate) const AUTH_TOKEN: &str = "twilio-auth-token";
+pub(crate) const KEY_SECRET: &str = "twilio-api-key-secret";
+pub(crate) const CALL: &str =
+    "id status roomName provider maxDurationSeconds callStartedAt callEndedAt";
 
-struct Calls {
-    app: TestApp,
-    twilio: FakeTwilio,
-    recipient: TestUser,
-    caregiver: TestUser,
-    stranger: TestUser,
+pub(crate) struct Calls {
+    pub app: TestApp,
+    pub twilio: FakeTwilio,
+    pub recipient: TestUser,
+    pub caregiver: TestUser,
+    pub stranger: TestUser,
 }
 
-async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Config {
+pub(crate) async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Config {
     let mut config = test_config().await;
     config.video.twilio = Some(TwilioConfig {
         account_sid: "ACtest".to_owned(),
@@ -42,7 +43,7 @@ async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Config {
     config
 }
 
-async fn calls() -> Calls {
+pub(crate) async fn calls() -> Calls {
     let twilio = FakeTwilio::start().await;
     let app = TestApp::spawn_with(config_with(&twilio).await).await;
     let recipient = app.register("CARE_RECIPIENT", "Quiteria").await;
@@ -58,7 +59,7 @@ async fn calls() -> Calls {
 }
 
 impl Calls {
-    async fn request(&self) -> String {
+    pub(crate) async fn request(&self) -> String {
         let requested = self
             .app
             .ok(&self.recipient, &format!("mutation($c: UUID!) {{ requestVideoCall(input: {{caregiverId: $c}}) {{ {CALL} }} }}"),
@@ -70,7 +71,7 @@ impl Calls {
             .to_owned()
     }
 
-    async fn act(&self, who: &TestUser, verb: &str, id: &str) -> Value {
+    pub(crate) async fn act(&self, who: &TestUser, verb: &str, id: &str) -> Value {
         self.app
             .graphql(
                 Some(&who.token),
@@ -80,7 +81,7 @@ impl Calls {
             .await
     }
 
-    async fn call(&self, id: &str) -> Value {
+    pub(crate) async fn call(&self, id: &str) -> Value {
         self.app
             .ok(
                 &self.recipient,
@@ -91,12 +92,12 @@ impl Calls {
             .clone()
     }
 
-    async fn token(&self, who: &TestUser, id: &str) -> Value {
+    pub(crate) async fn token(&self, who: &TestUser, id: &str) -> Value {
         self.app.graphql(Some(&who.token), "mutation($id: UUID!) { videoCallToken(id: $id) { token roomName expiresIn provider } }", json!({ "id": id })).await
     }
 
     /// Posts a status callback signed as Twilio would, or with `signature` instead.
-    async fn callback(&self, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
+    pub(crate) async fn callback(&self, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -115,7 +116,7 @@ impl Calls {
         request.send().await.unwrap().status().as_u16()
     }
 
-    fn rest(&self, path_prefix: &str) -> Vec<Recorded> {
+    pub(crate) fn rest(&self, path_prefix: &str) -> Vec<Recorded> {
         self.twilio
             .requests()
             .into_iter()
@@ -123,7 +124,7 @@ impl Calls {
             .collect()
     }
 
-    async fn until_status(&self, id: &str, status: &str) -> Value {
+    pub(crate) async fn until_status(&self, id: &str, status: &str) -> Value {
         for _ in 0..100 {
             let call = self.call(id).await;
             if call["status"] == status {
