@@ -48,7 +48,9 @@ impl Video {
             .writer
             .run(async |write| {
                 let now = write.now();
-                let call = VideoService::find(write, order.call_id).await.ok();
+                let call = video_call::Entity::find_by_id(order.call_id)
+                    .one(write)
+                    .await?;
                 if let Some(call) = call.filter(|call| call.status == VideoCallStatus::Active) {
                     let limit = limit_of(&call);
                     if limit > now {
@@ -79,7 +81,9 @@ impl Video {
             .writer
             .run(async |write| {
                 let now = write.now();
-                let call = VideoService::find(write, order.call_id).await.ok();
+                let call = video_call::Entity::find_by_id(order.call_id)
+                    .one(write)
+                    .await?;
                 let expected = order.status.as_deref();
                 if let Some(call) = call.filter(|call| Some(call.status.as_str()) == expected) {
                     let due = match call.status {

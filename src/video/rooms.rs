@@ -53,12 +53,15 @@ pub async fn accept(
     if let (Err(_), Some(sid)) = (&accepted, &sid) {
         // The call changed meanwhile (cancelled, expired), or the commit failed: the new room
         // must not stay open. A call still pending may be accepted again and take the room
-        // over (a create with its name finds it), so it keeps it.
+        // over (a create with its name finds it), so it keeps it; so does a call accepted
+        // meanwhile by a concurrent accept that found this same room.
         let queued = state
             .writer
             .run(async |write| {
                 let call = VideoService::find(write, id).await?;
-                if call.status == VideoCallStatus::Pending {
+                let answerable =
+                    call.status == VideoCallStatus::Pending && call.expires_at > write.now();
+                if answerable || call.provider_room_sid.as_deref() == Some(sid.as_str()) {
                     return Ok(0);
                 }
                 JobQueue::enqueue(write, vec![CallJob::close_orphan(id, sid, write.now())]).await
@@ -70,6 +73,7 @@ pub async fn accept(
     }
     accepted
 }
+
 /// What the provider reported about a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomEvent {

@@ -228,6 +228,51 @@ async fn a_room_made_for_an_accept_that_lost_is_closed() {
 }
 
 #[tokio::test]
+async fn two_accepts_at_once_share_one_room_and_never_close_it() {
+    let c = failing_calls().await;
+    let id = c.request().await;
+    // The first create answers late; the second makes the room first, so the first finds
+    // the name in use and takes the same room over.
+    c.twilio.fail(Op::Create, Failure::Slow(300), Some(1));
+    let (accept, vars) = accept_query(&id);
+    let first = c
+        .app
+        .graphql(Some(&c.caregiver.token), &accept, vars.clone());
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.app
+            .graphql(Some(&c.caregiver.token), &accept, vars.clone())
+            .await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let codes: Vec<Option<String>> = [&first, &second]
+        .iter()
+        .map(|answer| {
+            answer["errors"][0]["extensions"]["code"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(codes.contains(&None), "one accept wins: {first} {second}");
+    assert!(
+        codes.contains(&Some("INVALID_STATE".to_owned())),
+        "{first} {second}"
+    );
+    let sid = c.twilio.sid_of(&format!("video-call-{id}")).unwrap();
+    assert_eq!(
+        c.row(&id).await.provider_room_sid.as_deref(),
+        Some(sid.as_str())
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !c.twilio.is_completed(&sid),
+        "the call's own room stays open"
+    );
+    assert!(c.video_jobs("video_close_room").await.is_empty());
+    assert_eq!(c.call(&id).await["status"], "ACCEPTED");
+}
+
+#[tokio::test]
 async fn a_hanging_close_delays_neither_the_answer_nor_another_calls_limit() {
     let c = failing_calls().await;
     let other_recipient = c.app.register("CARE_RECIPIENT", "Dora").await;
