@@ -24,6 +24,8 @@ pub struct Recorded {
     pub path: String,
     pub authorization: Option<String>,
     pub form: Vec<(String, String)>,
+    /// When it arrived (wall clock), for measurements.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The REST calls caregraph makes.
@@ -207,6 +209,7 @@ async fn record(
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
             form: form.clone(),
+            at: chrono::Utc::now(),
         });
         let found = fake
             .failures

@@ -119,8 +119,22 @@ impl TestApp {
 
     /// A server on `config` reading time from `clock`, which other servers may share.
     pub async fn spawn_with_clock(config: Config, clock: ManualClock) -> TestApp {
+        Self::spawn_on(config, clock.clone(), Arc::new(clock)).await
+    }
+
+    /// A server on the wall clock, for measurements; its `clock` field moves nothing.
+    pub async fn spawn_in_real_time(config: Config) -> TestApp {
+        let unused = ManualClock::new(Utc::now().trunc_subsecs(0));
+        Self::spawn_on(config, unused, Arc::new(caregraph::clock::SystemClock)).await
+    }
+
+    async fn spawn_on(
+        config: Config,
+        clock: ManualClock,
+        server_clock: Arc<dyn caregraph::clock::Clock>,
+    ) -> TestApp {
         let graphql = config.graphql.clone();
-        let app = Application::build_with_clock(config, Arc::new(clock.clone()))
+        let app = Application::build_with_clock(config, server_clock)
             .await
             .expect("application builds");
         let addr = app.local_addr().expect("bound address");

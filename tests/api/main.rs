@@ -29,4 +29,5 @@ mod shutdown;
 mod users;
 mod video;
 mod video_failures;
+mod video_overshoot;
 mod websocket;
