@@ -522,6 +522,21 @@ async fn an_accepted_call_nobody_joins_expires_and_frees_the_pair() {
     assert!(again["errors"].is_null(), "the pair may ask again: {again}");
 }
 
+#[tokio::test]
+async fn the_scheduler_queues_the_jobs_a_call_is_missing() {
+    let c = failing_calls().await;
+    let (id, sid) = c.active_call(&c.recipient, &c.caregiver).await;
+    // A call from before the jobs existed, or whose jobs an operator removed.
+    job::Entity::delete_many().exec(c.app.db()).await.unwrap();
+    c.app.clock.advance(chrono::Duration::seconds(15));
+    c.until_status(&id, "COMPLETED").await;
+    eventually("the room closed", async || {
+        c.twilio.is_completed(&sid).then_some(())
+    })
+    .await;
+    assert_eq!(c.twilio.completions(&sid), 1);
+}
+
 fn twilio_env(name: &str, production: bool, public_url: bool) -> Option<String> {
     let value = match name {
         "CAREGRAPH_ENV" if production => "production",
