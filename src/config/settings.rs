@@ -320,8 +320,9 @@ struct Reminders {
     /// start-up.
     #[arg(long, env, default_value = "1440,60", value_parser = offsets)]
     reminder_offsets_minutes: Offsets,
-    /// How often the scheduler looks for reminders that are due, video call requests to
-    /// expire and calls past their limit.
+    /// How often the scheduler looks for reminders that are due, and for video calls
+    /// missing the job that expires or ends them or closes their room (each call's own
+    /// job keeps its time; this is a safety net).
     #[arg(long, env, default_value = "5000", value_parser = millis)]
     scheduler_interval_ms: Duration,
 }
