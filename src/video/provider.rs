@@ -242,3 +242,47 @@ impl VideoProvider for DevProvider {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderError;
+
+    fn refused(status: u16, code: Option<u32>) -> ProviderError {
+        ProviderError::Rejected {
+            status,
+            code,
+            message: "refused".to_owned(),
+        }
+    }
+
+    #[test]
+    fn only_an_unavailable_provider_is_worth_retrying() {
+        assert!(ProviderError::Unavailable("timed out".to_owned()).is_transient());
+        assert!(!refused(401, Some(20003)).is_transient());
+        assert!(!refused(400, Some(53112)).is_transient());
+    }
+
+    #[test]
+    fn a_room_is_gone_on_404_or_twilios_room_codes() {
+        assert!(refused(404, None).room_is_gone());
+        assert!(refused(404, Some(20404)).room_is_gone());
+        assert!(refused(400, Some(53106)).room_is_gone());
+        assert!(refused(400, Some(53112)).room_is_gone());
+        assert!(!refused(400, Some(53113)).room_is_gone());
+        assert!(!refused(401, Some(20003)).room_is_gone());
+        assert!(!ProviderError::Unavailable("503".to_owned()).room_is_gone());
+        assert!(refused(400, Some(53113)).room_exists());
+    }
+
+    #[test]
+    fn a_refusal_names_twilios_code() {
+        assert_eq!(
+            refused(400, Some(53112)).to_string(),
+            "provider refused with 400 (code 53112): refused"
+        );
+        assert_eq!(
+            refused(401, None).to_string(),
+            "provider refused with 401: refused"
+        );
+    }
+}
