@@ -390,7 +390,13 @@ async fn a_room_twilio_says_is_over_is_confirmed_once_and_not_retried() {
         c.row(&gone).await.room_closed_at.map(|_| ())
     })
     .await;
-    assert!(c.video_jobs("video_close_room").await.is_empty());
+    eventually("no close job left", async || {
+        c.video_jobs("video_close_room")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     c.app.clock.advance(chrono::Duration::seconds(120));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.twilio.requests_of(Op::Complete).len(), 2, "never retried");
@@ -481,7 +487,15 @@ async fn a_close_in_flight_when_the_server_dies_is_taken_over_after_restart() {
         c.row(&id).await.room_closed_at.map(|_| ())
     })
     .await;
-    assert!(c.video_jobs("video_close_room").await.is_empty());
+    // The scheduler's safety net may have queued a close as the job finished; it finds the
+    // room closed and leaves at once.
+    eventually("no close job left", async || {
+        c.video_jobs("video_close_room")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
