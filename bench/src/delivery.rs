@@ -34,6 +34,9 @@ pub struct Plan {
     pub duration: Duration,
     /// How long after the last send a push may still arrive before it counts as lost.
     pub drain: Duration,
+    /// Registers no device, so that no push is made: what the same sends cost without
+    /// their pushes.
+    pub no_devices: bool,
 }
 
 /// One sent message: its id and when its send started and was answered (wall clock, ns).
@@ -49,11 +52,21 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
         .await
         .map_err(|err| format!("no fake FCM at {}: {err}", plan.fake))?;
     println!(
-        "setup: {} pairs, an FCM device for each care recipient (not counted)",
-        plan.pairs
+        "setup: {} pairs, {} (not counted)",
+        plan.pairs,
+        if plan.no_devices {
+            "no device: nothing is pushed"
+        } else {
+            "an FCM device for each care recipient"
+        }
     );
     let pairs = setup::pairs(server, plan.pairs).await?;
-    let registered: Vec<Result<Value, Error>> = stream::iter(&pairs)
+    let with_devices = if plan.no_devices {
+        &pairs[..0]
+    } else {
+        &pairs[..]
+    };
+    let registered: Vec<Result<Value, Error>> = stream::iter(with_devices)
         .map(|pair| {
             let token = format!("bench-{}", uuid::Uuid::now_v7().simple());
             server.graphql(
@@ -118,7 +131,13 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
     let failures = std::mem::take(&mut *lock(&failures));
 
     // Wait until every sent message's push arrived, or the drain window closed.
-    let drain_ends = Instant::now() + plan.drain;
+    // With no device, nothing is coming: the sends' cost alone is measured.
+    let drain = if plan.no_devices {
+        Duration::ZERO
+    } else {
+        plan.drain
+    };
+    let drain_ends = Instant::now() + drain;
     let mut fake_after = fake.stats().await?;
     while fake_after.unique < sent.len() as u64 && Instant::now() < drain_ends {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -163,23 +182,27 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
     if let Some(first) = failures.first() {
         println!("  first failure: {first}");
     }
-    println!(
-        "  pushes received {received}: {:.0} pushes/s from the first send to the last push ({:.2} s)",
-        received as f64 / span.as_secs_f64().max(1e-9),
-        span.as_secs_f64()
-    );
-    println!("  send → push received: {}", percentiles(from_send.clone()));
-    println!(
-        "  sendMessage answered (message and job committed) → push received: {}",
-        percentiles(from_answer)
-    );
-    println!(
-        "  lost {lost} (not received {:.1} s after the last send), duplicates {}, unexpected {}, without an id {}",
-        plan.drain.as_secs_f64(),
-        fake_after.duplicates.saturating_sub(fake_before.duplicates),
-        unexpected,
-        fake_after.unnamed
-    );
+    if plan.no_devices {
+        println!("  no device registered: {received} pushes received (none expected)");
+    } else {
+        println!(
+            "  pushes received {received}: {:.0} pushes/s from the first send to the last push ({:.2} s)",
+            received as f64 / span.as_secs_f64().max(1e-9),
+            span.as_secs_f64()
+        );
+        println!("  send → push received: {}", percentiles(from_send.clone()));
+        println!(
+            "  sendMessage answered (message and job committed) → push received: {}",
+            percentiles(from_answer)
+        );
+        println!(
+            "  lost {lost} (not received {:.1} s after the last send), duplicates {}, unexpected {}, without an id {}",
+            plan.drain.as_secs_f64(),
+            fake_after.duplicates.saturating_sub(fake_before.duplicates),
+            unexpected,
+            fake_after.unnamed
+        );
+    }
     if let (Some(before), Some(end)) = (memory_before, memory_at_end_of_sending) {
         println!(
             "  server resident memory: {:.1} MiB before, {:.1} MiB at the end of sending, peak {:.1} MiB",
@@ -195,13 +218,26 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
             waited.as_secs_f64()
         );
     }
-    if let Some(per_push) = cpu_per_push {
+    if let Some(per_message) = cpu_per_push {
+        let (figure, what) = if plan.no_devices {
+            (
+                per_message,
+                "sendMessage and its notification, nothing pushed",
+            )
+        } else {
+            (
+                per_message.replacen("per message", "per push", 1),
+                "sendMessage, its notification and the push",
+            )
+        };
         println!(
-            "  {} (per push: sendMessage, its notification and the push); fake FCM {:.0} µs",
-            per_push.replacen("per message", "per push", 1),
+            "  {figure} ({what}); fake FCM {:.0} µs",
             fake_after.cpu_micros.saturating_sub(fake_before.cpu_micros) as f64
                 / sent.len().max(1) as f64
         );
+    }
+    if plan.no_devices {
+        return Ok(failures.is_empty() && received == 0);
     }
     Ok(lost == 0
         && fake_after.duplicates == fake_before.duplicates

@@ -109,6 +109,9 @@ enum Scenario {
         /// How long after the last send a push may still arrive before it counts as lost.
         #[arg(long, default_value_t = 10)]
         drain_seconds: u64,
+        /// Registers no device, so nothing is pushed: the cost of the same sends alone.
+        #[arg(long)]
+        no_devices: bool,
     },
     /// A fake FCM for `delivery`, serving until killed: grants any token request and
     /// answers each `messages:send` 200 after `--latency-ms`, noting when each arrived.
@@ -156,6 +159,7 @@ async fn main() -> ExitCode {
             rate,
             seconds,
             drain_seconds,
+            no_devices,
         } => {
             let plan = delivery::Plan {
                 fake: fake_addr,
@@ -163,6 +167,7 @@ async fn main() -> ExitCode {
                 rate: rate.max(1),
                 duration: Duration::from_secs(seconds),
                 drain: Duration::from_secs(drain_seconds),
+                no_devices,
             };
             delivery::delivery(&server, plan).await
         }
