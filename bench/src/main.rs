@@ -4,12 +4,14 @@
 //! loss, duplicates and reordering.
 
 mod api;
+mod delivery;
+mod fake_fcm;
 mod fanout;
 mod hostile;
 mod report;
 mod setup;
 
-use std::{process::ExitCode, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -87,6 +89,43 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Push delivery: caregivers send their care recipients (each with an FCM device)
+    /// messages at R per second (open loop) for D seconds; the server's job workers push
+    /// each one to the fake FCM at `--fake-addr` (run `fake-fcm` first, and start the server
+    /// with the service account it writes). Latency from the send to the fake's receipt,
+    /// lost and duplicated pushes, server CPU per push.
+    Delivery {
+        /// Where `fake-fcm` listens.
+        #[arg(long, default_value = "127.0.0.1:8201")]
+        fake_addr: String,
+        /// Pairs (care recipient and caregiver) the messages are spread over.
+        #[arg(long, default_value_t = 200)]
+        pairs: usize,
+        /// sendMessage per second, open loop: one push each.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// How long after the last send a push may still arrive before it counts as lost.
+        #[arg(long, default_value_t = 10)]
+        drain_seconds: u64,
+        /// Registers no device, so nothing is pushed: the cost of the same sends alone.
+        #[arg(long)]
+        no_devices: bool,
+    },
+    /// A fake FCM for `delivery`, serving until killed: grants any token request and
+    /// answers each `messages:send` 200 after `--latency-ms`, noting when each arrived.
+    FakeFcm {
+        #[arg(long, default_value = "127.0.0.1:8201")]
+        addr: SocketAddr,
+        /// How long each `messages:send` takes to answer.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// Writes a service account JSON file whose `token_uri` is this fake, for the
+        /// server's `FCM_SERVICE_ACCOUNT_FILE`.
+        #[arg(long)]
+        write_service_account: Option<String>,
+    },
     /// CI's short run: 50 connections, 5 seconds at 100/s; fails on any loss,
     /// duplicate, reordering or error.
     Smoke,
@@ -113,6 +152,32 @@ async fn main() -> ExitCode {
         }
         Scenario::Write { clients, seconds } => {
             fanout::write(&server, clients, Duration::from_secs(seconds)).await
+        }
+        Scenario::Delivery {
+            fake_addr,
+            pairs,
+            rate,
+            seconds,
+            drain_seconds,
+            no_devices,
+        } => {
+            let plan = delivery::Plan {
+                fake: fake_addr,
+                pairs: pairs.max(1),
+                rate: rate.max(1),
+                duration: Duration::from_secs(seconds),
+                drain: Duration::from_secs(drain_seconds),
+                no_devices,
+            };
+            delivery::delivery(&server, plan).await
+        }
+        Scenario::FakeFcm {
+            addr,
+            latency_ms,
+            write_service_account,
+        } => {
+            let latency = Duration::from_millis(latency_ms);
+            fake_fcm::serve(addr, latency, write_service_account.as_deref()).await
         }
         Scenario::Smoke => {
             let plan = fanout::Plan {

@@ -95,7 +95,12 @@ impl SettingsService {
         let row = delivery_settings::Entity::find_by_id(user_id)
             .one(conn)
             .await?;
-        Ok(match row {
+        Ok(Self::from_row(row.as_ref()))
+    }
+
+    /// The settings a stored row says, or the defaults when there is none.
+    pub fn from_row(row: Option<&delivery_settings::Model>) -> DeliverySettings {
+        match row {
             Some(row) => DeliverySettings {
                 message_previews: row.message_previews,
                 quiet_hours: row.quiet_hours_start.zip(row.quiet_hours_end).and_then(
@@ -111,7 +116,7 @@ impl SettingsService {
                 message_previews: false,
                 quiet_hours: None,
             },
-        })
+        }
     }
 
     /// Stores the user's settings whole.

@@ -62,7 +62,28 @@ pub async fn run(
         match claimed {
             Ok(jobs) => {
                 let full = jobs.len() == free;
-                for job in jobs {
+                // Pushes are settled together (a few statements for the whole claim);
+                // every other job runs on its own.
+                let (pushes, others): (Vec<_>, Vec<_>) =
+                    jobs.into_iter().partition(|job| job.kind == kinds::PUSH);
+                if !pushes.is_empty() {
+                    let Ok(permits) = slots.clone().acquire_many_owned(pushes.len() as u32).await
+                    else {
+                        return;
+                    };
+                    let state = state.clone();
+                    let delivery = delivery.clone();
+                    running.spawn(async move {
+                        let ran = delivery.push(&state, &pushes).await;
+                        if let Err(err) = ran {
+                            for job in &pushes {
+                                retry_soon(&state, job, &err).await;
+                            }
+                        }
+                        drop(permits);
+                    });
+                }
+                for job in others {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -101,7 +122,6 @@ pub async fn run(
 /// has its job retried after a short wait.
 async fn run_one(state: &AppState, delivery: &Delivery, video: &Video, job: &job::Model) {
     let ran = match job.kind.as_str() {
-        kinds::PUSH => delivery.push(state, job).await,
         kinds::EMAIL => delivery.email(state, job).await,
         kinds::CHAT_DIGEST => delivery.chat_digest(state, job).await,
         kinds::VIDEO_END_CALL => video.end_call(state, job).await,
@@ -116,16 +136,22 @@ async fn run_one(state: &AppState, delivery: &Delivery, video: &Video, job: &job
         }
     };
     if let Err(err) = ran {
-        tracing::error!(error = %err, job = %job.id, kind = %job.kind, "running a job");
-        let retry = later(state.clock.now(), Duration::from_secs(5));
-        let reason = err.to_string();
-        let recorded: Result<(), AppError> = state
-            .writer
-            .run(async |write| JobQueue::retry_at(write, job.id, retry, &reason).await)
-            .await;
-        if let Err(err) = recorded {
-            tracing::error!(error = %err, job = %job.id, "recording a job's failure; its lease will lapse");
-        }
+        retry_soon(state, job, &err).await;
+    }
+}
+
+/// A job whose handler failed on our side (the database) runs again after a short wait;
+/// if even that cannot be recorded, its lease lapses and it is claimed again.
+async fn retry_soon(state: &AppState, job: &job::Model, err: &AppError) {
+    tracing::error!(error = %err, job = %job.id, kind = %job.kind, "running a job");
+    let retry = later(state.clock.now(), Duration::from_secs(5));
+    let reason = err.to_string();
+    let recorded: Result<(), AppError> = state
+        .writer
+        .run(async |write| JobQueue::retry_at(write, job.id, retry, &reason).await)
+        .await;
+    if let Err(err) = recorded {
+        tracing::error!(error = %err, job = %job.id, "recording a job's failure; its lease will lapse");
     }
 }
 

@@ -2,20 +2,20 @@
 //! a `push` job when its user wants the type by push and has a device, an `email` job when
 //! they want it by email, and for messages a digest instead of one email each.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use entity::{
     device,
     enums::{Channel, NotificationType},
     notification,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::preferences::PreferenceService;
 use crate::{
-    db::Write,
+    db::{Write, batch_shape::BatchShape},
     error::AppError,
     queue::{JobQueue, NewJob, kinds, later},
 };
@@ -35,12 +35,12 @@ pub async fn enqueue_deliveries(
         stored.iter().map(|row| (row.user_id, row.kind)).collect();
     let mut jobs = Vec::new();
     if outbound.push {
-        let users: Vec<Uuid> = wanted.iter().map(|(user, _)| *user).collect();
+        let users: BTreeSet<Uuid> = wanted.iter().map(|(user, _)| *user).collect();
         let with_devices: HashSet<Uuid> = device::Entity::find()
             .select_only()
             .column(device::Column::UserId)
             .distinct()
-            .filter(device::Column::UserId.is_in(users))
+            .filter(BatchShape::of(write).is_in(device::Column::UserId, users))
             .into_tuple::<Uuid>()
             .all(write)
             .await?

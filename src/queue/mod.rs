@@ -22,7 +22,10 @@ use uuid::Uuid;
 
 pub use backoff::Backoff;
 
-use crate::{db::Write, error::AppError};
+use crate::{
+    db::{Write, batch_shape::BatchShape},
+    error::AppError,
+};
 
 /// Work to do later, as the change that calls for it describes it.
 #[derive(Debug, Clone)]
@@ -129,6 +132,18 @@ impl JobQueue {
     /// The job is done: it leaves the queue.
     pub async fn finish(write: &Write, id: Uuid) -> Result<(), AppError> {
         job::Entity::delete_by_id(id).exec(write).await?;
+        Ok(())
+    }
+
+    /// The jobs are done: they leave the queue, in one statement.
+    pub async fn finish_all(write: &Write, ids: Vec<Uuid>) -> Result<(), AppError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        job::Entity::delete_many()
+            .filter(BatchShape::of(write).is_in(job::Column::Id, ids))
+            .exec(write)
+            .await?;
         Ok(())
     }
 
