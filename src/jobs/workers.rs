@@ -19,6 +19,9 @@ use crate::{
     video::Video,
 };
 
+/// How long a worker waits before looking again at a due job someone else holds.
+const LOCKED_RETRY: Duration = Duration::from_millis(20);
+
 /// The most jobs one claim takes.
 const CLAIM_BATCH: usize = 64;
 
@@ -59,9 +62,11 @@ pub async fn run(
                 .await
             })
             .await;
+        let claimed_none;
         match claimed {
             Ok(jobs) => {
                 let full = jobs.len() == free;
+                claimed_none = jobs.is_empty();
                 // Pushes are settled together (a few statements for the whole claim);
                 // every other job runs on its own.
                 let (pushes, others): (Vec<_>, Vec<_>) =
@@ -99,9 +104,18 @@ pub async fn run(
                     continue;
                 }
             }
-            Err(err) => tracing::error!(error = %err, "claiming jobs"),
+            Err(err) => {
+                claimed_none = true;
+                tracing::error!(error = %err, "claiming jobs");
+            }
         }
-        let wait = until_next_due(&state, config.poll).await;
+        let mut wait = until_next_due(&state, config.poll).await;
+        if claimed_none {
+            // A due job that no claim returned is held by another transaction (its claim
+            // or its settlement is committing), or the claim failed: look again shortly,
+            // not in a tight loop.
+            wait = wait.max(LOCKED_RETRY);
+        }
         let moved = async {
             match clock_moves.as_mut() {
                 Some(moves) => moves.changed().await.is_ok(),
