@@ -79,6 +79,74 @@ pub async fn test_config() -> Config {
 }
 
 /// A database nobody else uses: a new SQLite file, or a new PostgreSQL database.
+/// Test databases older than this are left over from runs that ended: each run of the test
+/// binary removes them once, so repeated runs do not fill the disk. Younger ones may belong
+/// to a run still going.
+const LEFTOVER_AFTER: Duration = Duration::from_secs(3600);
+
+/// Set once this process swept the leftovers of earlier runs.
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Drops the `caregraph_test_*` databases whose name (a UUIDv7, so their creation time) is
+/// older than [`LEFTOVER_AFTER`].
+async fn sweep_old_databases(admin: &DatabaseConnection) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'caregraph_test_%'",
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let created = name
+            .strip_prefix("caregraph_test_")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|at| {
+                let (seconds, _) = at.to_unix();
+                std::time::UNIX_EPOCH + Duration::from_secs(seconds)
+            });
+        let old = created.is_some_and(|at| {
+            std::time::SystemTime::now()
+                .duration_since(at)
+                .is_ok_and(|age| age > LEFTOVER_AFTER)
+        });
+        if old {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Removes the `caregraph-test-*.sqlite` files (and their WAL and shared-memory files) last
+/// changed longer ago than [`LEFTOVER_AFTER`].
+async fn sweep_old_files() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("caregraph-test-")
+            && entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age > LEFTOVER_AFTER);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 async fn fresh_database() -> String {
     let suffix = Uuid::now_v7().simple().to_string();
     match std::env::var("TEST_DATABASE_URL") {
@@ -86,6 +154,7 @@ async fn fresh_database() -> String {
             let admin = sea_orm::Database::connect(&base)
                 .await
                 .expect("connect to TEST_DATABASE_URL");
+            SWEPT.get_or_init(|| sweep_old_databases(&admin)).await;
             let name = format!("caregraph_test_{suffix}");
             admin
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
@@ -102,6 +171,7 @@ async fn fresh_database() -> String {
             format!("{server}/{name}{query}")
         }
         _ => {
+            SWEPT.get_or_init(sweep_old_files).await;
             let path = std::env::temp_dir().join(format!("caregraph-test-{suffix}.sqlite"));
             format!("sqlite://{}?mode=rwc", path.display())
         }
