@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::provider::{
     MAX_RESPONSE_BODY, Push, PushSender, SendFailure, SetupError, read_body_capped, retry_after,
-    transport_failure,
+    transport_failure, within_timeout,
 };
 use crate::config::ApnsConfig;
 
@@ -242,14 +242,7 @@ impl PushSender for ApnsSender {
         push: &Push,
         now: DateTime<Utc>,
     ) -> Result<(), SendFailure> {
-        tokio::time::timeout(self.timeout, self.send_once(device, push, now))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SendFailure::transient(format!(
-                    "apns: no answer within {} ms",
-                    self.timeout.as_millis()
-                )))
-            })
+        within_timeout("apns", self.timeout, self.send_once(device, push, now)).await
     }
 }
 

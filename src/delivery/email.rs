@@ -18,7 +18,7 @@ use lettre::{
 };
 use url::{Host, Url};
 
-use super::provider::{Email, Mailer, SendFailure, SetupError};
+use super::provider::{Email, Mailer, SendFailure, SetupError, within_timeout};
 use crate::config::EmailConfig;
 
 const PROVIDER: &str = "email";
@@ -140,14 +140,14 @@ impl SmtpMailer {
 impl Mailer for SmtpMailer {
     async fn send(&self, email: &Email) -> Result<(), SendFailure> {
         let message = self.message(email)?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(classify(&error)),
-            Err(_) => Err(SendFailure::transient(format!(
-                "email: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        let sent = async {
+            self.transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|error| classify(&error))
+        };
+        within_timeout("email", self.timeout, sent).await
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::provider::{
     MAX_RESPONSE_BODY, Push, PushSender, SendFailure, SetupError, read_body_capped, retry_after,
-    transport_failure,
+    transport_failure, within_timeout,
 };
 use crate::config::FcmConfig;
 
@@ -260,14 +260,7 @@ impl PushSender for FcmSender {
     ) -> Result<(), SendFailure> {
         // The client's timeout bounds each request; this bounds a token refresh and the
         // send together, and a wait for another send's refresh.
-        tokio::time::timeout(self.timeout, self.send_once(device, push, now))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SendFailure::transient(format!(
-                    "fcm: no answer within {} ms",
-                    self.timeout.as_millis()
-                )))
-            })
+        within_timeout("fcm", self.timeout, self.send_once(device, push, now)).await
     }
 }
 

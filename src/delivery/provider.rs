@@ -161,6 +161,23 @@ pub fn transport_failure(provider: &str, err: reqwest::Error) -> SendFailure {
     SendFailure::transient(format!("{provider}: {kind}: {}", err.without_url()))
 }
 
+/// Runs one provider request to its answer, or gives up after `timeout` with a transient
+/// failure: every provider's promise that a hanging service never holds up a worker.
+pub async fn within_timeout<T>(
+    provider: &str,
+    timeout: Duration,
+    request: impl Future<Output = Result<T, SendFailure>>,
+) -> Result<T, SendFailure> {
+    tokio::time::timeout(timeout, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendFailure::transient(format!(
+                "{provider}: no answer within {} ms",
+                timeout.as_millis()
+            )))
+        })
+}
+
 /// Sends pushes to the devices of one platform.
 #[async_trait::async_trait]
 pub trait PushSender: Send + Sync {

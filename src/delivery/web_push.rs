@@ -26,7 +26,7 @@ use reqwest::{StatusCode, Url, header::RETRY_AFTER};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::provider::{Push, PushSender, SendFailure, SetupError};
+use super::provider::{Push, PushSender, SendFailure, SetupError, within_timeout};
 use crate::config::WebPushConfig;
 
 const PROVIDER: &str = "web_push";
@@ -215,13 +215,12 @@ impl PushSender for WebPushSender {
                     _ => SendFailure::DeadToken(format!("web push: {error}")),
                 },
             )?;
-        match tokio::time::timeout(self.timeout, self.post(endpoint, body, push, now)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(SendFailure::transient(format!(
-                "web push: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        within_timeout(
+            "web push",
+            self.timeout,
+            self.post(endpoint, body, push, now),
+        )
+        .await
     }
 }
 
