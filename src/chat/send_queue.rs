@@ -59,6 +59,12 @@ impl BatchWriter {
     async fn run(self, mut queue: mpsc::Receiver<Waiting>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // A send whose request gave up while it waited (its deadline passed, or its
+            // client went away) is not written: its client was told nothing was kept.
+            batch.retain(|waiting| !waiting.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
             let (requests, replies): (Vec<_>, Vec<_>) = batch
                 .drain(..)
                 .map(|waiting| (waiting.request, waiting.reply))

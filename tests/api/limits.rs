@@ -9,7 +9,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, TestUser, error_code, test_config};
+use crate::helpers::{TestApp, TestUser, error_code, nodes, test_config};
 
 const SERIES: &str =
     "mutation($input: CreateBookingInput!) { createBooking(input: $input) { id } }";
@@ -42,6 +42,11 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
 fn graphql_url(app: &TestApp) -> String {
     format!("http://{}/graphql", app.addr)
 }
+
+const SEND_MESSAGE: &str =
+    "mutation($input: SendMessageInput!) { sendMessage(input: $input) { id seq body } }";
+const HISTORY: &str = "query($id: UUID!) {
+    chatSession(id: $id) { messages(last: 50) { edges { node { body } } } } }";
 
 #[tokio::test]
 async fn nested_lists_are_counted_at_their_length_and_loaded_in_batches() {
@@ -175,7 +180,7 @@ async fn a_huge_document_is_refused_while_scanned_and_never_echoed() {
 }
 
 /// Holds the database's write lock from outside the server until dropped: SQLite's
-/// through a transaction of its own, PostgreSQL's as a lock on the users table.
+/// through a transaction of its own, PostgreSQL's as a lock on the users and messages tables.
 struct WriteLock(DatabaseConnection);
 
 impl WriteLock {
@@ -186,7 +191,10 @@ impl WriteLock {
         let statements: &[&str] = if database_url.starts_with("sqlite:") {
             &["BEGIN IMMEDIATE"]
         } else {
-            &["BEGIN", "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"]
+            &[
+                "BEGIN",
+                "LOCK TABLE users, messages IN ACCESS EXCLUSIVE MODE",
+            ]
         };
         for statement in statements {
             connection
@@ -231,6 +239,67 @@ async fn an_operation_past_its_deadline_is_stopped_and_rolled_back() {
 
     let me = app.ok(&user, "{ me { displayName } }", json!({})).await;
     assert_eq!(me["me"]["displayName"], "Vera", "nothing was kept");
+}
+
+#[tokio::test]
+async fn a_send_whose_deadline_passed_while_it_waited_for_its_batch_is_not_written() {
+    let mut config = test_config().await;
+    config.graphql.timeout = Duration::from_millis(300);
+    let database_url = config.database_url.expose().to_owned();
+    let app = TestApp::spawn_with(config).await;
+    let rita = app.register("CARE_RECIPIENT", "Rita").await;
+    let carol = app.register("CAREGIVER", "Carol").await;
+    let (_, session) = app.booking_chat(&rita, &carol).await;
+    let send = |body: &'static str| {
+        let variables = json!({ "input": {
+            "sessionId": session, "body": body, "clientMessageId": format!("client-{body}") } });
+        app.graphql(Some(&rita.token), SEND_MESSAGE, variables)
+    };
+    app.ok(
+        &rita,
+        SEND_MESSAGE,
+        json!({ "input": {
+        "sessionId": session, "body": "first", "clientMessageId": "client-first" } }),
+    )
+    .await;
+
+    // The writer takes "held" into a batch that waits for the lock; "queued" waits behind
+    // that batch until both requests pass their deadline.
+    let lock = WriteLock::hold(&database_url).await;
+    let (held, queued) = tokio::join!(send("held"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send("queued").await
+    });
+    assert_eq!(error_code(&held), "TIMEOUT", "{held}");
+    assert_eq!(error_code(&queued), "TIMEOUT", "{queued}");
+    lock.release().await;
+
+    app.ok(
+        &rita,
+        SEND_MESSAGE,
+        json!({ "input": {
+        "sessionId": session, "body": "after", "clientMessageId": "client-after" } }),
+    )
+    .await;
+    let history = app.ok(&rita, HISTORY, json!({ "id": session })).await;
+    let bodies: Vec<&str> = nodes(&history["chatSession"]["messages"])
+        .iter()
+        .filter_map(|message| message["body"].as_str())
+        .collect();
+    assert!(
+        !bodies.contains(&"queued"),
+        "told nothing was kept, and nothing was: {bodies:?}"
+    );
+    assert!(bodies.contains(&"after"), "{bodies:?}");
+
+    // Retrying with the same clientMessageId sends it, once.
+    let retried = send("queued").await;
+    assert!(retried["errors"].is_null(), "{retried}");
+    let again = send("queued").await;
+    assert_eq!(
+        again["data"]["sendMessage"]["id"],
+        retried["data"]["sendMessage"]["id"]
+    );
 }
 
 #[tokio::test]
