@@ -22,11 +22,14 @@ use p256::{
     elliptic_curve::sec1::ToEncodedPoint,
 };
 use rand_core::{OsRng, RngCore};
-use reqwest::{StatusCode, Url, header::RETRY_AFTER};
+use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::provider::{Push, PushSender, SendFailure, SetupError, within_timeout};
+use super::provider::{
+    MAX_RESPONSE_BODY, Push, PushSender, SendFailure, SetupError, read_body_capped, retry_after,
+    transport_failure, within_timeout,
+};
 use crate::config::WebPushConfig;
 
 const PROVIDER: &str = "web_push";
@@ -160,18 +163,19 @@ impl WebPushSender {
             .body(body)
             .send()
             .await
-            .map_err(|error| SendFailure::transient(format!("web push: {error}")))?;
+            .map_err(|error| transport_failure("web push", error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, now));
-        let text = response.text().await.unwrap_or_default();
-        let reason = format!("web push: {status} {}", excerpt(&text));
+        let retry_after = retry_after(response.headers(), now);
+        let body = read_body_capped(response, MAX_RESPONSE_BODY)
+            .await
+            .unwrap_or_default();
+        let reason = format!(
+            "web push: {status} {}",
+            excerpt(&String::from_utf8_lossy(&body))
+        );
         Err(match status {
             StatusCode::NOT_FOUND | StatusCode::GONE => SendFailure::DeadToken(reason),
             StatusCode::TOO_MANY_REQUESTS => SendFailure::Transient {
@@ -371,17 +375,6 @@ fn decode_base64url(text: &str) -> Option<Vec<u8>> {
         })
         .collect();
     URL_SAFE_NO_PAD.decode(text).ok()
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let seconds = (at.with_timezone(&Utc) - now).num_seconds();
-    Some(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
 }
 
 /// The start of a response body, for a failure's reason.
