@@ -5,8 +5,8 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use entity::{device, enums::DevicePlatform};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -159,19 +159,15 @@ impl DeviceService {
 
     /// Keeps the user's newest [`MAX_DEVICES_PER_USER`] devices.
     async fn evict_beyond_limit(write: &Write, user_id: Uuid) -> Result<(), AppError> {
-        let count = device::Entity::find()
-            .filter(device::Column::UserId.eq(user_id))
-            .count(write)
-            .await?;
-        if count <= MAX_DEVICES_PER_USER {
-            return Ok(());
-        }
         let oldest: Vec<Uuid> = Self::list(write, user_id)
             .await?
             .into_iter()
             .skip(MAX_DEVICES_PER_USER as usize)
             .map(|device| device.id)
             .collect();
+        if oldest.is_empty() {
+            return Ok(());
+        }
         device::Entity::delete_many()
             .filter(device::Column::Id.is_in(oldest))
             .exec(write)

@@ -38,14 +38,14 @@ impl Delivery {
         let (Some(notification), Some(recipient), Some(mailer)) =
             (notification, recipient, self.providers.email.as_ref())
         else {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         let delivery = state
             .writer
             .run(async |write| ensure_row(write, &notification).await)
             .await?;
         if !matches!(delivery.status, DeliveryStatus::Pending) {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         }
         let unsubscribe_url = self.unsubscribe.url(recipient.id, notification.kind)?;
         let email = Email {
@@ -95,12 +95,12 @@ impl Delivery {
             None => None,
         };
         let (Some(recipient), Some(mailer)) = (recipient, self.providers.email.as_ref()) else {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         let now = state.clock.now();
         let chats = unread_chats(&state.db, recipient.id, now - Duration::hours(1)).await?;
         if chats.is_empty() {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         }
         let unsubscribe_url = self
             .unsubscribe
@@ -274,13 +274,6 @@ async fn ensure_row(
         .exec_without_returning(write)
         .await?;
     Ok(row)
-}
-
-async fn finish(state: &AppState, job: &job::Model) -> Result<(), AppError> {
-    state
-        .writer
-        .run(async |write| JobQueue::finish(write, job.id).await)
-        .await
 }
 
 /// How an email names why it was sent.

@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use backoff::Backoff;
 
 use crate::{
-    db::{Write, batch_shape::BatchShape},
+    db::{Write, Writer, batch_shape::BatchShape},
     error::AppError,
 };
 
@@ -133,6 +133,14 @@ impl JobQueue {
     pub async fn finish(write: &Write, id: Uuid) -> Result<(), AppError> {
         job::Entity::delete_by_id(id).exec(write).await?;
         Ok(())
+    }
+
+    /// The job is done and nothing else changes with it (its subject is gone, or there was
+    /// nothing to send): it leaves the queue in a transaction of its own.
+    pub async fn finish_alone(writer: &Writer, id: Uuid) -> Result<(), AppError> {
+        writer
+            .run(async |write| Self::finish(write, id).await)
+            .await
     }
 
     /// The jobs are done: they leave the queue, in one statement.

@@ -42,7 +42,7 @@ impl Video {
     /// `video_end_call`: the call ends at its limit (and its room gets a close job).
     pub async fn end_call(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
         let Some(order) = order_of(job) else {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         state
             .writer
@@ -74,7 +74,7 @@ impl Video {
     /// if it is still in the status the job was queued for.
     pub async fn expire(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
         let Some(order) = order_of(job) else {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         let join_timeout = self.settings.join_timeout;
         state
@@ -109,7 +109,7 @@ impl Video {
     /// kept for the operator, and the provider's own ceilings end the room.
     pub async fn close_room(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
         let Some(order) = order_of(job) else {
-            return finish(state, job).await;
+            return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         // A room created for an accept that lost is not the call's: the call is left alone.
         let orphan = order.room_sid.is_some();
@@ -125,7 +125,7 @@ impl Video {
                         room_closed_at: None,
                         ..
                     }) => sid,
-                    _ => return finish(state, job).await,
+                    _ => return JobQueue::finish_alone(&state.writer, job.id).await,
                 }
             }
         };
@@ -194,11 +194,4 @@ fn order_of(job: &job::Model) -> Option<CallJob> {
             None
         }
     }
-}
-
-async fn finish(state: &AppState, job: &job::Model) -> Result<(), AppError> {
-    state
-        .writer
-        .run(async |write| JobQueue::finish(write, job.id).await)
-        .await
 }
