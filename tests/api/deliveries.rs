@@ -493,6 +493,22 @@ async fn retry_after_is_honoured() {
         (delivering.fcm_messages(FCM_TOKEN).len() == 1).then_some(())
     })
     .await;
+    // The clock moves only once the retry is recorded, or it would be due 600 s after the
+    // moved clock instead.
+    eventually("the throttled attempt's record", async || {
+        let notifications = delivering.deliveries(&carol, "BOOKING_CREATED").await;
+        let recorded = notifications.first().is_some_and(|notification| {
+            notification["deliveries"]
+                .as_array()
+                .is_some_and(|deliveries| {
+                    deliveries.iter().any(|delivery| {
+                        delivery["channel"] == "PUSH" && delivery["lastError"].is_string()
+                    })
+                })
+        });
+        recorded.then_some(())
+    })
+    .await;
     app.clock.advance(chrono::Duration::seconds(590));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
