@@ -12,5 +12,5 @@ pub use graphql::{
 };
 pub use loaders::{BookingLoader, SeriesLoader};
 pub use recurrence::Recurrence;
-pub use reminders::ReminderService;
+pub use reminders::{ReminderService, reminder_job};
 pub use service::{BookingService, NewBooking};

@@ -1,19 +1,46 @@
-//! Reminders before accepted bookings: scheduled at acceptance, sent once by the scheduler.
+//! Reminders before accepted bookings: scheduled at acceptance as jobs of the durable queue,
+//! sent once by whichever instance's worker claims the job when it falls due.
 //!
-//! Each (booking, offset) is one row, claimed by setting `settled_at` in the
-//! transaction that notifies; a claim is a conditional update, so two
-//! instances, or a restart half-way, never send a reminder twice.
+//! Each (booking, offset) is one row, claimed by setting `settled_at` in the transaction
+//! that notifies and finishes the job; a claim is a conditional update, so a job run twice
+//! (its worker died after the commit, or the scheduler's safety net queued it again) never
+//! sends a reminder twice.
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{booking, booking_reminder, enums::BookingStatus};
+use entity::{booking, booking_reminder, enums::BookingStatus, job};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, OnConflict},
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::notices::{self, Parties};
-use crate::{db::Write, error::AppError, notifications::NotificationService};
+use crate::{
+    db::Write,
+    error::AppError,
+    notifications::NotificationService,
+    queue::{JobQueue, NewJob, kinds},
+    state::AppState,
+};
+
+/// What a reminder job carries.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReminderJob {
+    reminder_id: Uuid,
+}
+
+/// The job that sends `reminder` when it falls due; one per reminder while it is unfinished.
+pub fn reminder_job(reminder: &booking_reminder::Model) -> NewJob {
+    NewJob {
+        kind: kinds::BOOKING_REMINDER,
+        payload: serde_json::json!(ReminderJob {
+            reminder_id: reminder.id
+        }),
+        run_at: reminder.due_at,
+        dedupe_key: Some(format!("{}:{}", kinds::BOOKING_REMINDER, reminder.id)),
+    }
+}
 
 /// Scheduling and sending booking reminders.
 pub struct ReminderService;
@@ -32,11 +59,18 @@ impl ReminderService {
             if due_at <= now {
                 continue;
             }
-            booking_reminder::Entity::insert(booking_reminder::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                booking_id: Set(booking.id),
-                offset_minutes: Set(offset),
-                due_at: Set(due_at),
+            let reminder = booking_reminder::Model {
+                id: Uuid::now_v7(),
+                booking_id: booking.id,
+                offset_minutes: offset,
+                due_at,
+                settled_at: None,
+            };
+            let added = booking_reminder::Entity::insert(booking_reminder::ActiveModel {
+                id: Set(reminder.id),
+                booking_id: Set(reminder.booking_id),
+                offset_minutes: Set(reminder.offset_minutes),
+                due_at: Set(reminder.due_at),
                 settled_at: Set(None),
             })
             .on_conflict(
@@ -49,20 +83,63 @@ impl ReminderService {
             )
             .exec_without_returning(write)
             .await?;
+            if added == 1 {
+                JobQueue::enqueue(write, vec![reminder_job(&reminder)]).await?;
+            }
         }
         Ok(())
     }
 
-    /// Reminders whose time has come and that nobody settled yet, oldest first.
+    /// `booking_reminder`: settles the job's reminder and finishes the job, in one
+    /// transaction, so the reminder is sent and its job done together or not at all.
+    pub async fn run_job(state: &AppState, job: &job::Model) -> Result<(), AppError> {
+        let order: Option<ReminderJob> = serde_json::from_value(job.payload.clone())
+            .inspect_err(|err| tracing::error!(job = %job.id, error = %err, "a reminder job without a readable reminder"))
+            .ok();
+        state
+            .writer
+            .run(async |write| {
+                let reminder = match order {
+                    Some(order) => {
+                        booking_reminder::Entity::find_by_id(order.reminder_id)
+                            .one(write)
+                            .await?
+                    }
+                    None => None,
+                };
+                if let Some(reminder) = reminder {
+                    Self::settle(write, &reminder).await?;
+                }
+                JobQueue::finish(write, job.id).await
+            })
+            .await
+    }
+
+    /// Reminders whose time has come and that nobody settled yet, oldest first, after the
+    /// (due instant, id) `after` when given: one page of what the scheduler looks at.
     pub async fn due(
         conn: &impl ConnectionTrait,
         now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<booking_reminder::Model>, AppError> {
-        Ok(booking_reminder::Entity::find()
+        let mut due = booking_reminder::Entity::find()
             .filter(booking_reminder::Column::SettledAt.is_null())
-            .filter(booking_reminder::Column::DueAt.lte(now))
+            .filter(booking_reminder::Column::DueAt.lte(now));
+        if let Some((due_at, id)) = after {
+            due = due.filter(
+                sea_orm::Condition::any()
+                    .add(booking_reminder::Column::DueAt.gt(due_at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(booking_reminder::Column::DueAt.eq(due_at))
+                            .add(booking_reminder::Column::Id.gt(id)),
+                    ),
+            );
+        }
+        Ok(due
             .order_by_asc(booking_reminder::Column::DueAt)
+            .order_by_asc(booking_reminder::Column::Id)
             .limit(limit)
             .all(conn)
             .await?)

@@ -1,6 +1,8 @@
-//! Background work, run by every instance safely: on a schedule, booking reminders, expiring
-//! video call requests and ending calls at their limit; and the workers of the durable job
-//! queue ([`workers`]), which deliver pushes and email.
+//! Background work, run by every instance safely: the workers of the durable job queue
+//! ([`workers`]), which send reminders, end and expire video calls and deliver pushes and
+//! email, each job claimed by one instance; and a scheduler, the safety net under them, which
+//! queues again the jobs of anything that fell due without one (rows written before the job
+//! existed, or a job an operator deleted).
 //!
 //! The scheduler wakes on its interval, or at once when a manual clock is moved
 //! (tests), and again right after start-up so that work that fell due while the
@@ -11,8 +13,9 @@ pub mod workers;
 use std::time::Duration;
 
 use crate::{
-    bookings::ReminderService,
+    bookings::{ReminderService, reminder_job},
     error::AppError,
+    queue::JobQueue,
     shutdown::Shutdown,
     state::AppState,
     video::{self, Video},
@@ -25,7 +28,7 @@ const BATCH: u64 = 100;
 pub async fn run(state: AppState, video: &Video, interval: Duration, shutdown: &Shutdown) {
     let mut clock_moves = state.clock.moves();
     while !shutdown.is_stopping() {
-        if let Err(err) = send_due_reminders(&state).await {
+        if let Err(err) = queue_due_reminders(&state).await {
             tracing::error!(error = %err, "sending booking reminders");
         }
         if let Err(err) = video::rooms::run_due(&state, video).await {
@@ -53,24 +56,24 @@ pub async fn run(state: AppState, video: &Video, interval: Duration, shutdown: &
     }
 }
 
-/// Sends every reminder that is due now; each in its own transaction, published on commit.
-pub async fn send_due_reminders(state: &AppState) -> Result<usize, AppError> {
-    let mut sent = 0;
+/// Queues the job of every reminder that is due and not settled; one that still has its job
+/// keeps it (by its dedupe key), and a job run twice sends nothing the second time.
+async fn queue_due_reminders(state: &AppState) -> Result<(), AppError> {
+    let mut after = None;
     loop {
-        let now = state.clock.now();
-        let due = ReminderService::due(&state.db, now, BATCH).await?;
+        let due = ReminderService::due(&state.db, state.clock.now(), after, BATCH).await?;
+        let Some(last) = due.last() else {
+            return Ok(());
+        };
+        after = Some((last.due_at, last.id));
         let exhausted = (due.len() as u64) < BATCH;
-        for reminder in due {
-            let settled = state
-                .writer
-                .run(async |write| ReminderService::settle(write, &reminder).await)
-                .await?;
-            if settled {
-                sent += 1;
-            }
-        }
+        let jobs = due.iter().map(reminder_job).collect::<Vec<_>>();
+        state
+            .writer
+            .run(async |write| JobQueue::enqueue(write, jobs.clone()).await)
+            .await?;
         if exhausted {
-            return Ok(sent);
+            return Ok(());
         }
     }
 }

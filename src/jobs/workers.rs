@@ -9,6 +9,7 @@ use entity::job;
 use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::{
+    bookings::ReminderService,
     config::JobConfig,
     db::JobWake,
     delivery::Delivery,
@@ -136,6 +137,7 @@ pub async fn run(
 /// has its job retried after a short wait.
 async fn run_one(state: &AppState, delivery: &Delivery, video: &Video, job: &job::Model) {
     let ran = match job.kind.as_str() {
+        kinds::BOOKING_REMINDER => ReminderService::run_job(state, job).await,
         kinds::EMAIL => delivery.email(state, job).await,
         kinds::CHAT_DIGEST => delivery.chat_digest(state, job).await,
         kinds::VIDEO_END_CALL => video.end_call(state, job).await,

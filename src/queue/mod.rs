@@ -275,6 +275,8 @@ pub mod kinds {
     pub const VIDEO_EXPIRE: &str = "video_expire";
     /// Close the provider room of a video call that ended.
     pub const VIDEO_CLOSE_ROOM: &str = "video_close_room";
+    /// Remind both parties of an accepted booking ahead of its start.
+    pub const BOOKING_REMINDER: &str = "booking_reminder";
     /// The video kinds, claimed with the short lease of bounded provider calls.
     pub const VIDEO: [&str; 3] = [VIDEO_END_CALL, VIDEO_EXPIRE, VIDEO_CLOSE_ROOM];
 }
