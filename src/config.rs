@@ -45,6 +45,19 @@ pub enum ConfigError {
     Unreadable(String),
 }
 
+/// Which bus carries events to subscribers (see `EVENT_BUS_URL`).
+#[derive(Debug, Clone)]
+pub enum EventBusChoice {
+    /// This instance's subscribers alone.
+    InProcess,
+    /// PostgreSQL's `NOTIFY` in the committing transactions, `LISTEN` on `listen_url`.
+    Postgres { listen_url: Secret },
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// Whether the server may run with development conveniences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -115,6 +128,8 @@ pub struct Config {
     /// before it is told it missed some and resynchronises from the database. Each live
     /// topic holds this many slots.
     pub bus_capacity: usize,
+    /// `EVENT_BUS_URL` as set; [`Config::event_bus`] says what it selects.
+    pub event_bus_url: Option<Secret>,
     pub reminders: ReminderConfig,
     /// How long "typing" shows without a refresh.
     pub typing_ttl: Duration,
@@ -392,8 +407,36 @@ impl Config {
             })
     }
 
+    /// The event bus `EVENT_BUS_URL` selects, with `DATABASE_URL` (see its declaration).
+    pub fn event_bus(&self) -> Result<EventBusChoice, ConfigError> {
+        let on_postgres = is_postgres(self.database_url.expose());
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: "EVENT_BUS_URL",
+            reason: reason.to_owned(),
+        };
+        match self.event_bus_url.as_ref().map(Secret::expose) {
+            None | Some("") if on_postgres => Ok(EventBusChoice::Postgres {
+                listen_url: self.database_url.clone(),
+            }),
+            None | Some("") | Some("in-process") => Ok(EventBusChoice::InProcess),
+            Some(url) if is_postgres(url) => {
+                if on_postgres {
+                    Ok(EventBusChoice::Postgres {
+                        listen_url: Secret::from(url),
+                    })
+                } else {
+                    Err(invalid(
+                        "a PostgreSQL bus needs DATABASE_URL on PostgreSQL: events leave with NOTIFY in the transactions that commit them",
+                    ))
+                }
+            }
+            Some(_) => Err(invalid("expected postgres://… or in-process")),
+        }
+    }
+
     /// Refuses settings that are unsafe for the chosen environment; warns loudly about the dev secret.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.event_bus()?;
         if usize::try_from(self.usage.cost.burst).unwrap_or(usize::MAX)
             < self.graphql.max_complexity
         {

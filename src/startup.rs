@@ -7,10 +7,10 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{Auth, Authenticator, SignInLimits, TokenService},
-    bus::{EventBus, InProcessBus},
+    bus::{BusTasks, EventBus, InProcessBus, PostgresBus},
     chat::{SendQueue, TypingGate},
     clock::{Clock, SystemClock},
-    config::{Config, ConfigError, Environment, JobConfig},
+    config::{Config, ConfigError, Environment, EventBusChoice, JobConfig},
     db::{self, Writer},
     delivery::{self, Delivery, provider::SetupError, unsubscribe::UnsubscribeLinks},
     graphql,
@@ -36,6 +36,33 @@ pub enum StartupError {
     Bind(#[from] std::io::Error),
     #[error("video provider client: {0}")]
     Video(#[from] reqwest::Error),
+    #[error("event bus: cannot listen: {0}")]
+    Bus(#[from] sea_orm::sqlx::Error),
+}
+
+/// The bus `config` selects for instance `instance`, and its background work.
+async fn event_bus(
+    config: &Config,
+    db: &sea_orm::DatabaseConnection,
+    instance: uuid::Uuid,
+) -> Result<(Arc<dyn EventBus>, BusTasks), StartupError> {
+    Ok(match config.event_bus()? {
+        EventBusChoice::InProcess => (
+            Arc::new(InProcessBus::new(config.bus_capacity)),
+            BusTasks::none(),
+        ),
+        EventBusChoice::Postgres { listen_url } => {
+            let (bus, tasks) = PostgresBus::start(
+                db.clone(),
+                listen_url.expose(),
+                instance,
+                config.bus_capacity,
+            )
+            .await?;
+            tracing::info!("events reach other instances with PostgreSQL's LISTEN/NOTIFY");
+            (bus, tasks)
+        }
+    })
 }
 
 /// Twilio when it is configured, the dev provider otherwise; `public_url` is where Twilio's
@@ -81,6 +108,8 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     sockets: Arc<http::OpenSockets>,
     shutdown: Shutdown,
+    /// The event bus's listening connection, run while the application serves.
+    bus_tasks: BusTasks,
 }
 
 impl Application {
@@ -102,7 +131,10 @@ impl Application {
         };
         let db = db::connect(config.database_url.expose(), &config.database).await?;
         Migrator::up(&db, None).await?;
-        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(config.bus_capacity));
+        let instance = uuid::Uuid::now_v7();
+        tracing::info!(%instance, "this instance's id");
+        crate::telemetry::instance(instance);
+        let (bus, bus_tasks) = event_bus(&config, &db, instance).await?;
         let delivery = Arc::new(Delivery {
             providers: delivery::providers(&config.delivery)?,
             backoff: Delivery::BACKOFF,
@@ -186,6 +218,7 @@ impl Application {
             shutdown_grace: config.shutdown_grace,
             sockets,
             shutdown,
+            bus_tasks,
         })
     }
 
@@ -251,6 +284,7 @@ impl Application {
         tokio::select! {
             ((), ()) = async { tokio::join!(server, scheduler) } => {}
             () = checkpoints => {}
+            () = self.bus_tasks.run() => {}
         }
         tracing::info!("stopped");
         Ok(())

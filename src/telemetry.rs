@@ -35,6 +35,16 @@ const DELIVERIES: &str = "caregraph_deliveries_total";
 /// Attempts to close a video call's provider room, labelled `outcome` (closed,
 /// already_over, retry, failed) (counter).
 const VIDEO_ROOM_CLOSES: &str = "caregraph_video_room_closes_total";
+/// From an instance's commit to another instance receiving its events (histogram).
+const BUS_LAG: &str = "caregraph_event_bus_lag_seconds";
+/// Times the event bus listened again after losing its connection; each made every
+/// subscriber of the instance resynchronise (counter).
+const BUS_RECONNECTS: &str = "caregraph_event_bus_reconnects_total";
+/// Ephemeral events (typing) not sent to the other instances: the queue was full or the
+/// notification failed (counter).
+const BUS_DROPPED: &str = "caregraph_event_bus_dropped_total";
+/// This instance's id, as a label of a gauge set to 1 (gauge).
+const INSTANCE: &str = "caregraph_instance_info";
 
 /// Buckets of [`SEND_LATENCY`], in seconds: a lone send commits in about a millisecond, a
 /// batch under load in tens of them, and a send past a second is an incident.
@@ -57,6 +67,9 @@ pub fn recorder() -> Option<PrometheusHandle> {
 fn install() -> Option<PrometheusHandle> {
     let installed = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(SEND_LATENCY.to_owned()), &SEND_BUCKETS)
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(Matcher::Full(BUS_LAG.to_owned()), &SEND_BUCKETS)
+        })
         .and_then(PrometheusBuilder::install_recorder);
     let handle = match installed {
         Ok(handle) => handle,
@@ -114,6 +127,40 @@ fn describe() {
         VIDEO_ROOM_CLOSES,
         "Attempts to close a video call's provider room, by outcome."
     );
+    metrics::describe_histogram!(
+        BUS_LAG,
+        metrics::Unit::Seconds,
+        "From another instance's commit to this instance receiving its events."
+    );
+    metrics::describe_counter!(
+        BUS_RECONNECTS,
+        "Times the event bus listened again after losing its connection (each resynchronised every subscriber)."
+    );
+    metrics::describe_counter!(
+        BUS_DROPPED,
+        "Typing events not sent to the other instances (queue full or notification failed)."
+    );
+    metrics::describe_gauge!(INSTANCE, "This instance's id, logged at start-up too.");
+}
+
+/// This instance's id, for telling instances apart in a scrape.
+pub fn instance(id: uuid::Uuid) {
+    metrics::gauge!(INSTANCE, "instance" => id.to_string()).set(1.0);
+}
+
+/// How long another instance's events took to arrive, in microseconds.
+pub fn bus_lag(micros: i64) {
+    metrics::histogram!(BUS_LAG).record(micros.max(0) as f64 / 1e6);
+}
+
+/// The event bus listens again after losing its connection.
+pub fn bus_reconnected() {
+    metrics::counter!(BUS_RECONNECTS).increment(1);
+}
+
+/// Ephemeral events were not sent to the other instances.
+pub fn bus_dropped() {
+    metrics::counter!(BUS_DROPPED).increment(1);
 }
 
 /// The job queue's depth, read just before a scrape renders.

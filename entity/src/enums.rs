@@ -3,7 +3,18 @@
 use sea_orm::{Iterable, entity::prelude::*};
 
 /// What a user is on the marketplace; decides which side of a booking they may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Role {
     #[sea_orm(string_value = "care_recipient")]
@@ -15,7 +26,18 @@ pub enum Role {
 }
 
 /// Whether a caregiver takes new work; care recipients with upcoming bookings care when it changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Availability {
     #[sea_orm(string_value = "available")]
@@ -27,7 +49,18 @@ pub enum Availability {
 }
 
 /// Where a booking is in its lifecycle; only the transitions in `BookingStatus::can_become` exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum BookingStatus {
     #[sea_orm(string_value = "pending")]
@@ -75,7 +108,18 @@ impl BookingStatus {
 }
 
 /// How often a recurring series repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Frequency {
     #[sea_orm(string_value = "daily")]
@@ -86,7 +130,17 @@ pub enum Frequency {
 
 /// What a notification is about; preferences are set per type and channel.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(40))")]
 pub enum NotificationType {
@@ -137,7 +191,18 @@ pub enum NotificationType {
 }
 
 /// Where a video call is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum VideoCallStatus {
     #[sea_orm(string_value = "pending")]
@@ -196,7 +261,18 @@ impl VideoCallStatus {
 }
 
 /// Whether a chat message was written by a person or by caregraph (e.g. a call's outcome).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum MessageKind {
     #[sea_orm(string_value = "text")]
@@ -207,7 +283,17 @@ pub enum MessageKind {
 
 /// How a notification reaches its user.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Channel {
@@ -223,7 +309,17 @@ pub enum Channel {
 
 /// Which push service reaches a device.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum DevicePlatform {
@@ -239,7 +335,17 @@ pub enum DevicePlatform {
 }
 
 /// Where a job is in its life; a job that succeeded is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum JobStatus {
     /// Waiting for its `run_at`.
@@ -255,7 +361,17 @@ pub enum JobStatus {
 
 /// How far one delivery got.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum DeliveryStatus {

@@ -127,7 +127,7 @@ mod tests {
         let deliveries = stream::iter(vec![
             changed(viewer),
             changed(uuid::Uuid::now_v7()),
-            Delivery::Missed(4),
+            Delivery::Missed,
             changed(viewer),
         ])
         .boxed();

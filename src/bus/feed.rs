@@ -112,7 +112,7 @@ impl<S: SequencedSource> Cursor<S> {
                         self.replay(last).await?;
                     }
                 }
-                Some(Delivery::Missed(_)) => self.replay(last).await?,
+                Some(Delivery::Missed) => self.replay(last).await?,
             }
         }
     }

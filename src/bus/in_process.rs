@@ -1,6 +1,6 @@
 //! The single-instance bus: one small tokio broadcast channel per live topic.
 //!
-//! Channels carry `Arc<Event>`, so each slot of each topic's ring is a pointer: with tens of
+//! Channels carry `Arc`s, so each slot of each topic's ring is a pointer: with tens of
 //! thousands of live topics, the rings are a large part of a connection's memory.
 
 use std::{
@@ -15,9 +15,16 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use super::{Delivery, Event, EventBus, Topic};
 use crate::sync::lock;
 
+/// What a topic's channel carries: an event, or word that events may have been missed.
+#[derive(Clone)]
+enum Signal {
+    Event(Arc<Event>),
+    Missed,
+}
+
 /// Broadcasts events to the subscribers of this process, per topic.
 pub struct InProcessBus {
-    topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<Event>>>>,
+    topics: Mutex<HashMap<Topic, broadcast::Sender<Signal>>>,
     capacity: usize,
 }
 
@@ -31,8 +38,28 @@ impl InProcessBus {
         }
     }
 
-    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Arc<Event>>>> {
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, broadcast::Sender<Signal>>> {
         lock(&self.topics)
+    }
+
+    /// Tells the subscribers of `topics` that they may have missed events (one too large to
+    /// travel between instances), so they resynchronise from the database.
+    pub fn missed(&self, topics: &[Topic]) {
+        let mut live = self.topics();
+        for topic in topics {
+            if let Some(sender) = live.get(topic)
+                && sender.send(Signal::Missed).is_err()
+            {
+                live.remove(topic);
+            }
+        }
+    }
+
+    /// Tells every subscriber that it may have missed events (the connection to the other
+    /// instances was lost for a while), so each resynchronises from the database.
+    pub fn missed_everything(&self) {
+        self.topics()
+            .retain(|_, sender| sender.send(Signal::Missed).is_ok());
     }
 }
 
@@ -45,7 +72,7 @@ impl EventBus for InProcessBus {
                 continue;
             };
             // Sending fails only when the topic's last subscriber is gone: forget the topic.
-            if sender.send(Arc::clone(&event)).is_err() {
+            if sender.send(Signal::Event(Arc::clone(&event))).is_err() {
                 topics.remove(&topic);
             }
         }
@@ -64,10 +91,11 @@ impl EventBus for InProcessBus {
         };
         BroadcastStream::new(receiver)
             .map(|item| match item {
-                Ok(event) => Delivery::Event(Event::clone(&event)),
+                Ok(Signal::Event(event)) => Delivery::Event(Event::clone(&event)),
+                Ok(Signal::Missed) => Delivery::Missed,
                 Err(BroadcastStreamRecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "a subscriber fell behind the event bus");
-                    Delivery::Missed(missed)
+                    Delivery::Missed
                 }
             })
             .boxed()

@@ -12,21 +12,33 @@
 //!   [`counter`];
 //! - `typing` is never stored, so there is nothing to re-read: the next typing event
 //!   supersedes what was missed, and "typing" ends by itself when no refresh comes.
+//!
+//! One instance uses [`InProcessBus`]. Several instances on one PostgreSQL use
+//! [`PostgresBus`]: events leave with `NOTIFY` in the transaction that commits them, arrive on
+//! every other instance's listening connection, and are handed to that instance's
+//! [`InProcessBus`]; when that connection was lost, every subscriber there is told it missed
+//! events, so the rule above covers the outage too.
 
 pub mod counter;
 pub mod feed;
 mod in_process;
+mod postgres;
 pub mod state;
 mod until_error;
+mod wire;
 
 use std::sync::Arc;
 
 use async_graphql::futures_util::stream::BoxStream;
+use sea_orm::Statement;
+use serde::{Deserialize, Serialize};
 
 pub use in_process::InProcessBus;
+pub use postgres::{BusTasks, PostgresBus};
 
-/// A committed change that someone may be subscribed to.
-#[derive(Debug, Clone)]
+/// A committed change that someone may be subscribed to. Serialisable, because other
+/// instances receive it as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Event {
     /// A booking was created or changed status.
     BookingChanged(Arc<entity::booking::Model>),
@@ -62,17 +74,18 @@ pub enum Event {
     },
 }
 
-/// What a subscriber receives: an event, or word that it fell behind and missed some.
+/// What a subscriber receives: an event, or word that it may have missed some.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     Event(Event),
-    /// The subscriber was too slow and `n` events were dropped for it; it should resynchronise.
-    Missed(u64),
+    /// Events were dropped for this subscriber (it was too slow, or the instance lost its
+    /// connection to the other instances for a while): it should resynchronise.
+    Missed,
 }
 
 /// Who an event concerns. Subscribers listen to one topic, so an event wakes only the
 /// streams it may interest, not every stream of every connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Topic {
     /// Everything about one user: their bookings, inbox, calls, unread counts.
     User(uuid::Uuid),
@@ -112,9 +125,21 @@ impl Event {
     }
 }
 
-/// Carries committed events to the subscribers of their topics.
+/// Carries events to the subscribers of their topics, on this instance and on the others.
 pub trait EventBus: Send + Sync + 'static {
-    /// Hands an event to the current subscribers of its topics; never blocks on a slow one.
+    /// The statement that tells the other instances about a transaction's `events`, run by
+    /// that transaction so that they leave if and only if it commits (PostgreSQL's
+    /// `NOTIFY`); `None` when this bus does not travel through the database.
+    fn announcement(&self, _events: &[Event]) -> Option<Statement> {
+        None
+    }
+    /// Hands events of a committed transaction, whose [`Self::announcement`] it ran, to this
+    /// instance's subscribers; never blocks on a slow one.
+    fn publish_committed(&self, event: Event) {
+        self.publish(event);
+    }
+    /// Hands an event that no transaction stores (typing) to the subscribers of its topics
+    /// on every instance; never blocks.
     fn publish(&self, event: Event);
     /// A stream of everything published on `topic` from now on.
     fn subscribe(&self, topic: Topic) -> BoxStream<'static, Delivery>;

@@ -109,7 +109,7 @@ impl<S: StateSource> Follower<S> {
                     Change::Items(items) => self.pending.extend(items),
                     Change::Reread => self.reread().await?,
                 },
-                Delivery::Missed(_) => self.reread().await?,
+                Delivery::Missed => self.reread().await?,
             }
         }
     }
@@ -215,7 +215,7 @@ mod tests {
         let deliveries = stream::iter(vec![
             changed(stranger),
             changed(viewer),
-            Delivery::Missed(3),
+            Delivery::Missed,
             changed(viewer),
         ])
         .boxed();
@@ -244,7 +244,7 @@ mod tests {
         let viewer = uuid::Uuid::now_v7();
         let (source, _) = numbers(viewer, 0);
         let deliveries =
-            stream::iter(vec![changed(viewer), Delivery::Missed(1), changed(viewer)]).boxed();
+            stream::iter(vec![changed(viewer), Delivery::Missed, changed(viewer)]).boxed();
         let items: Vec<Result<i64, AppError>> = live_state(source, deliveries, Start::Changes)
             .collect()
             .await;

@@ -336,7 +336,7 @@ fn typing_updates(
                         // Typing is never stored, so there is nothing to re-read: the next
                         // event supersedes what was missed (a typing client refreshes every
                         // second or so), and a missed stop ends "typing" at its expiry.
-                        Delivery::Missed(_) => {}
+                        Delivery::Missed => {}
                     },
                 }
             }

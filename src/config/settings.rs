@@ -82,7 +82,7 @@ struct Server {
     #[arg(long, env, default_value = "text", value_parser = parsed::<LogFormat>)]
     log_format: LogFormat,
     /// On SIGTERM or SIGINT, how long requests in flight, closing websockets and the
-    /// scheduler's current pass may take before the process exits.
+    /// jobs under way may take before the process exits.
     ///
     /// The listener closes at once and every websocket is closed with 1001 (going away), so
     /// clients reconnect to another instance; `/ready` answers 503 meanwhile.
@@ -304,6 +304,17 @@ struct Realtime {
     /// before it resynchronises from the database; each live topic holds this many slots.
     #[arg(long, env, default_value = "64", value_parser = parsed::<usize>)]
     event_bus_capacity: usize,
+    /// How events reach the subscribers of other instances. Unset: PostgreSQL's
+    /// `LISTEN`/`NOTIFY` on `DATABASE_URL` when it is PostgreSQL, this instance alone on
+    /// SQLite.
+    ///
+    /// `postgres://…`: listen on this URL instead, e.g. a direct connection when
+    /// `DATABASE_URL` goes through a pooler in transaction mode, where `LISTEN` does not
+    /// work; events still leave with `NOTIFY` in the transactions that commit them, so
+    /// `DATABASE_URL` must be PostgreSQL. `in-process`: this instance alone, for a single
+    /// instance on PostgreSQL (subscribers on any other instance would miss its events).
+    #[arg(long, env)]
+    event_bus_url: Option<Secret>,
     /// How long "typing" shows without a refresh.
     #[arg(long, env, default_value = "5000", value_parser = millis)]
     typing_ttl_ms: Duration,
@@ -320,9 +331,9 @@ struct Reminders {
     /// start-up.
     #[arg(long, env, default_value = "1440,60", value_parser = offsets)]
     reminder_offsets_minutes: Offsets,
-    /// How often the scheduler looks for reminders that are due, and for video calls
-    /// missing the job that expires or ends them or closes their room (each call's own
-    /// job keeps its time; this is a safety net).
+    /// How often the scheduler looks for reminders that are due and video calls that
+    /// should have expired, ended or closed their room, and queues the job any of them is
+    /// missing (each has its own job, which keeps its time; this is a safety net).
     #[arg(long, env, default_value = "5000", value_parser = millis)]
     scheduler_interval_ms: Duration,
 }
@@ -583,6 +594,7 @@ impl From<Settings> for Config {
                 keepalive: websocket.ws_keepalive_ms,
             },
             bus_capacity: realtime.event_bus_capacity,
+            event_bus_url: realtime.event_bus_url,
             reminders: ReminderConfig {
                 offsets_minutes: reminders.reminder_offsets_minutes.0,
                 scheduler_interval: reminders.scheduler_interval_ms,

@@ -174,13 +174,18 @@ impl Write {
     }
 
     /// Commits, then publishes what the change produced, in the order it was queued, and
-    /// wakes the job workers if it added jobs.
+    /// wakes the job workers if it added jobs. Other instances hear of the events by the
+    /// announcement it runs first ([`EventBus::announcement`]), which leaves exactly when
+    /// the transaction commits.
     pub async fn commit(self) -> Result<(), AppError> {
         let events = std::mem::take(&mut *lock(&self.events));
+        if let Some(announcement) = self.bus.announcement(&events) {
+            self.txn.execute_raw(announcement).await?;
+        }
         self.txn.commit().await?;
         drop(self._turn);
         for event in events {
-            self.bus.publish(event);
+            self.bus.publish_committed(event);
         }
         if self.wake_workers.load(Ordering::Relaxed) {
             self.workers.wake();

@@ -10,7 +10,7 @@ use crate::helpers::{INBOX, Protocol, TestApp, TestUser, error_code, nodes, test
 
 impl TestApp {
     /// Waits until `user` has `count` notifications of `kind`, then checks no more come.
-    async fn expect_exactly(&self, user: &TestUser, kind: &str, count: usize) {
+    pub(crate) async fn expect_exactly(&self, user: &TestUser, kind: &str, count: usize) {
         let query = json!({ "types": [kind], "first": 100 });
         let mut seen = 0;
         for _ in 0..100 {
