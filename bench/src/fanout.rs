@@ -16,7 +16,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    api::{self, Error, Server, Socket},
+    api::{self, Error, Socket},
+    cluster::{Cluster, socket_index},
     report::{CpuMeter, mib, percentiles},
     setup::{self, Pair},
 };
@@ -57,9 +58,10 @@ struct Listener {
 }
 
 /// Connects `count` users (both members of `count / 2` pairs), each with its three
-/// subscriptions live, and returns them with how long that took.
+/// subscriptions live and its socket on the instance [`socket_index`] gives it, and returns
+/// them with how long that took.
 async fn connect(
-    server: &Server,
+    cluster: &Cluster,
     pairs: &[Pair],
     count: usize,
 ) -> Result<(Vec<Listener>, Duration), Error> {
@@ -74,6 +76,7 @@ async fn connect(
             } else {
                 &pairs[pair].caregiver_token
             };
+            let server = cluster.round_robin(socket_index(pair, is_recipient));
             let mut socket = server.socket(token).await?;
             let session = json!({ "id": pairs[pair].session_id });
             let resume =
@@ -107,17 +110,17 @@ fn pairs_for(connections: usize) -> usize {
     connections.div_ceil(2)
 }
 
-pub async fn idle(server: &Server, connections: usize) -> Result<bool, Error> {
+pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> {
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(connections)
     );
-    let pairs = setup::pairs(server, pairs_for(connections)).await?;
+    let pairs = setup::pairs(cluster.setup(), pairs_for(connections)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = server.resident_bytes();
-    let (listeners, took) = connect(server, &pairs, connections).await?;
+    let before = cluster.resident_bytes();
+    let (listeners, took) = connect(cluster, &pairs, connections).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = server.resident_bytes();
+    let after = cluster.resident_bytes();
     println!(
         "idle: {} connections, 3 subscriptions each",
         listeners.len()
@@ -181,13 +184,13 @@ impl Phase {
 impl Audience {
     /// Makes the pairs, connects `plan.connections` users and starts reading, with room for
     /// `phases` phases of `plan`'s sends.
-    pub async fn connect(server: &Server, plan: &Plan, phases: usize) -> Result<Self, Error> {
+    pub async fn connect(cluster: &Cluster, plan: &Plan, phases: usize) -> Result<Self, Error> {
         println!(
             "setup: {} pairs through the public API (not counted)",
             pairs_for(plan.connections)
         );
-        let pairs = setup::pairs(server, pairs_for(plan.connections)).await?;
-        let (listeners, took) = connect(server, &pairs, plan.connections).await?;
+        let pairs = setup::pairs(cluster.setup(), pairs_for(plan.connections)).await?;
+        let (listeners, took) = connect(cluster, &pairs, plan.connections).await?;
         println!(
             "connected {} sockets in {:.2} s",
             listeners.len(),
@@ -238,11 +241,12 @@ impl Audience {
         self.slow_every > 0 && pair.is_multiple_of(self.slow_every)
     }
 
-    /// Sends at `plan.rate` for `plan.duration` (open loop), waits for the deliveries (and for
-    /// stalled readers to resume), and returns what this phase measured.
-    pub async fn run_phase(&mut self, server: &Server, plan: &Plan) -> Phase {
+    /// Sends at `plan.rate` for `plan.duration` (open loop), each message through an instance
+    /// other than its recipient's socket's, waits for the deliveries (and for stalled readers
+    /// to resume), and returns what this phase measured.
+    pub async fn run_phase(&mut self, cluster: &Cluster, plan: &Plan) -> Phase {
         let live_pairs = pairs_for(self.readers.len());
-        let cpu = CpuMeter::start(server);
+        let cpu = CpuMeter::start(cluster);
         let expected = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
@@ -264,8 +268,9 @@ impl Audience {
             let side = if from_recipient { 'r' } else { 'c' };
             let measured = !self.is_slow(pair_index);
             let session = pair.session_id.clone();
+            let recipient_socket = socket_index(pair_index, !from_recipient);
             let (server, sent_at, expected, failed) = (
-                server.clone(),
+                cluster.sending_to(recipient_socket).clone(),
                 self.sent_at.clone(),
                 expected.clone(),
                 failed.clone(),
@@ -290,10 +295,10 @@ impl Audience {
         for sender in senders {
             let _ = sender.await;
         }
-        let memory_at_end_of_sending = server.resident_bytes();
+        let memory_at_end_of_sending = cluster.resident_bytes();
         tokio::time::sleep(DRAIN).await;
-        let server_cpu = cpu.server_spent(server);
-        let cpu_per_message = cpu.per_message(server, offered);
+        let server_cpu = cpu.server_spent(cluster);
+        let cpu_per_message = cpu.per_message(cluster, offered);
         let stall_left = self.stall.saturating_sub(self.base.elapsed());
         if self.slow_sockets > 0 && !stall_left.is_zero() {
             tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
@@ -335,10 +340,10 @@ impl Drop for Audience {
     }
 }
 
-pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
-    let mut audience = Audience::connect(server, &plan, 1).await?;
-    let memory_before = server.resident_bytes();
-    let phase = audience.run_phase(server, &plan).await;
+pub async fn fanout(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
+    let mut audience = Audience::connect(cluster, &plan, 1).await?;
+    let memory_before = cluster.resident_bytes();
+    let phase = audience.run_phase(cluster, &plan).await;
     println!(
         "fanout: {} sockets ({} stalled for {} s), {} msg/s offered for {} s ({} sent)",
         audience.sockets(),
@@ -441,21 +446,23 @@ async fn read(
     }
 }
 
-/// sendMessage at saturation: `clients` members, each sending one message after another.
-pub async fn write(server: &Server, clients: usize, duration: Duration) -> Result<bool, Error> {
+/// sendMessage at saturation: `clients` members, each sending one message after another
+/// through an instance other than the one its partner's socket would be on.
+pub async fn write(cluster: &Cluster, clients: usize, duration: Duration) -> Result<bool, Error> {
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(clients)
     );
-    let pairs = setup::pairs(server, pairs_for(clients)).await?;
-    let cpu = CpuMeter::start(server);
+    let pairs = setup::pairs(cluster.setup(), pairs_for(clients)).await?;
+    let partner_socket = |client: usize| socket_index(client / 2, !client.is_multiple_of(2));
+    let cpu = CpuMeter::start(cluster);
     let started = Instant::now();
     let deadline = started + duration;
     let workers: Vec<_> = (0..clients)
         .map(|client| {
             let pair = pairs[client / 2].clone();
             let token = if client % 2 == 0 { pair.recipient_token } else { pair.caregiver_token };
-            let server = server.clone();
+            let server = cluster.sending_to(partner_socket(client)).clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0u64;
@@ -491,7 +498,7 @@ pub async fn write(server: &Server, clients: usize, duration: Duration) -> Resul
         latencies.len() as f64 / elapsed.as_secs_f64(),
         latencies.len()
     );
-    if let Some(cpu_spent) = cpu.per_message(server, latencies.len()) {
+    if let Some(cpu_spent) = cpu.per_message(cluster, latencies.len()) {
         println!("  {cpu_spent}");
     }
     println!("  latency: {}", percentiles(latencies));
