@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use crate::api::{Error, Server, cpu_time_of, memory_bytes_of};
+use crate::{
+    api::{Error, Server, cpu_time_of, memory_bytes_of},
+    report::mib,
+};
 
 /// The servers a run talks to, and the processes whose memory and CPU it reports.
 #[derive(Clone)]
@@ -23,7 +26,7 @@ pub fn socket_index(pair: usize, is_recipient: bool) -> usize {
 
 impl Cluster {
     /// The servers at `urls` (at least one), with `pids` their processes (any number: memory
-    /// and CPU are only reported when some are known).
+    /// and CPU are only reported when some are known; a pid given twice counts once).
     pub fn new(urls: &[String], pids: Vec<u32>) -> Result<Self, Error> {
         let servers: Vec<Server> = urls
             .iter()
@@ -34,7 +37,16 @@ impl Cluster {
         if servers.is_empty() {
             return Err("no server URL given (--url)".into());
         }
-        Ok(Cluster { servers, pids })
+        let mut distinct_pids = Vec::with_capacity(pids.len());
+        for pid in pids {
+            if !distinct_pids.contains(&pid) {
+                distinct_pids.push(pid);
+            }
+        }
+        Ok(Cluster {
+            servers,
+            pids: distinct_pids,
+        })
     }
 
     /// Where the fixture is made: any instance sees what another wrote, so the first.
@@ -65,6 +77,50 @@ impl Cluster {
         (socket + 1) % self.servers.len()
     }
 
+    /// With several instances, how `sockets` sockets are spread over them; with one, nothing
+    /// (a single-instance report stays as it was).
+    pub fn sockets_spread(&self, sockets: usize) -> Option<String> {
+        self.spread(
+            "sockets",
+            (0..sockets).map(|socket| self.round_robin_position(socket)),
+        )
+    }
+
+    /// With several instances, how the senders writing to the users of `recipient_sockets`
+    /// are spread over them; with one, nothing.
+    pub fn senders_spread(
+        &self,
+        senders: &str,
+        recipient_sockets: impl Iterator<Item = usize>,
+    ) -> Option<String> {
+        self.spread(
+            senders,
+            recipient_sockets.map(|socket| self.sending_position(socket)),
+        )
+    }
+
+    /// "N servers; <what>: k on <url>, …" from the instance index of each thing spread.
+    fn spread(&self, what: &str, instances: impl Iterator<Item = usize>) -> Option<String> {
+        if self.servers.len() < 2 {
+            return None;
+        }
+        let mut counts = vec![0usize; self.servers.len()];
+        for instance in instances {
+            counts[instance] += 1;
+        }
+        let parts: Vec<String> = self
+            .servers
+            .iter()
+            .zip(counts)
+            .map(|(server, count)| format!("{count} on {}", server.url))
+            .collect();
+        Some(format!(
+            "{} servers; {what}: {}",
+            self.servers.len(),
+            parts.join(", ")
+        ))
+    }
+
     /// The servers' resident memory in bytes, summed over their processes, if their pids are
     /// known.
     pub fn resident_bytes(&self) -> Option<u64> {
@@ -88,6 +144,26 @@ impl Cluster {
             .iter()
             .map(|&pid| memory_bytes_of(pid, field))
             .sum()
+    }
+
+    /// With several processes, each one's resident memory now, as printed; with one or
+    /// none, nothing (the sum says it all).
+    pub fn resident_by_process(&self) -> Option<String> {
+        if self.pids.len() < 2 {
+            return None;
+        }
+        let each: Vec<String> = self
+            .pids
+            .iter()
+            .map(|&pid| match memory_bytes_of(pid, "VmRSS:") {
+                Some(bytes) => format!("pid {pid} {:.1} MiB", mib(bytes)),
+                None => format!("pid {pid} ?"),
+            })
+            .collect();
+        Some(format!(
+            "server resident memory by process: {}",
+            each.join(", ")
+        ))
     }
 
     /// CPU time the servers have used so far, summed over their processes, if their pids are
@@ -131,10 +207,28 @@ mod tests {
     }
 
     #[test]
-    fn one_instance_takes_everything() {
+    fn one_instance_takes_everything_and_reports_no_spread() {
         let cluster = cluster(&["http://only/"]);
         assert_eq!(cluster.round_robin(3).url, "http://only");
         assert_eq!(cluster.sending_to(3).url, "http://only");
+        assert_eq!(cluster.sockets_spread(10), None);
+    }
+
+    #[test]
+    fn sockets_are_spread_round_robin() {
+        let cluster = cluster(&["http://a", "http://b"]);
+        assert_eq!(
+            cluster.sockets_spread(5).as_deref(),
+            Some("2 servers; sockets: 3 on http://a, 2 on http://b")
+        );
+    }
+
+    #[test]
+    fn a_pid_given_twice_counts_once() {
+        match Cluster::new(&["http://a".to_owned()], vec![7, 8, 7]) {
+            Ok(cluster) => assert_eq!(cluster.pids, [7, 8]),
+            Err(err) => panic!("{err}"),
+        }
     }
 
     #[test]

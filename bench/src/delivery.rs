@@ -179,6 +179,10 @@ pub async fn delivery(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
         plan.rate,
         plan.duration.as_secs()
     );
+    let recipient_sockets = (0..pairs.len()).map(|pair| socket_index(pair, true));
+    if let Some(spread) = cluster.senders_spread("caregivers", recipient_sockets) {
+        println!("  {spread}");
+    }
     println!(
         "  sent {} of {offered} offered in {:.2} s ({:.0} sendMessage/s), {} failed",
         sent.len(),
@@ -217,6 +221,9 @@ pub async fn delivery(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
             mib(end),
             mib(cluster.peak_resident_bytes().unwrap_or(0))
         );
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
     if let Some(spent) = server_cpu {
         println!(

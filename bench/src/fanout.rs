@@ -125,6 +125,9 @@ pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> 
         "idle: {} connections, 3 subscriptions each",
         listeners.len()
     );
+    if let Some(spread) = cluster.sockets_spread(listeners.len()) {
+        println!("  {spread}");
+    }
     println!(
         "  connections initialised and subscribed: {:.0}/s ({:.2} s)",
         listeners.len() as f64 / took.as_secs_f64(),
@@ -137,6 +140,9 @@ pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> 
             mib(after),
             after.saturating_sub(before) as f64 / 1024.0 / listeners.len() as f64
         );
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
     Ok(true)
 }
@@ -196,6 +202,11 @@ impl Audience {
             listeners.len(),
             took.as_secs_f64()
         );
+        if let Some(spread) = cluster.sockets_spread(listeners.len()) {
+            println!(
+                "  {spread}; each message is sent through another server than its recipient's socket"
+            );
+        }
         let per_phase =
             plan.rate as usize * plan.duration.as_secs() as usize + plan.rate as usize + 16;
         let sent_at: Arc<Vec<AtomicU64>> =
@@ -375,6 +386,9 @@ pub async fn fanout(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
             mib(during)
         );
     }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
+    }
     if let Some(cpu_spent) = phase.cpu_per_message {
         println!("  {cpu_spent} (sending and delivering)");
     }
@@ -493,6 +507,9 @@ pub async fn write(cluster: &Cluster, clients: usize, duration: Duration) -> Res
         "write: {clients} concurrent clients for {:.1} s, no subscribers",
         elapsed.as_secs_f64()
     );
+    if let Some(spread) = cluster.senders_spread("clients", (0..clients).map(partner_socket)) {
+        println!("  {spread}");
+    }
     println!(
         "  {:.0} sendMessage/s ({} sent, {failures} failed)",
         latencies.len() as f64 / elapsed.as_secs_f64(),

@@ -353,4 +353,7 @@ fn print_memory(cluster: &Cluster, memory: &MemorySampler) {
         ),
         _ => println!("server memory: unknown (pass --server-pid)"),
     }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
+    }
 }
