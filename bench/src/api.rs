@@ -1,4 +1,5 @@
-//! Talking to the server: GraphQL over HTTP, graphql-transport-ws sockets, its memory.
+//! Talking to a server: GraphQL over HTTP, graphql-transport-ws sockets, a process's memory
+//! and CPU time.
 
 use std::time::Duration;
 
@@ -13,16 +14,17 @@ use tokio_tungstenite::{
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The server under test.
+/// One server under test, reached at its base URL.
 #[derive(Clone)]
 pub struct Server {
     pub url: String,
-    pid: Option<u32>,
     http: reqwest::Client,
 }
 
 impl Server {
-    pub fn new(url: &str, pid: Option<u32>) -> Self {
+    /// A client for the server at `url`, keeping enough idle connections for open-loop sends
+    /// not to reconnect each time.
+    pub fn new(url: &str) -> Self {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .timeout(Duration::from_secs(30))
@@ -30,7 +32,6 @@ impl Server {
             .unwrap_or_default();
         Self {
             url: url.trim_end_matches('/').to_owned(),
-            pid,
             http,
         }
     }
@@ -79,31 +80,14 @@ impl Server {
             other => Err(format!("no connection_ack: {other:?}").into()),
         }
     }
+}
 
-    /// The server's resident memory in bytes, if its pid is known.
-    pub fn resident_bytes(&self) -> Option<u64> {
-        self.memory_bytes("VmRSS:")
-    }
-
-    /// The most the server has ever held resident, in bytes: the kernel's record catches a
-    /// spike between two samples.
-    pub fn peak_resident_bytes(&self) -> Option<u64> {
-        self.memory_bytes("VmHWM:")
-    }
-
-    /// One kB figure of `/proc/<pid>/status`, in bytes.
-    fn memory_bytes(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let line = status.lines().find(|line| line.starts_with(field))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    }
-
-    /// CPU time the server has used so far, if its pid is known: per message, it says where
-    /// a run's cost went, which latency alone cannot.
-    pub fn cpu_time(&self) -> Option<Duration> {
-        cpu_time_of(self.pid?)
-    }
+/// One kB figure of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in bytes.
+pub fn memory_bytes_of(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// CPU time used by every `postgres` process now running (the database's share of a run,
@@ -128,7 +112,7 @@ pub fn own_cpu_time() -> Option<Duration> {
 }
 
 /// User and system time of a process, from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
-fn cpu_time_of(pid: u32) -> Option<Duration> {
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11);

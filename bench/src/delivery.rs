@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
 use crate::{
-    api::{Error, Server},
+    api::Error,
+    cluster::{Cluster, socket_index},
     fake_fcm::wall_nanos,
     report::{CpuMeter, mib, percentiles},
     setup,
@@ -46,7 +47,10 @@ struct Sent {
     answered: u64,
 }
 
-pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
+/// Runs the sends, each through an instance other than the one its care recipient's socket
+/// would be on, and reports the pushes that came of them; fails on any lost or duplicated
+/// push or failed send.
+pub async fn delivery(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
     let fake = FakeClient::new(&plan.fake);
     fake.stats()
         .await
@@ -60,6 +64,7 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
             "an FCM device for each care recipient"
         }
     );
+    let server = cluster.setup();
     let pairs = setup::pairs(server, plan.pairs).await?;
     let with_devices = if plan.no_devices {
         &pairs[..0]
@@ -84,8 +89,8 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
     fake.reset().await?;
     let fake_before = fake.stats().await?;
 
-    let memory_before = server.resident_bytes();
-    let cpu = CpuMeter::start(server);
+    let memory_before = cluster.resident_bytes();
+    let cpu = CpuMeter::start(cluster);
     let sent = Arc::new(Mutex::new(Vec::<Sent>::new()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
@@ -97,8 +102,10 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
     let mut offered = 0usize;
     while Instant::now() < deadline {
         ticker.tick().await;
-        let pair = &pairs[offered % pairs.len()];
-        let (server, sent, failures) = (server.clone(), sent.clone(), failures.clone());
+        let pair_index = offered % pairs.len();
+        let pair = &pairs[pair_index];
+        let server = cluster.sending_to(socket_index(pair_index, true)).clone();
+        let (sent, failures) = (sent.clone(), failures.clone());
         let token = pair.caregiver_token.clone();
         let input = json!({ "sessionId": pair.session_id, "body": format!("push {offered}"),
             "clientMessageId": format!("p{offered}-{}", uuid::Uuid::now_v7()) });
@@ -126,7 +133,7 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
         let _ = sender.await;
     }
     let sending = started.elapsed();
-    let memory_at_end_of_sending = server.resident_bytes();
+    let memory_at_end_of_sending = cluster.resident_bytes();
     let sent = std::mem::take(&mut *lock(&sent));
     let failures = std::mem::take(&mut *lock(&failures));
 
@@ -144,8 +151,8 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
         fake_after = fake.stats().await?;
     }
     let waited = started.elapsed();
-    let server_cpu = cpu.server_spent(server);
-    let cpu_per_push = cpu.per_message(server, sent.len());
+    let server_cpu = cpu.server_spent(cluster);
+    let cpu_per_push = cpu.per_message(cluster, sent.len());
     let receipts = fake.receipts().await?;
 
     let mut from_send = Vec::with_capacity(sent.len());
@@ -172,6 +179,10 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
         plan.rate,
         plan.duration.as_secs()
     );
+    let recipient_sockets = (0..pairs.len()).map(|pair| socket_index(pair, true));
+    if let Some(spread) = cluster.senders_spread("caregivers", recipient_sockets) {
+        println!("  {spread}");
+    }
     println!(
         "  sent {} of {offered} offered in {:.2} s ({:.0} sendMessage/s), {} failed",
         sent.len(),
@@ -208,8 +219,11 @@ pub async fn delivery(server: &Server, plan: Plan) -> Result<bool, Error> {
             "  server resident memory: {:.1} MiB before, {:.1} MiB at the end of sending, peak {:.1} MiB",
             mib(before),
             mib(end),
-            mib(server.peak_resident_bytes().unwrap_or(0))
+            mib(cluster.peak_resident_bytes().unwrap_or(0))
         );
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
     if let Some(spent) = server_cpu {
         println!(

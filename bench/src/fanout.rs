@@ -16,7 +16,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    api::{self, Error, Server, Socket},
+    api::{self, Error, Socket},
+    cluster::{Cluster, socket_index},
     report::{CpuMeter, mib, percentiles},
     setup::{self, Pair},
 };
@@ -57,9 +58,10 @@ struct Listener {
 }
 
 /// Connects `count` users (both members of `count / 2` pairs), each with its three
-/// subscriptions live, and returns them with how long that took.
+/// subscriptions live and its socket on the instance [`socket_index`] gives it, and returns
+/// them with how long that took.
 async fn connect(
-    server: &Server,
+    cluster: &Cluster,
     pairs: &[Pair],
     count: usize,
 ) -> Result<(Vec<Listener>, Duration), Error> {
@@ -74,6 +76,7 @@ async fn connect(
             } else {
                 &pairs[pair].caregiver_token
             };
+            let server = cluster.round_robin(socket_index(pair, is_recipient));
             let mut socket = server.socket(token).await?;
             let session = json!({ "id": pairs[pair].session_id });
             let resume =
@@ -107,21 +110,24 @@ fn pairs_for(connections: usize) -> usize {
     connections.div_ceil(2)
 }
 
-pub async fn idle(server: &Server, connections: usize) -> Result<bool, Error> {
+pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> {
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(connections)
     );
-    let pairs = setup::pairs(server, pairs_for(connections)).await?;
+    let pairs = setup::pairs(cluster.setup(), pairs_for(connections)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = server.resident_bytes();
-    let (listeners, took) = connect(server, &pairs, connections).await?;
+    let before = cluster.resident_bytes();
+    let (listeners, took) = connect(cluster, &pairs, connections).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = server.resident_bytes();
+    let after = cluster.resident_bytes();
     println!(
         "idle: {} connections, 3 subscriptions each",
         listeners.len()
     );
+    if let Some(spread) = cluster.sockets_spread(listeners.len()) {
+        println!("  {spread}");
+    }
     println!(
         "  connections initialised and subscribed: {:.0}/s ({:.2} s)",
         listeners.len() as f64 / took.as_secs_f64(),
@@ -134,6 +140,9 @@ pub async fn idle(server: &Server, connections: usize) -> Result<bool, Error> {
             mib(after),
             after.saturating_sub(before) as f64 / 1024.0 / listeners.len() as f64
         );
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
     Ok(true)
 }
@@ -181,18 +190,23 @@ impl Phase {
 impl Audience {
     /// Makes the pairs, connects `plan.connections` users and starts reading, with room for
     /// `phases` phases of `plan`'s sends.
-    pub async fn connect(server: &Server, plan: &Plan, phases: usize) -> Result<Self, Error> {
+    pub async fn connect(cluster: &Cluster, plan: &Plan, phases: usize) -> Result<Self, Error> {
         println!(
             "setup: {} pairs through the public API (not counted)",
             pairs_for(plan.connections)
         );
-        let pairs = setup::pairs(server, pairs_for(plan.connections)).await?;
-        let (listeners, took) = connect(server, &pairs, plan.connections).await?;
+        let pairs = setup::pairs(cluster.setup(), pairs_for(plan.connections)).await?;
+        let (listeners, took) = connect(cluster, &pairs, plan.connections).await?;
         println!(
             "connected {} sockets in {:.2} s",
             listeners.len(),
             took.as_secs_f64()
         );
+        if let Some(spread) = cluster.sockets_spread(listeners.len()) {
+            println!(
+                "  {spread}; each message is sent through another server than its recipient's socket"
+            );
+        }
         let per_phase =
             plan.rate as usize * plan.duration.as_secs() as usize + plan.rate as usize + 16;
         let sent_at: Arc<Vec<AtomicU64>> =
@@ -238,11 +252,12 @@ impl Audience {
         self.slow_every > 0 && pair.is_multiple_of(self.slow_every)
     }
 
-    /// Sends at `plan.rate` for `plan.duration` (open loop), waits for the deliveries (and for
-    /// stalled readers to resume), and returns what this phase measured.
-    pub async fn run_phase(&mut self, server: &Server, plan: &Plan) -> Phase {
+    /// Sends at `plan.rate` for `plan.duration` (open loop), each message through an instance
+    /// other than its recipient's socket's, waits for the deliveries (and for stalled readers
+    /// to resume), and returns what this phase measured.
+    pub async fn run_phase(&mut self, cluster: &Cluster, plan: &Plan) -> Phase {
         let live_pairs = pairs_for(self.readers.len());
-        let cpu = CpuMeter::start(server);
+        let cpu = CpuMeter::start(cluster);
         let expected = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(plan.rate)));
@@ -264,8 +279,9 @@ impl Audience {
             let side = if from_recipient { 'r' } else { 'c' };
             let measured = !self.is_slow(pair_index);
             let session = pair.session_id.clone();
+            let recipient_socket = socket_index(pair_index, !from_recipient);
             let (server, sent_at, expected, failed) = (
-                server.clone(),
+                cluster.sending_to(recipient_socket).clone(),
                 self.sent_at.clone(),
                 expected.clone(),
                 failed.clone(),
@@ -290,10 +306,10 @@ impl Audience {
         for sender in senders {
             let _ = sender.await;
         }
-        let memory_at_end_of_sending = server.resident_bytes();
+        let memory_at_end_of_sending = cluster.resident_bytes();
         tokio::time::sleep(DRAIN).await;
-        let server_cpu = cpu.server_spent(server);
-        let cpu_per_message = cpu.per_message(server, offered);
+        let server_cpu = cpu.server_spent(cluster);
+        let cpu_per_message = cpu.per_message(cluster, offered);
         let stall_left = self.stall.saturating_sub(self.base.elapsed());
         if self.slow_sockets > 0 && !stall_left.is_zero() {
             tokio::time::sleep(stall_left + Duration::from_secs(2)).await;
@@ -335,10 +351,10 @@ impl Drop for Audience {
     }
 }
 
-pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
-    let mut audience = Audience::connect(server, &plan, 1).await?;
-    let memory_before = server.resident_bytes();
-    let phase = audience.run_phase(server, &plan).await;
+pub async fn fanout(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
+    let mut audience = Audience::connect(cluster, &plan, 1).await?;
+    let memory_before = cluster.resident_bytes();
+    let phase = audience.run_phase(cluster, &plan).await;
     println!(
         "fanout: {} sockets ({} stalled for {} s), {} msg/s offered for {} s ({} sent)",
         audience.sockets(),
@@ -369,6 +385,9 @@ pub async fn fanout(server: &Server, plan: Plan) -> Result<bool, Error> {
             mib(before),
             mib(during)
         );
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
     if let Some(cpu_spent) = phase.cpu_per_message {
         println!("  {cpu_spent} (sending and delivering)");
@@ -441,21 +460,23 @@ async fn read(
     }
 }
 
-/// sendMessage at saturation: `clients` members, each sending one message after another.
-pub async fn write(server: &Server, clients: usize, duration: Duration) -> Result<bool, Error> {
+/// sendMessage at saturation: `clients` members, each sending one message after another
+/// through an instance other than the one its partner's socket would be on.
+pub async fn write(cluster: &Cluster, clients: usize, duration: Duration) -> Result<bool, Error> {
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(clients)
     );
-    let pairs = setup::pairs(server, pairs_for(clients)).await?;
-    let cpu = CpuMeter::start(server);
+    let pairs = setup::pairs(cluster.setup(), pairs_for(clients)).await?;
+    let partner_socket = |client: usize| socket_index(client / 2, !client.is_multiple_of(2));
+    let cpu = CpuMeter::start(cluster);
     let started = Instant::now();
     let deadline = started + duration;
     let workers: Vec<_> = (0..clients)
         .map(|client| {
             let pair = pairs[client / 2].clone();
             let token = if client % 2 == 0 { pair.recipient_token } else { pair.caregiver_token };
-            let server = server.clone();
+            let server = cluster.sending_to(partner_socket(client)).clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0u64;
@@ -486,12 +507,15 @@ pub async fn write(server: &Server, clients: usize, duration: Duration) -> Resul
         "write: {clients} concurrent clients for {:.1} s, no subscribers",
         elapsed.as_secs_f64()
     );
+    if let Some(spread) = cluster.senders_spread("clients", (0..clients).map(partner_socket)) {
+        println!("  {spread}");
+    }
     println!(
         "  {:.0} sendMessage/s ({} sent, {failures} failed)",
         latencies.len() as f64 / elapsed.as_secs_f64(),
         latencies.len()
     );
-    if let Some(cpu_spent) = cpu.per_message(server, latencies.len()) {
+    if let Some(cpu_spent) = cpu.per_message(cluster, latencies.len()) {
         println!("  {cpu_spent}");
     }
     println!("  latency: {}", percentiles(latencies));

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::{
     api::{Error, Server},
+    cluster::Cluster,
     fanout::{self, Audience, Phase},
     report::{Quantiles, mib, ms},
     setup,
@@ -104,7 +105,7 @@ struct Recruit {
     guessed_email: String,
 }
 
-/// The server's resident memory sampled every 100 ms for the whole run.
+/// The servers' resident memory (summed) sampled every 100 ms for the whole run.
 struct MemorySampler {
     window_max: Arc<AtomicU64>,
     overall_max: Arc<AtomicU64>,
@@ -112,14 +113,14 @@ struct MemorySampler {
 }
 
 impl MemorySampler {
-    fn start(server: &Server) -> Self {
+    fn start(cluster: &Cluster) -> Self {
         let sampler = MemorySampler {
             window_max: Arc::default(),
             overall_max: Arc::default(),
             stop: Arc::default(),
         };
-        let (server, window, overall, stop) = (
-            server.clone(),
+        let (cluster, window, overall, stop) = (
+            cluster.clone(),
             sampler.window_max.clone(),
             sampler.overall_max.clone(),
             sampler.stop.clone(),
@@ -128,7 +129,7 @@ impl MemorySampler {
             let mut ticker = tokio::time::interval(Duration::from_millis(100));
             while !stop.load(Ordering::Relaxed) {
                 ticker.tick().await;
-                if let Some(resident) = server.resident_bytes() {
+                if let Some(resident) = cluster.resident_bytes() {
                     window.fetch_max(resident, Ordering::Relaxed);
                     overall.fetch_max(resident, Ordering::Relaxed);
                 }
@@ -152,24 +153,24 @@ impl Drop for MemorySampler {
 /// Runs both phases and prints them side by side with the server's memory and the hostile
 /// outcomes; fails, as `fanout` does, on any lost, duplicated, reordered or refused delivery
 /// in either phase (the p99 goal is reported, not enforced).
-pub async fn hostile(server: &Server, plan: Plan) -> Result<bool, Error> {
-    let memory = MemorySampler::start(server);
-    let mut audience = Audience::connect(server, &plan.fanout, 2).await?;
+pub async fn hostile(cluster: &Cluster, plan: Plan) -> Result<bool, Error> {
+    let memory = MemorySampler::start(cluster);
+    let mut audience = Audience::connect(cluster, &plan.fanout, 2).await?;
     println!(
         "setup: {} hostile users, each with a weekly series of 104 bookings (not counted)",
         plan.hostile
     );
-    let recruits = recruit(server, plan.hostile).await?;
+    let recruits = recruit(cluster.setup(), plan.hostile).await?;
 
     memory.window_max();
-    let baseline = audience.run_phase(server, &plan.fanout).await;
+    let baseline = audience.run_phase(cluster, &plan.fanout).await;
     let baseline_memory = memory.window_max();
 
     let outcomes = Arc::new(Outcomes::default());
     // The phase is the sends and the wait for their deliveries after them.
     let deadline = Instant::now() + plan.fanout.duration + fanout::DRAIN;
-    let attackers = Attackers::start(server, recruits, deadline, &outcomes)?;
-    let under_attack = audience.run_phase(server, &plan.fanout).await;
+    let attackers = Attackers::start(cluster, recruits, deadline, &outcomes)?;
+    let under_attack = audience.run_phase(cluster, &plan.fanout).await;
     attackers.stop().await;
     let hostile_memory = memory.window_max();
 
@@ -186,7 +187,7 @@ pub async fn hostile(server: &Server, plan: Plan) -> Result<bool, Error> {
         "  p99 goal (hostile under {P99_GOAL_RATIO}x baseline): {}",
         if goal_met { "met" } else { "NOT met" }
     );
-    print_memory(server, &memory);
+    print_memory(cluster, &memory);
     outcomes.print();
     Ok(clean)
 }
@@ -208,7 +209,8 @@ async fn recruit(server: &Server, count: usize) -> Result<Vec<Recruit>, Error> {
 
 /// The hostile clients of phase 2, on a runtime of their own with one worker thread: they
 /// cannot take the well-behaved readers' threads, and cost the machine at most one core of
-/// client work, as a remote attacker's traffic would cost it none.
+/// client work, as a remote attacker's traffic would cost it none. Each hostile user attacks
+/// one instance, taken round-robin, so that every instance has its share.
 struct Attackers {
     runtime: tokio::runtime::Runtime,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -216,7 +218,7 @@ struct Attackers {
 
 impl Attackers {
     fn start(
-        server: &Server,
+        cluster: &Cluster,
         recruits: Vec<Recruit>,
         deadline: Instant,
         outcomes: &Arc<Outcomes>,
@@ -229,9 +231,9 @@ impl Attackers {
             .timeout(REQUEST_TIMEOUT)
             .build()?;
         let mut tasks = Vec::new();
-        for recruit in recruits {
+        for (index, recruit) in recruits.into_iter().enumerate() {
             let intruder = Arc::new(Intruder {
-                server: server.clone(),
+                server: cluster.round_robin(index).clone(),
                 http: http.clone(),
                 token: recruit.token,
                 session_id: recruit.session_id,
@@ -338,9 +340,9 @@ fn print_comparison(baseline: &Phase, under_attack: &Phase, memory: [u64; 2]) ->
     p99_ratio < P99_GOAL_RATIO
 }
 
-fn print_memory(server: &Server, memory: &MemorySampler) {
-    let peak = server.peak_resident_bytes();
-    let now = server.resident_bytes();
+fn print_memory(cluster: &Cluster, memory: &MemorySampler) {
+    let peak = cluster.peak_resident_bytes();
+    let now = cluster.resident_bytes();
     let sampled = memory.overall_max.load(Ordering::Relaxed);
     match (peak, now) {
         (Some(peak), Some(now)) => println!(
@@ -350,5 +352,8 @@ fn print_memory(server: &Server, memory: &MemorySampler) {
             mib(now)
         ),
         _ => println!("server memory: unknown (pass --server-pid)"),
+    }
+    if let Some(by_process) = cluster.resident_by_process() {
+        println!("  {by_process}");
     }
 }

@@ -1,9 +1,10 @@
 //! caregraph-bench: how many connected users one instance holds, how fast a message reaches
 //! its recipient, and how much a few hostile clients slow that down. Speaks HTTP and
-//! graphql-transport-ws to a running server on loopback, checks every payload, and reports
-//! loss, duplicates and reordering.
+//! graphql-transport-ws to running servers on loopback (one, or several sharing a database
+//! and an event bus), checks every payload, and reports loss, duplicates and reordering.
 
 mod api;
+mod cluster;
 mod delivery;
 mod fake_fcm;
 mod fanout;
@@ -16,14 +17,17 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Load generator for a caregraph server on loopback")]
+#[command(about = "Load generator for one or more caregraph servers on loopback")]
 struct Cli {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    url: String,
-    /// The server's process id, to read its resident memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's base URL. Repeat it (or give a comma-separated list) for several instances
+    /// sharing a database: sockets are spread over them round-robin, and each message is sent
+    /// through an instance other than its recipient's.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8000")]
+    url: Vec<String>,
+    /// The server's process id, to read its resident memory and CPU time. Repeat it (or give a
+    /// comma-separated list) for several instances: their figures are summed.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -135,23 +139,29 @@ enum Scenario {
 async fn main() -> ExitCode {
     raise_fd_limit();
     let cli = Cli::parse();
-    let server = api::Server::new(&cli.url, cli.server_pid);
+    let cluster = match cluster::Cluster::new(&cli.url, cli.server_pid) {
+        Ok(cluster) => cluster,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = match cli.scenario {
-        Scenario::Idle { connections } => fanout::idle(&server, connections).await,
+        Scenario::Idle { connections } => fanout::idle(&cluster, connections).await,
         Scenario::Fanout {
             load,
             slow_percent,
             stall_seconds,
         } => {
             let plan = load.plan(slow_percent, Duration::from_secs(stall_seconds));
-            fanout::fanout(&server, plan).await
+            fanout::fanout(&cluster, plan).await
         }
         Scenario::Hostile { load, hostile } => {
             let fanout = load.plan(0.0, Duration::ZERO);
-            hostile::hostile(&server, hostile::Plan { fanout, hostile }).await
+            hostile::hostile(&cluster, hostile::Plan { fanout, hostile }).await
         }
         Scenario::Write { clients, seconds } => {
-            fanout::write(&server, clients, Duration::from_secs(seconds)).await
+            fanout::write(&cluster, clients, Duration::from_secs(seconds)).await
         }
         Scenario::Delivery {
             fake_addr,
@@ -169,7 +179,7 @@ async fn main() -> ExitCode {
                 drain: Duration::from_secs(drain_seconds),
                 no_devices,
             };
-            delivery::delivery(&server, plan).await
+            delivery::delivery(&cluster, plan).await
         }
         Scenario::FakeFcm {
             addr,
@@ -187,7 +197,7 @@ async fn main() -> ExitCode {
                 slow_percent: 0.0,
                 stall: Duration::ZERO,
             };
-            fanout::fanout(&server, plan).await
+            fanout::fanout(&cluster, plan).await
         }
     };
     match outcome {

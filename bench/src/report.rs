@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::api::{Server, own_cpu_time, postgres_cpu_time};
+use crate::{
+    api::{own_cpu_time, postgres_cpu_time},
+    cluster::Cluster,
+};
 
 /// The quantiles of a set of latencies that the reports compare.
 #[derive(Clone, Copy, Default)]
@@ -58,7 +61,7 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// CPU spent by the server, by PostgreSQL and by this tool over a stretch of a run, read
+/// CPU spent by the servers, by PostgreSQL and by this tool over a stretch of a run, read
 /// before and after: all three share the machine's cores, so the tool's own share is part of
 /// what the figures cost.
 pub struct CpuMeter {
@@ -68,22 +71,23 @@ pub struct CpuMeter {
 }
 
 impl CpuMeter {
-    pub fn start(server: &Server) -> Self {
+    /// Reads the counters a stretch of the run starts from.
+    pub fn start(cluster: &Cluster) -> Self {
         CpuMeter {
-            server: server.cpu_time(),
+            server: cluster.cpu_time(),
             database: postgres_cpu_time(),
             tool: own_cpu_time(),
         }
     }
 
-    /// The server's CPU time since `start`.
-    pub fn server_spent(&self, server: &Server) -> Option<Duration> {
-        server.cpu_time()?.checked_sub(self.server?)
+    /// The servers' CPU time since `start`, summed over their processes.
+    pub fn server_spent(&self, cluster: &Cluster) -> Option<Duration> {
+        cluster.cpu_time()?.checked_sub(self.server?)
     }
 
     /// CPU microseconds per message since `start`, for the server, the database and the tool.
-    pub fn per_message(&self, server: &Server, messages: usize) -> Option<String> {
-        let server_spent = self.server_spent(server)?;
+    pub fn per_message(&self, cluster: &Cluster, messages: usize) -> Option<String> {
+        let server_spent = self.server_spent(cluster)?;
         let database_spent = postgres_cpu_time().saturating_sub(self.database);
         let tool_spent = own_cpu_time()?.checked_sub(self.tool?)?;
         let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;
