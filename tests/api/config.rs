@@ -123,6 +123,51 @@ fn a_refused_value_names_its_variable() {
     }
 }
 
+/// `EVENT_BUS_URL` picks the bus: PostgreSQL's by itself on PostgreSQL, this instance alone
+/// on SQLite; a PostgreSQL bus on SQLite, or a scheme it does not know, refuses to start.
+#[test]
+fn the_event_bus_follows_the_database_unless_told_otherwise() {
+    use caregraph::config::EventBusChoice;
+    let with = |database: &str, bus: Option<&str>| {
+        let (database, bus) = (database.to_owned(), bus.map(str::to_owned));
+        Config::from_lookup(move |name| match name {
+            "DATABASE_URL" => Some(database.clone()),
+            "EVENT_BUS_URL" => bus.clone(),
+            _ => None,
+        })
+        .expect("readable")
+        .event_bus()
+    };
+    let postgres = "postgres://u@db:5432/care";
+    assert!(matches!(
+        with(postgres, None),
+        Ok(EventBusChoice::Postgres { listen_url }) if listen_url.expose() == postgres
+    ));
+    assert!(matches!(
+        with(postgres, Some("postgres://u@direct:5432/care")),
+        Ok(EventBusChoice::Postgres { listen_url }) if listen_url.expose() == "postgres://u@direct:5432/care"
+    ));
+    assert!(matches!(
+        with(postgres, Some("in-process")),
+        Ok(EventBusChoice::InProcess)
+    ));
+    assert!(matches!(
+        with("sqlite://x.sqlite", None),
+        Ok(EventBusChoice::InProcess)
+    ));
+    for (database, bus) in [
+        ("sqlite://x.sqlite", "postgres://u@db:5432/care"),
+        (postgres, "redis://cache:6379"),
+    ] {
+        let refused = with(database, Some(bus)).expect_err("refused");
+        assert!(refused.to_string().contains("EVENT_BUS_URL"), "{refused}");
+        assert!(
+            !refused.to_string().contains("u@db"),
+            "no URL in the message: {refused}"
+        );
+    }
+}
+
 /// docs/limits.md explains why each limit has its default; the defaults it quotes are the
 /// declared ones.
 #[test]
