@@ -237,10 +237,11 @@ impl Application {
         self.run_until(stop_signal()).await
     }
 
-    /// Serves, with the background scheduler and SQLite's checkpointer beside it, until `stop`
-    /// completes (tests pass their own). Then: no new connections, every websocket closed
-    /// with 1001, requests in flight and the scheduler's current pass given up to
-    /// `SHUTDOWN_GRACE_MS` to finish; then all three stop.
+    /// Serves, with the job workers, the scheduler, the event bus's listener and SQLite's
+    /// checkpointer beside it, until `stop` completes (tests pass their own). Then: no new
+    /// connections, every websocket closed with 1001, requests in flight, the jobs under way
+    /// and the scheduler's current pass given up to `SHUTDOWN_GRACE_MS` to finish; then
+    /// everything stops.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         let grace = self.shutdown_grace;
         let shutdown = self.shutdown;

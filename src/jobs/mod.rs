@@ -21,7 +21,7 @@ use crate::{
     video::{self, Video},
 };
 
-/// How many due reminders one pass handles before looking again.
+/// How many due reminders one pass reads at a time.
 const BATCH: u64 = 100;
 
 /// Runs the scheduler until `shutdown` begins; a pass under way when it does is finished.
