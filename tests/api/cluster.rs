@@ -256,6 +256,21 @@ async fn a_sender_on_one_instance_reaches_subscribers_on_two_others_once_in_orde
         receipt["r"][0]["messagesRead"]["user"]["id"],
         recipient.id.as_str()
     );
+
+    let metrics = reqwest::get(format!("http://{}/metrics", b.addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("caregraph_event_bus_lag_seconds_count"),
+        "the bus's lag is measured"
+    );
+    assert!(
+        metrics.contains("caregraph_instance_info{instance=\""),
+        "instances are told apart"
+    );
 }
 
 #[tokio::test]
