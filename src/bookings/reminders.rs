@@ -20,7 +20,7 @@ use crate::{
     db::Write,
     error::AppError,
     notifications::NotificationService,
-    queue::{JobQueue, NewJob, kinds},
+    queue::{JobQueue, NewJob, kinds, payload_of},
     state::AppState,
 };
 
@@ -30,15 +30,14 @@ struct ReminderJob {
     reminder_id: Uuid,
 }
 
-/// The job that sends `reminder` when it falls due; one per reminder while it is unfinished.
-pub fn reminder_job(reminder: &booking_reminder::Model) -> NewJob {
+/// The job that sends reminder `reminder_id` at `due_at`; one per reminder while it is
+/// unfinished.
+pub fn reminder_job(reminder_id: Uuid, due_at: DateTime<Utc>) -> NewJob {
     NewJob {
         kind: kinds::BOOKING_REMINDER,
-        payload: serde_json::json!(ReminderJob {
-            reminder_id: reminder.id
-        }),
-        run_at: reminder.due_at,
-        dedupe_key: Some(format!("{}:{}", kinds::BOOKING_REMINDER, reminder.id)),
+        payload: serde_json::json!(ReminderJob { reminder_id }),
+        run_at: due_at,
+        dedupe_key: Some(format!("{}:{reminder_id}", kinds::BOOKING_REMINDER)),
     }
 }
 
@@ -59,18 +58,12 @@ impl ReminderService {
             if due_at <= now {
                 continue;
             }
-            let reminder = booking_reminder::Model {
-                id: Uuid::now_v7(),
-                booking_id: booking.id,
-                offset_minutes: offset,
-                due_at,
-                settled_at: None,
-            };
+            let id = Uuid::now_v7();
             let added = booking_reminder::Entity::insert(booking_reminder::ActiveModel {
-                id: Set(reminder.id),
-                booking_id: Set(reminder.booking_id),
-                offset_minutes: Set(reminder.offset_minutes),
-                due_at: Set(reminder.due_at),
+                id: Set(id),
+                booking_id: Set(booking.id),
+                offset_minutes: Set(offset),
+                due_at: Set(due_at),
                 settled_at: Set(None),
             })
             .on_conflict(
@@ -84,7 +77,7 @@ impl ReminderService {
             .exec_without_returning(write)
             .await?;
             if added == 1 {
-                JobQueue::enqueue(write, vec![reminder_job(&reminder)]).await?;
+                JobQueue::enqueue(write, vec![reminder_job(id, due_at)]).await?;
             }
         }
         Ok(())
@@ -93,9 +86,7 @@ impl ReminderService {
     /// `booking_reminder`: settles the job's reminder and finishes the job, in one
     /// transaction, so the reminder is sent and its job done together or not at all.
     pub async fn run_job(state: &AppState, job: &job::Model) -> Result<(), AppError> {
-        let order: Option<ReminderJob> = serde_json::from_value(job.payload.clone())
-            .inspect_err(|err| tracing::error!(job = %job.id, error = %err, "a reminder job without a readable reminder"))
-            .ok();
+        let order = payload_of::<ReminderJob>(job);
         state
             .writer
             .run(async |write| {

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{Delivery, Event, EventBus, InProcessBus, Topic, wire};
-use crate::telemetry;
+use crate::{queue::Backoff, telemetry};
 
 /// The channel every instance of one database notifies and listens on.
 const CHANNEL: &str = "caregraph_events";
@@ -31,8 +31,12 @@ const EPHEMERAL_QUEUE: usize = 4096;
 /// The most ephemeral events one notifying statement carries.
 const EPHEMERAL_BATCH: usize = 256;
 
-/// The longest wait between attempts to listen again.
-const MAX_RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The waits between attempts to listen again: 50 ms doubling to 5 s, for as long as it takes.
+const RECONNECT: Backoff = Backoff {
+    base: std::time::Duration::from_millis(50),
+    max: std::time::Duration::from_secs(5),
+    max_attempts: i32::MAX,
+};
 
 /// Carries events between the instances of one PostgreSQL database.
 pub struct PostgresBus {
@@ -186,14 +190,15 @@ impl Receiver {
     }
 
     async fn reconnect(url: &str) -> PgListener {
-        let mut wait = std::time::Duration::from_millis(50);
+        let mut attempt = 1;
         loop {
+            let wait = RECONNECT.wait(attempt, None, 1.0);
             tokio::time::sleep(wait).await;
             match listen(url).await {
                 Ok(listener) => return listener,
                 Err(err) => {
                     tracing::warn!(error = %err, ?wait, "the event bus cannot listen yet");
-                    wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+                    attempt = attempt.saturating_add(1);
                 }
             }
         }

@@ -35,41 +35,77 @@ pub fn sender_prefix(from: Uuid) -> String {
 /// The envelopes that carry `events` from instance `from`, published at `at` (microseconds
 /// since the Unix epoch), in order; empty when there are none.
 pub fn envelopes(from: Uuid, at: i64, events: &[Event]) -> Vec<String> {
-    let head = format!(r#"{}"at":{at},"#, sender_prefix(from));
-    let mut payloads = Vec::new();
-    let mut carried: Vec<String> = Vec::new();
-    let mut size = head.len() + r#""events":[]}"#.len();
+    let mut packer = Packer::new(format!(r#"{}"at":{at},"#, sender_prefix(from)));
     for event in events {
-        let encoded = match serde_json::to_string(event) {
-            Ok(encoded) if head.len() + encoded.len() + 16 < MAX_PAYLOAD => encoded,
-            _ => {
-                // In order: what came before it leaves first.
-                if !carried.is_empty() {
-                    payloads.push(seal(&head, &carried));
-                    carried.clear();
-                    size = head.len() + r#""events":[]}"#.len();
-                }
-                let missed = serde_json::to_string(&event.topics()).unwrap_or_default();
-                payloads.push(format!(r#"{head}"missed":{missed}}}"#));
-                continue;
-            }
-        };
-        if size + encoded.len() + 1 > MAX_PAYLOAD {
-            payloads.push(seal(&head, &carried));
-            carried.clear();
-            size = head.len() + r#""events":[]}"#.len();
+        match serde_json::to_string(event) {
+            Ok(encoded) if packer.fits_alone(&encoded) => packer.carry(encoded),
+            _ => packer.miss(event),
         }
-        size += encoded.len() + 1;
-        carried.push(encoded);
     }
-    if !carried.is_empty() {
-        payloads.push(seal(&head, &carried));
-    }
-    payloads
+    packer.finish()
 }
 
-fn seal(head: &str, events: &[String]) -> String {
-    format!(r#"{head}"events":[{}]}}"#, events.join(","))
+/// Fills envelopes one event at a time, each up to [`MAX_PAYLOAD`].
+struct Packer {
+    head: String,
+    payloads: Vec<String>,
+    carried: Vec<String>,
+    /// The size of the envelope `carried` would be sealed into.
+    size: usize,
+}
+
+/// What an envelope adds to its head and its events: `"events":[` and `]}`.
+const EVENTS_FRAME: usize = r#""events":[]}"#.len();
+
+impl Packer {
+    fn new(head: String) -> Self {
+        Self {
+            size: head.len() + EVENTS_FRAME,
+            head,
+            payloads: Vec::new(),
+            carried: Vec::new(),
+        }
+    }
+
+    /// Whether an envelope holding only `encoded` stays under the limit.
+    fn fits_alone(&self, encoded: &str) -> bool {
+        self.head.len() + EVENTS_FRAME + encoded.len() <= MAX_PAYLOAD
+    }
+
+    /// Adds an encoded event, sealing the envelope under way first when it would not fit.
+    fn carry(&mut self, encoded: String) {
+        if self.size + encoded.len() + 1 > MAX_PAYLOAD {
+            self.seal();
+        }
+        self.size += encoded.len() + 1;
+        self.carried.push(encoded);
+    }
+
+    /// An event too large to travel goes as its topics, in its place: what came before it
+    /// leaves first.
+    fn miss(&mut self, event: &Event) {
+        self.seal();
+        let missed = serde_json::to_string(&event.topics()).unwrap_or_default();
+        self.payloads
+            .push(format!(r#"{}"missed":{missed}}}"#, self.head));
+    }
+
+    fn seal(&mut self) {
+        if !self.carried.is_empty() {
+            self.payloads.push(format!(
+                r#"{}"events":[{}]}}"#,
+                self.head,
+                self.carried.join(",")
+            ));
+            self.carried.clear();
+        }
+        self.size = self.head.len() + EVENTS_FRAME;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        self.seal();
+        self.payloads
+    }
 }
 
 /// The envelope in `payload`; `None` when it is not one this version understands (a

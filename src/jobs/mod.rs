@@ -67,7 +67,10 @@ async fn queue_due_reminders(state: &AppState) -> Result<(), AppError> {
         };
         after = Some((last.due_at, last.id));
         let exhausted = (due.len() as u64) < BATCH;
-        let jobs = due.iter().map(reminder_job).collect::<Vec<_>>();
+        let jobs = due
+            .iter()
+            .map(|reminder| reminder_job(reminder.id, reminder.due_at))
+            .collect::<Vec<_>>();
         state
             .writer
             .run(async |write| JobQueue::enqueue(write, jobs.clone()).await)

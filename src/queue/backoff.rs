@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-/// The retry policy of one kind of job.
+/// Exponential waits between attempts: the retry policy of one kind of job (or of the event
+/// bus listening again).
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     /// The wait after the first failure, before jitter.

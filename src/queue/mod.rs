@@ -253,6 +253,16 @@ impl JobQueue {
     }
 }
 
+/// What `job` is about, as its handler reads it; `None` (logged) for a payload no handler
+/// can read, whose job the caller finishes rather than retries.
+pub fn payload_of<T: serde::de::DeserializeOwned>(job: &job::Model) -> Option<T> {
+    serde_json::from_value(job.payload.clone())
+        .inspect_err(|err| {
+            tracing::error!(job = %job.id, kind = %job.kind, error = %err, "a job whose payload its handler cannot read");
+        })
+        .ok()
+}
+
 /// `wait` after `now`, saturating instead of overflowing.
 pub fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(wait)

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     error::AppError,
-    queue::{Backoff, JobQueue, later},
+    queue::{Backoff, JobQueue, later, payload_of},
     state::AppState,
     telemetry,
 };
@@ -41,7 +41,7 @@ impl Video {
 
     /// `video_end_call`: the call ends at its limit (and its room gets a close job).
     pub async fn end_call(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
-        let Some(order) = order_of(job) else {
+        let Some(order) = payload_of::<CallJob>(job) else {
             return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         state
@@ -73,7 +73,7 @@ impl Video {
     /// `video_expire`: a request nobody answered, or an accepted call nobody joined, expires
     /// if it is still in the status the job was queued for.
     pub async fn expire(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
-        let Some(order) = order_of(job) else {
+        let Some(order) = payload_of::<CallJob>(job) else {
             return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         let join_timeout = self.settings.join_timeout;
@@ -108,7 +108,7 @@ impl Video {
     /// The provider unavailable: retried with backoff. Refused otherwise: the job fails,
     /// kept for the operator, and the provider's own ceilings end the room.
     pub async fn close_room(&self, state: &AppState, job: &job::Model) -> Result<(), AppError> {
-        let Some(order) = order_of(job) else {
+        let Some(order) = payload_of::<CallJob>(job) else {
             return JobQueue::finish_alone(&state.writer, job.id).await;
         };
         // A room created for an accept that lost is not the call's: the call is left alone.
@@ -183,15 +183,4 @@ impl Video {
 fn limit_of(call: &video_call::Model) -> DateTime<Utc> {
     call.call_started_at.unwrap_or(call.updated_at)
         + chrono::Duration::seconds(i64::from(call.max_duration_s))
-}
-
-/// What the job is about; `None` for a payload no handler can read.
-fn order_of(job: &job::Model) -> Option<CallJob> {
-    match serde_json::from_value(job.payload.clone()) {
-        Ok(order) => Some(order),
-        Err(err) => {
-            tracing::error!(job = %job.id, error = %err, "a video job without a readable call");
-            None
-        }
-    }
 }
