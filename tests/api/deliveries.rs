@@ -19,7 +19,7 @@ use crate::{
     fake_fcm::{FakeFcm, Reply},
     fake_smtp::{self, FakeSmtp},
     fake_web_push::{FakeWebPush, Subscription},
-    helpers::{TempFile, TestApp, TestUser, error_code, nodes, test_config},
+    helpers::{TempFile, TestApp, TestUser, error_code, eventually, nodes, test_config},
 };
 
 const REGISTER: &str = "mutation($input: RegisterDeviceInput!) {
@@ -149,21 +149,6 @@ impl Delivering {
             .filter(|recorded| recorded.message["token"] == token)
             .map(|recorded| recorded.message)
             .collect()
-    }
-}
-
-/// Polls `check` until it gives a value, for at most ten seconds.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited 10 s for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -378,6 +378,22 @@ impl TestApp {
     }
 }
 
+/// Polls `check` every 25 ms until it gives a value; fails after ten seconds, naming `what`
+/// it waited for.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Every notification's fields, as the inbox tests read them.
 pub const INBOX: &str =
     "query($types: [NotificationType!], $unreadOnly: Boolean, $first: Int, $after: String) {

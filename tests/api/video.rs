@@ -44,8 +44,15 @@ pub(crate) async fn config_with(twilio: &FakeTwilio) -> caregraph::config::Confi
 }
 
 pub(crate) async fn calls() -> Calls {
+    calls_with(|_| {}).await
+}
+
+/// [`calls`] on a configuration `configure` changed first.
+pub(crate) async fn calls_with(configure: impl FnOnce(&mut caregraph::config::Config)) -> Calls {
     let twilio = FakeTwilio::start().await;
-    let app = TestApp::spawn_with(config_with(&twilio).await).await;
+    let mut config = config_with(&twilio).await;
+    configure(&mut config);
+    let app = TestApp::spawn_with(config).await;
     let recipient = app.register("CARE_RECIPIENT", "Quiteria").await;
     let caregiver = app.register("CAREGIVER", "Rafael").await;
     let stranger = app.register("CARE_RECIPIENT", "Simao").await;

@@ -11,40 +11,15 @@ use serde_json::{Value, json};
 
 use crate::{
     fake_twilio::{Failure, FakeTwilio, Op},
-    helpers::{REQUEST_CALL, TestApp, TestUser, error_code, test_config},
-    video::{Calls, config_with},
+    helpers::{REQUEST_CALL, TestApp, TestUser, error_code, eventually, test_config},
+    video::{Calls, calls_with, config_with},
 };
 
 /// The Twilio timeout of these tests: a hang is noticed quickly.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn failing_calls() -> Calls {
-    let twilio = FakeTwilio::start().await;
-    let mut config = config_with(&twilio).await;
-    config.video.twilio_timeout = TIMEOUT;
-    let app = TestApp::spawn_with(config).await;
-    let recipient = app.register("CARE_RECIPIENT", "Amalia").await;
-    let caregiver = app.register("CAREGIVER", "Bento").await;
-    let stranger = app.register("CARE_RECIPIENT", "Celia").await;
-    Calls {
-        app,
-        twilio,
-        recipient,
-        caregiver,
-        stranger,
-    }
-}
-
-/// Waits (10 s at most) until `check` gives a value.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "waited 10 s for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    calls_with(|config| config.video.twilio_timeout = TIMEOUT).await
 }
 
 impl Calls {
