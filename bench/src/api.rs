@@ -1,14 +1,16 @@
 //! Talking to a server: GraphQL over HTTP, graphql-transport-ws sockets, a process's memory
 //! and CPU time.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
-    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+    tungstenite::{
+        self, Message, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig,
+    },
 };
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -36,6 +38,21 @@ impl Server {
         }
     }
 
+    /// Whether the server is on this machine's loopback, where client sockets may come from
+    /// any 127.x.y.z address.
+    pub fn is_loopback(&self) -> bool {
+        let host = self
+            .url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        host == "localhost"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// Runs one operation; a GraphQL error is an error.
     pub async fn graphql(
         &self,
@@ -60,19 +77,50 @@ impl Server {
     /// A socket upgraded to graphql-transport-ws, before `connection_init`; a refused upgrade
     /// keeps its HTTP status in the error.
     pub async fn upgrade(&self) -> Result<Socket, tungstenite::Error> {
+        self.upgrade_from(None).await
+    }
+
+    /// [`Server::upgrade`] from the local address `source` (when given), so that sockets
+    /// spread over several loopback addresses do not exhaust one address's ephemeral ports.
+    /// The client's buffers are sized for small messages, as an idle mobile client's are:
+    /// a hundred thousand sockets at the library's default of 128 KiB each would not fit.
+    pub async fn upgrade_from(&self, source: Option<IpAddr>) -> Result<Socket, tungstenite::Error> {
         let url = self.url.replacen("http", "ws", 1);
         let mut request = format!("{url}/graphql").into_client_request()?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("graphql-transport-ws"),
         );
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let host = request.uri().host().unwrap_or_default().to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let server = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{host} has no address")))?;
+        let tcp = match server {
+            std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        if let Some(source) = source {
+            tcp.bind((source, 0).into())?;
+        }
+        let stream = tcp.connect(server).await?;
+        stream.set_nodelay(true)?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0);
+        let (socket, _) = tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Plain(stream),
+            Some(config),
+        )
+        .await?;
         Ok(socket)
     }
 
-    /// A socket that completed `connection_init` with `token`.
-    pub async fn socket(&self, token: &str) -> Result<Socket, Error> {
-        let mut socket = self.upgrade().await?;
+    /// A socket that completed `connection_init` with `token`, from `source` when given.
+    pub async fn socket(&self, token: &str, source: Option<IpAddr>) -> Result<Socket, Error> {
+        let mut socket = self.upgrade_from(source).await?;
         let init = json!({ "type": "connection_init", "payload": { "token": token } });
         socket.send(Message::Text(init.to_string().into())).await?;
         match socket.next().await {

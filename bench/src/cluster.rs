@@ -3,12 +3,27 @@
 //! instance other than the one holding its recipient's socket, so that a delivery has to
 //! cross from one instance to another; with one instance, everything goes to it.
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use crate::{
     api::{Error, Server, cpu_time_of, memory_bytes_of},
     report::mib,
 };
+
+/// Client sockets one loopback source address carries at most: below the 28,232 ephemeral
+/// ports Linux offers each local address by default (32768 to 60999), with room to spare for
+/// the HTTP connections that send.
+const SOCKETS_PER_SOURCE: usize = 20_000;
+
+/// The first loopback source address sockets are spread over; 127.0.0.1 is left to the
+/// HTTP clients.
+const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// File descriptors a process needs besides its sockets (its database pool, listeners, logs).
+const DESCRIPTORS_BESIDES_SOCKETS: u64 = 128;
 
 /// The servers a run talks to, and the processes whose memory and CPU it reports.
 #[derive(Clone)]
@@ -121,6 +136,51 @@ impl Cluster {
         ))
     }
 
+    /// The local address of the `index`-th of `count` client sockets: with servers on
+    /// loopback, sockets are spread round-robin over 127.0.0.2, 127.0.0.3, … (one address per
+    /// [`SOCKETS_PER_SOURCE`]), since each local address has its own ephemeral ports; with a
+    /// server elsewhere, the system chooses.
+    pub fn source_address(&self, index: usize, count: usize) -> Option<IpAddr> {
+        if !self.servers.iter().all(Server::is_loopback) {
+            return None;
+        }
+        let addresses = count.div_ceil(SOCKETS_PER_SOURCE).max(1);
+        let offset = u32::try_from(index % addresses).ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(u32::from(FIRST_SOURCE) + offset)))
+    }
+
+    /// Fails before connecting when `sockets` sockets cannot all be open at once: this tool
+    /// and every server hold one file descriptor per socket, and a limit met halfway through a
+    /// run would show as errors, not as the limit it is.
+    pub fn check_descriptors(&self, sockets: usize) -> Result<(), Error> {
+        let needed = sockets as u64 + DESCRIPTORS_BESIDES_SOCKETS;
+        let mut short = Vec::new();
+        if let Some(own) = open_files_limit("self")
+            && own < needed
+        {
+            short.push(format!("this tool may open {own}"));
+        }
+        let per_server =
+            (sockets as u64).div_ceil(self.servers.len() as u64) + DESCRIPTORS_BESIDES_SOCKETS;
+        for pid in &self.pids {
+            if let Some(limit) = open_files_limit(&pid.to_string())
+                && limit < per_server
+            {
+                short.push(format!("server pid {pid} may open {limit}"));
+            }
+        }
+        if short.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{sockets} sockets need about {needed} file descriptors in this tool and \
+             {per_server} in each server, but {}: raise the hard limit on open files \
+             (`ulimit -Hn`, systemd's LimitNOFILE, fs.nr_open) for both; see docs/benchmarks.md",
+            short.join(" and ")
+        )
+        .into())
+    }
+
     /// The servers' resident memory in bytes, summed over their processes, if their pids are
     /// known.
     pub fn resident_bytes(&self) -> Option<u64> {
@@ -176,8 +236,20 @@ impl Cluster {
     }
 }
 
+/// The soft limit on open files of process `pid` ("self" for this one), from
+/// `/proc/<pid>/limits`; the server raises its soft limit to the hard one when it starts.
+fn open_files_limit(pid: &str) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn cluster(urls: &[&str]) -> Cluster {
@@ -229,6 +301,19 @@ mod tests {
             Ok(cluster) => assert_eq!(cluster.pids, [7, 8]),
             Err(err) => panic!("{err}"),
         }
+    }
+
+    #[test]
+    fn sockets_to_loopback_are_spread_over_one_source_address_per_twenty_thousand() {
+        let cluster = cluster(&["http://127.0.0.1:8100"]);
+        let source = |index, count| cluster.source_address(index, count).map(|a| a.to_string());
+        assert_eq!(source(7, 10_000).as_deref(), Some("127.0.0.2"));
+        let spread: HashSet<_> = (0..100_000).map(|index| source(index, 100_000)).collect();
+        let expected: HashSet<_> = (2..7).map(|last| Some(format!("127.0.0.{last}"))).collect();
+        assert_eq!(spread, expected);
+        assert_eq!(source(5, 100_000).as_deref(), Some("127.0.0.2"));
+        let remote = cluster(&["http://caregraph.example.com"]);
+        assert_eq!(remote.source_address(0, 100_000), None);
     }
 
     #[test]

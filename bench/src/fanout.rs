@@ -3,6 +3,7 @@
 
 use std::{
     collections::HashSet,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -34,6 +35,8 @@ pub const DRAIN: Duration = Duration::from_secs(3);
 /// A fan-out run.
 pub struct Plan {
     pub connections: usize,
+    /// Where the pairs are kept between runs ([`setup::pairs_in`]).
+    pub fixture: Option<PathBuf>,
     pub rate: u32,
     pub duration: Duration,
     pub slow_percent: f64,
@@ -65,6 +68,7 @@ async fn connect(
     pairs: &[Pair],
     count: usize,
 ) -> Result<(Vec<Listener>, Duration), Error> {
+    cluster.check_descriptors(count)?;
     let started = Instant::now();
     let users: Vec<(usize, bool)> = (0..count)
         .map(|index| (index / 2, index.is_multiple_of(2)))
@@ -76,8 +80,10 @@ async fn connect(
             } else {
                 &pairs[pair].caregiver_token
             };
-            let server = cluster.round_robin(socket_index(pair, is_recipient));
-            let mut socket = server.socket(token).await?;
+            let index = socket_index(pair, is_recipient);
+            let server = cluster.round_robin(index);
+            let source = cluster.source_address(index, count);
+            let mut socket = server.socket(token, source).await?;
             let session = json!({ "id": pairs[pair].session_id });
             let resume =
                 json!({ "id": pairs[pair].session_id, "after": pairs[pair].opening_cursor });
@@ -110,15 +116,21 @@ fn pairs_for(connections: usize) -> usize {
     connections.div_ceil(2)
 }
 
-pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> {
+pub async fn idle(
+    cluster: &Cluster,
+    connections: usize,
+    fixture: Option<&Path>,
+) -> Result<bool, Error> {
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(connections)
     );
-    let pairs = setup::pairs(cluster.setup(), pairs_for(connections)).await?;
+    let pairs = setup::pairs_in(cluster.setup(), pairs_for(connections), fixture).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = cluster.resident_bytes();
+    let cpu = CpuMeter::start(cluster);
     let (listeners, took) = connect(cluster, &pairs, connections).await?;
+    let cpu_per_connection = cpu.per(cluster, connections, "connection");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = cluster.resident_bytes();
     println!(
@@ -133,6 +145,9 @@ pub async fn idle(cluster: &Cluster, connections: usize) -> Result<bool, Error> 
         listeners.len() as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if let Some(cpu_per_connection) = cpu_per_connection {
+        println!("  {cpu_per_connection}");
+    }
     if let (Some(before), Some(after)) = (before, after) {
         println!(
             "  server resident memory: {:.1} MiB before, {:.1} MiB after: {:.1} KB per connection",
@@ -195,7 +210,12 @@ impl Audience {
             "setup: {} pairs through the public API (not counted)",
             pairs_for(plan.connections)
         );
-        let pairs = setup::pairs(cluster.setup(), pairs_for(plan.connections)).await?;
+        let pairs = setup::pairs_in(
+            cluster.setup(),
+            pairs_for(plan.connections),
+            plan.fixture.as_deref(),
+        )
+        .await?;
         let (listeners, took) = connect(cluster, &pairs, plan.connections).await?;
         println!(
             "connected {} sockets in {:.2} s",

@@ -12,7 +12,7 @@ mod hostile;
 mod report;
 mod setup;
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -44,12 +44,18 @@ struct Load {
     /// Seconds of sending (per phase, for `hostile`).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// A file of pairs reused between runs: written by the first run, read by the next ones.
+    /// Each run sends messages, so restore the database the fixture was made in before
+    /// reusing it (docs/benchmarks.md).
+    #[arg(long)]
+    fixture: Option<PathBuf>,
 }
 
 impl Load {
     fn plan(&self, slow_percent: f64, stall: Duration) -> fanout::Plan {
         fanout::Plan {
             connections: self.connections,
+            fixture: self.fixture.clone(),
             rate: self.rate,
             duration: Duration::from_secs(self.seconds),
             slow_percent,
@@ -65,6 +71,10 @@ enum Scenario {
     Idle {
         #[arg(long, default_value_t = 1000)]
         connections: usize,
+        /// A file of pairs reused between runs: written by the first run, read by the next
+        /// ones (an idle run sends nothing, so the database needs no restoring).
+        #[arg(long)]
+        fixture: Option<PathBuf>,
     },
     /// With C connected, sendMessage at R per second (open loop) for D seconds: latency from
     /// the start of the send to the recipient's subscription receiving it.
@@ -147,7 +157,10 @@ async fn main() -> ExitCode {
         }
     };
     let outcome = match cli.scenario {
-        Scenario::Idle { connections } => fanout::idle(&cluster, connections).await,
+        Scenario::Idle {
+            connections,
+            fixture,
+        } => fanout::idle(&cluster, connections, fixture.as_deref()).await,
         Scenario::Fanout {
             load,
             slow_percent,
@@ -192,6 +205,7 @@ async fn main() -> ExitCode {
         Scenario::Smoke => {
             let plan = fanout::Plan {
                 connections: 50,
+                fixture: None,
                 rate: 100,
                 duration: Duration::from_secs(5),
                 slow_percent: 0.0,

@@ -87,12 +87,17 @@ impl CpuMeter {
 
     /// CPU microseconds per message since `start`, for the server, the database and the tool.
     pub fn per_message(&self, cluster: &Cluster, messages: usize) -> Option<String> {
+        self.per(cluster, messages, "message")
+    }
+
+    /// CPU microseconds per `what` since `start`, for the server, the database and the tool.
+    pub fn per(&self, cluster: &Cluster, count: usize, what: &str) -> Option<String> {
         let server_spent = self.server_spent(cluster)?;
         let database_spent = postgres_cpu_time().saturating_sub(self.database);
         let tool_spent = own_cpu_time()?.checked_sub(self.tool?)?;
-        let per = |spent: Duration| spent.as_secs_f64() * 1e6 / messages.max(1) as f64;
+        let per = |spent: Duration| spent.as_secs_f64() * 1e6 / count.max(1) as f64;
         Some(format!(
-            "CPU per message: server {:.0} µs, PostgreSQL {:.0} µs, load tool {:.0} µs",
+            "CPU per {what}: server {:.0} µs, PostgreSQL {:.0} µs, load tool {:.0} µs",
             per(server_spent),
             per(database_spent),
             per(tool_spent)

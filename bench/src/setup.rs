@@ -1,7 +1,10 @@
 //! The fixture, made through the public API: users in pairs, each pair with an accepted
 //! booking, an enabled chat and an opening message. Not counted in any figure.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
@@ -9,7 +12,8 @@ use serde_json::{Value, json};
 use crate::api::{Error, Server};
 
 /// How long setup keeps retrying a call the server refuses with `RATE_LIMITED` (sign-up
-/// limits apply to the fixture as to anyone): the fixture is slower, not broken.
+/// limits apply to the fixture as to anyone) or fails with a retryable error (a timeout on a
+/// busy machine, which keeps nothing): the fixture is slower, not broken.
 const RATE_LIMIT_PATIENCE: Duration = Duration::from_secs(120);
 
 /// One care recipient and one caregiver who can chat.
@@ -36,6 +40,54 @@ pub struct Chat {
     pub recipient: Member,
     pub caregiver: Member,
     pub session_id: String,
+}
+
+/// `count` pairs: the first `count` of `fixture` when that file exists, else new ones, which
+/// are written to `fixture` (when given) for the next run. Making 50,000 pairs takes long
+/// (each sign-up hashes a password); a fixture is reused against the database it was made in,
+/// restored to that state where a run sent messages.
+pub async fn pairs_in(
+    server: &Server,
+    count: usize,
+    fixture: Option<&Path>,
+) -> Result<Vec<Pair>, Error> {
+    let Some(fixture) = fixture else {
+        return pairs(server, count).await;
+    };
+    if fixture.exists() {
+        let saved: Vec<Value> = serde_json::from_slice(&std::fs::read(fixture)?)?;
+        if saved.len() < count {
+            return Err(format!(
+                "{} holds {} pairs, fewer than the {count} needed",
+                fixture.display(),
+                saved.len()
+            )
+            .into());
+        }
+        println!("setup: {count} pairs read from {}", fixture.display());
+        return Ok(saved.iter().take(count).map(Pair::from_json).collect());
+    }
+    let made = pairs(server, count).await?;
+    let saved: Vec<Value> = made.iter().map(Pair::to_json).collect();
+    std::fs::write(fixture, serde_json::to_vec(&saved)?)?;
+    println!("setup: {count} pairs written to {}", fixture.display());
+    Ok(made)
+}
+
+impl Pair {
+    fn to_json(&self) -> Value {
+        json!({ "session": self.session_id, "cursor": self.opening_cursor,
+            "recipient": self.recipient_token, "caregiver": self.caregiver_token })
+    }
+
+    fn from_json(saved: &Value) -> Pair {
+        Pair {
+            session_id: text(&saved["session"]),
+            opening_cursor: text(&saved["cursor"]),
+            recipient_token: text(&saved["recipient"]),
+            caregiver_token: text(&saved["caregiver"]),
+        }
+    }
 }
 
 /// Creates `count` pairs, a few at a time.
@@ -122,7 +174,8 @@ async fn register(server: &Server, role: &str, tag: &str) -> Result<Member, Erro
     })
 }
 
-/// Runs one setup operation, waiting out `RATE_LIMITED` refusals for a while.
+/// Runs one setup operation, waiting out `RATE_LIMITED` refusals and retryable failures for
+/// a while.
 async fn call(
     server: &Server,
     token: Option<&str>,
@@ -133,7 +186,8 @@ async fn call(
     loop {
         match server.graphql(token, query, variables.clone()).await {
             Err(err)
-                if err.to_string().contains("\"RATE_LIMITED\"")
+                if (err.to_string().contains("\"RATE_LIMITED\"")
+                    || err.to_string().contains("\"retryable\":true"))
                     && started.elapsed() < RATE_LIMIT_PATIENCE =>
             {
                 tokio::time::sleep(Duration::from_millis(250)).await;
