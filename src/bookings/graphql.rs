@@ -6,7 +6,7 @@ use async_graphql::{
     Context, InputObject, Object, OutputType, Subscription,
     connection::Connection,
     dataloader::DataLoader,
-    futures_util::{Stream, future::BoxFuture},
+    futures_util::{future::BoxFuture, stream::BoxStream},
 };
 use chrono::{DateTime, Utc};
 use entity::{
@@ -24,6 +24,7 @@ use super::{
 use crate::{
     bus::{
         Event, Topic,
+        parking::resume_or,
         state::{Change, ChangedSince, Start, StateSource, live_state},
     },
     error::AppError,
@@ -336,15 +337,18 @@ impl BookingSubscription {
     async fn booking_updated(
         &self,
         ctx: &Context<'_>,
-    ) -> Result<impl Stream<Item = Result<Booking, AppError>> + use<>, AppError> {
-        let viewer_id = viewer(ctx)?.id;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::User(viewer_id));
-        let source = ViewerBookings {
-            db: state.db.clone(),
-            viewer_id,
-            since: ChangedSince::new(state.clock.now()),
-        };
-        Ok(live_state(source, deliveries, Start::Changes))
+    ) -> Result<BoxStream<'static, Result<Booking, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let viewer_id = viewer(ctx)?.id;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::User(viewer_id));
+            let source = ViewerBookings {
+                db: state.db.clone(),
+                viewer_id,
+                since: ChangedSince::new(state.clock.now()),
+            };
+            Ok(live_state(source, deliveries, Start::Changes))
+        })
+        .await
     }
 }

@@ -22,6 +22,7 @@
 pub mod counter;
 pub mod feed;
 mod in_process;
+pub mod parking;
 mod postgres;
 pub mod state;
 mod until_error;

@@ -8,8 +8,9 @@ use std::{sync::Arc, time::Duration};
 
 use async_graphql::{
     Context, Object, Subscription,
-    futures_util::{Stream, StreamExt, future::BoxFuture, stream},
+    futures_util::{Stream, StreamExt, future::BoxFuture, stream, stream::BoxStream},
 };
+use entity::chat_session;
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -25,13 +26,14 @@ use crate::{
         Delivery, Event, Topic,
         counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
+        parking::resume_or,
         state::{Change, Start, StateSource, live_state},
     },
     error::AppError,
     paging::SeqCursor,
     state::AppState,
     users::User,
-    viewer::viewer,
+    viewer::{Viewer, viewer},
 };
 
 /// One session's messages as a sequenced stream.
@@ -66,6 +68,11 @@ impl SequencedSource for SessionMessages {
     ) -> BoxFuture<'_, Result<Vec<Message>, AppError>> {
         Box::pin(async move {
             let rows = ChatService::messages_after(&self.db, self.session_id, after, limit).await?;
+            if rows.is_empty() {
+                // Nothing to give a status to: the usual answer when a socket resumes from
+                // its last message, so it costs one read, not two.
+                return Ok(Vec::new());
+            }
             let members = ChatService::receipts(&self.db, self.session_id).await?;
             Ok(rows
                 .into_iter()
@@ -187,17 +194,20 @@ impl ChatSubscription {
         ctx: &Context<'_>,
         session_id: Uuid,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<Message, AppError>> + use<>, AppError> {
-        let state = AppState::of(ctx);
-        // Subscribe before the first await, so nothing published from here on is missed.
-        let deliveries = state.bus.subscribe(Topic::Session(session_id));
-        let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-        let after = SeqCursor::seq_in(after, "after", session.id)?;
-        let source = SessionMessages {
-            db: state.db.clone(),
-            session_id: session.id,
-        };
-        Ok(resumable(source, deliveries, after))
+    ) -> Result<BoxStream<'static, Result<Message, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let state = AppState::of(ctx);
+            // Subscribe before the first await, so nothing published from here on is missed.
+            let deliveries = state.bus.subscribe(Topic::Session(session_id));
+            let session = member_session(state, viewer(ctx)?, session_id).await?;
+            let after = SeqCursor::seq_in(after, "after", session.id)?;
+            let source = SessionMessages {
+                db: state.db.clone(),
+                session_id: session.id,
+            };
+            Ok(resumable(source, deliveries, after))
+        })
+        .await
     }
 
     /// A member's read horizon moved: the sender's ticks turn to "read".
@@ -209,8 +219,8 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         session_id: Uuid,
-    ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
-        receipts(ctx, session_id, Horizon::Read).await
+    ) -> Result<BoxStream<'static, Result<ChatMember, AppError>>, AppError> {
+        resume_or(ctx, || receipts(ctx, session_id, Horizon::Read)).await
     }
 
     /// A member's delivered horizon moved (reading moves it too).
@@ -220,8 +230,8 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         session_id: Uuid,
-    ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
-        receipts(ctx, session_id, Horizon::Delivered).await
+    ) -> Result<BoxStream<'static, Result<ChatMember, AppError>>, AppError> {
+        resume_or(ctx, || receipts(ctx, session_id, Horizon::Delivered)).await
     }
 
     /// The other member started or stopped typing; "typing" ends by itself when no refresh
@@ -233,14 +243,17 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         session_id: Uuid,
-    ) -> Result<impl Stream<Item = TypingUpdate> + use<>, AppError> {
-        let viewer_id = viewer(ctx)?.id;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::Session(session_id));
-        let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
-        let other = session.other_member(viewer_id);
-        let ttl = ctx.data_unchecked::<Arc<TypingGate>>().ttl();
-        Ok(typing_updates(deliveries, session.id, other, ttl))
+    ) -> Result<BoxStream<'static, TypingUpdate>, AppError> {
+        resume_or(ctx, || async {
+            let viewer_id = viewer(ctx)?.id;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::Session(session_id));
+            let session = member_session(state, viewer(ctx)?, session_id).await?;
+            let other = session.other_member(viewer_id);
+            let ttl = ctx.data_unchecked::<Arc<TypingGate>>().ttl();
+            Ok(typing_updates(deliveries, session.id, other, ttl))
+        })
+        .await
     }
 
     /// The viewer's unread messages in one session, or in all their chats without
@@ -253,20 +266,36 @@ impl ChatSubscription {
         &self,
         ctx: &Context<'_>,
         session_id: Option<Uuid>,
-    ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::User(viewer.id));
-        if let Some(session_id) = session_id {
-            ChatService::find_for(&state.db, viewer, session_id).await?;
-        }
-        let source = UnreadMessages {
-            db: state.db.clone(),
-            user_id: viewer.id,
-            session_id,
-        };
-        Ok(live_count(source, deliveries))
+    ) -> Result<BoxStream<'static, Result<i64, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let viewer = viewer(ctx)?;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::User(viewer.id));
+            if let Some(session_id) = session_id {
+                member_session(state, viewer, session_id).await?;
+            }
+            let source = UnreadMessages {
+                db: state.db.clone(),
+                user_id: viewer.id,
+                session_id,
+            };
+            Ok(live_count(source, deliveries))
+        })
+        .await
     }
+}
+
+/// The session `session_id`, if the viewer is a member of it.
+///
+/// Boxed: async-graphql keeps a subscription's resolver future, beside its stream, for as long
+/// as the subscription executes, so a database query awaited inline would cost every live
+/// subscription kilobytes; boxed, its memory is freed once the check is done.
+fn member_session<'a>(
+    state: &'a AppState,
+    viewer: &'a Viewer,
+    session_id: Uuid,
+) -> BoxFuture<'a, Result<chat_session::Model, AppError>> {
+    Box::pin(ChatService::find_for(&state.db, viewer, session_id))
 }
 
 /// Receipt updates of one session, for a member of it; see [`Receipts`].
@@ -277,7 +306,7 @@ async fn receipts(
 ) -> Result<impl Stream<Item = Result<ChatMember, AppError>> + use<>, AppError> {
     let state = AppState::of(ctx);
     let deliveries = state.bus.subscribe(Topic::Session(session_id));
-    let session = ChatService::find_for(&state.db, viewer(ctx)?, session_id).await?;
+    let session = member_session(state, viewer(ctx)?, session_id).await?;
     let source = Receipts {
         db: state.db.clone(),
         session_id: session.id,

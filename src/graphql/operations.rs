@@ -13,6 +13,7 @@ use async_graphql::{
 
 use super::selected::selected_operation;
 use crate::{
+    bus::parking::{Resumed, Slot},
     sync::lock,
     telemetry::{self, LiveSubscription},
 };
@@ -83,6 +84,10 @@ impl Extension for Recording {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
+        if ctx.data_opt::<Resumed>().is_some() {
+            // A parked subscription executed again: counted when it started.
+            return Ok(result);
+        }
         if let Some((kind, field)) = lock(&self.parsed).take() {
             telemetry::operation(match kind {
                 OperationType::Query => "query",
@@ -91,7 +96,12 @@ impl Extension for Recording {
             });
             // Validated: the field is one of the schema's, so the label's values are bounded.
             if let Some(field) = field {
-                *lock(&self.live) = Some(LiveSubscription::start(field));
+                let live = LiveSubscription::start(field);
+                // On a socket, the subscription outlives each of its executions.
+                match ctx.data_opt::<Arc<Slot>>() {
+                    Some(slot) => slot.keep_counted(live),
+                    None => *lock(&self.live) = Some(live),
+                }
             }
         }
         Ok(result)

@@ -327,12 +327,14 @@ fn websocket(
     }) else {
         return HttpRejection::NoSubprotocol.into_response();
     };
-    // tungstenite's default 128 KiB read and write buffers per socket dominate the memory of
-    // an idle connection; GraphQL messages are small, and the buffers grow when one is not.
-    // The size limits hold from the first frame's header, before anything is buffered or parsed.
+    // tungstenite's default 128 KiB read and write buffers per socket would dominate the memory
+    // of an idle connection, and its read buffer is filled with zeros, so every byte of it is
+    // resident. What clients send is small (subscribes, pings); a larger message reserves room
+    // for itself from its header on. The size limits hold from the first frame's header,
+    // before anything is buffered or parsed.
     upgrade
         .protocols([name])
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(state.websocket.max_message_bytes)
         .max_frame_size(state.websocket.max_message_bytes)
@@ -341,6 +343,9 @@ fn websocket(
             ws::serve(socket, protocol, state, client)
         })
 }
+
+/// Each socket's read buffer: one read of this many bytes takes in several client messages.
+const WS_READ_BUFFER_BYTES: usize = 512;
 
 /// Liveness and database reachability, for load balancers: 503 within [`HEALTH_DEADLINE`]
 /// when the database does not answer, so a balancer never waits on a hung check.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_graphql::{
     Context, InputObject, Json, Object, SimpleObject, Subscription,
     connection::Connection,
-    futures_util::{Stream, StreamExt, future::BoxFuture},
+    futures_util::{StreamExt, future::BoxFuture, stream::BoxStream},
 };
 use chrono::{DateTime, Utc};
 use entity::{
@@ -24,6 +24,7 @@ use crate::{
         Event, Topic,
         counter::{Count, CountSource, live_count},
         feed::{SequencedSource, resumable},
+        parking::resume_or,
     },
     error::AppError,
     paging::{CursorKey, PageRequest, SeqCursor, page_cost},
@@ -368,16 +369,19 @@ impl NotificationSubscription {
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
-    ) -> Result<impl Stream<Item = Result<Notification, AppError>> + use<>, AppError> {
-        let user_id = viewer(ctx)?.id;
-        let after = SeqCursor::seq_in(after, "after", user_id)?;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::User(user_id));
-        let inbox = Inbox {
-            db: state.db.clone(),
-            user_id,
-        };
-        Ok(resumable(inbox, deliveries, after).map(|item| item.map(Notification)))
+    ) -> Result<BoxStream<'static, Result<Notification, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let user_id = viewer(ctx)?.id;
+            let after = SeqCursor::seq_in(after, "after", user_id)?;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::User(user_id));
+            let inbox = Inbox {
+                db: state.db.clone(),
+                user_id,
+            };
+            Ok(resumable(inbox, deliveries, after).map(|item| item.map(Notification)))
+        })
+        .await
     }
 
     /// The viewer's unread count now, then every time it changes.
@@ -388,14 +392,17 @@ impl NotificationSubscription {
     async fn unread_notification_count(
         &self,
         ctx: &Context<'_>,
-    ) -> Result<impl Stream<Item = Result<i64, AppError>> + use<>, AppError> {
-        let user_id = viewer(ctx)?.id;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::User(user_id));
-        let inbox = Inbox {
-            db: state.db.clone(),
-            user_id,
-        };
-        Ok(live_count(inbox, deliveries))
+    ) -> Result<BoxStream<'static, Result<i64, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let user_id = viewer(ctx)?.id;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::User(user_id));
+            let inbox = Inbox {
+                db: state.db.clone(),
+                user_id,
+            };
+            Ok(live_count(inbox, deliveries))
+        })
+        .await
     }
 }

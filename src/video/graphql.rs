@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_graphql::{
     Context, InputObject, Object, SimpleObject, Subscription,
     connection::Connection,
-    futures_util::{Stream, future::BoxFuture},
+    futures_util::{future::BoxFuture, stream::BoxStream},
 };
 use chrono::{DateTime, Utc};
 use entity::{enums::VideoCallStatus, video_call};
@@ -20,6 +20,7 @@ use crate::{
     bookings::Booking,
     bus::{
         Event, Topic,
+        parking::resume_or,
         state::{Change, ChangedSince, Start, StateSource, live_state},
     },
     db::parties::find_for,
@@ -328,19 +329,24 @@ impl VideoSubscription {
         &self,
         ctx: &Context<'_>,
         id: Option<Uuid>,
-    ) -> Result<impl Stream<Item = Result<VideoCall, AppError>> + use<>, AppError> {
-        let viewer = viewer(ctx)?;
-        let state = AppState::of(ctx);
-        let deliveries = state.bus.subscribe(Topic::User(viewer.id));
-        if let Some(id) = id {
-            find_for::<video_call::Entity>(&state.db, viewer.id, id).await?;
-        }
-        let source = ViewerCalls {
-            db: state.db.clone(),
-            viewer_id: viewer.id,
-            only: id,
-            since: ChangedSince::new(state.clock.now()),
-        };
-        Ok(live_state(source, deliveries, Start::Changes))
+    ) -> Result<BoxStream<'static, Result<VideoCall, AppError>>, AppError> {
+        resume_or(ctx, || async {
+            let viewer = viewer(ctx)?;
+            let state = AppState::of(ctx);
+            let deliveries = state.bus.subscribe(Topic::User(viewer.id));
+            if let Some(id) = id {
+                // Boxed, so that the check's memory is freed once done rather than kept with the
+                // subscription for its life (as `chat::subscription::member_session` explains).
+                Box::pin(find_for::<video_call::Entity>(&state.db, viewer.id, id)).await?;
+            }
+            let source = ViewerCalls {
+                db: state.db.clone(),
+                viewer_id: viewer.id,
+                only: id,
+                since: ChangedSince::new(state.clock.now()),
+            };
+            Ok(live_state(source, deliveries, Start::Changes))
+        })
+        .await
     }
 }

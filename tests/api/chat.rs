@@ -1017,3 +1017,46 @@ async fn a_cursor_of_another_list_is_refused_on_its_argument() {
         }
     }
 }
+
+/// A socket's idle subscription gives up its execution and is executed again for each item
+/// (docs/architecture.md, "Idle subscriptions"). The client sees one subscription: every
+/// message, in order, and a resumption is not charged again to the viewer's query-cost
+/// allowance, counted again or authorised again.
+#[tokio::test]
+async fn an_idle_subscription_resumes_for_each_message_without_being_charged_again() {
+    let mut config = test_config().await;
+    // Setup and 31 sends fit in 2,400; the subscription below costs over 80 each time it is
+    // charged, so charging each of its 30 resumptions would exhaust the recipient's allowance.
+    config.usage.cost = caregraph::config::RateConfig {
+        burst: 2_400,
+        period: Duration::from_secs(3_600),
+    };
+    config.graphql.max_complexity = 500;
+    config.graphql.max_aliases = 100;
+    let chat = chat_on(TestApp::spawn_with(config).await).await;
+    let opening = chat.sent(&chat.caregiver, "opening").await;
+    let fields: String = (0..80).map(|n| format!("b{n}: body ")).collect();
+    let costly = format!(
+        "subscription($id: UUID!, $after: String) {{
+            messageAdded(sessionId: $id, after: $after) {{ seq {fields} }} }}"
+    );
+    let mut ws = chat.app.ws_as(Protocol::TransportWs, &chat.recipient).await;
+    ws.subscribe(
+        "m",
+        &costly,
+        json!({ "id": chat.session, "after": opening["cursor"] }),
+    )
+    .await;
+    let first = opening["seq"].as_i64().expect("a seq");
+    for n in 1..=30 {
+        chat.sent(&chat.caregiver, &format!("message {n}")).await;
+        let (id, data) = next_any(&mut ws).await;
+        assert_eq!(id, "m");
+        assert_eq!(data["messageAdded"]["seq"], first + n);
+        assert_eq!(data["messageAdded"]["b79"], format!("message {n}"));
+    }
+    ws.expect_silence(Duration::from_millis(200)).await;
+    chat.app
+        .ok(&chat.recipient, "{ me { id } }", json!({}))
+        .await;
+}

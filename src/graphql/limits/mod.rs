@@ -30,7 +30,10 @@ use async_graphql::{
 };
 
 use super::parsed_queries::ParsedQueries;
-use crate::{config::GraphqlConfig, error::AppError, rate_limit::UsageLimits, viewer::Credentials};
+use crate::{
+    bus::parking::Resumed, config::GraphqlConfig, error::AppError, rate_limit::UsageLimits,
+    viewer::Credentials,
+};
 
 /// The longest message a syntax error carries: the parser's own message quotes the
 /// offending line, which may be the whole document.
@@ -58,6 +61,10 @@ impl QueryLimits {
     /// Charges the viewer, if signed in, for one operation that may return `complexity`
     /// fields (0 for one refused before that is known).
     fn charge(&self, ctx: &ExtensionContext<'_>, complexity: usize) -> ServerResult<()> {
+        if ctx.data_opt::<Resumed>().is_some() {
+            // A parked subscription executed again was charged when it started.
+            return Ok(());
+        }
         match ctx.data_opt::<Credentials>() {
             Some(Credentials::Authenticated(viewer)) => self
                 .usage
