@@ -102,6 +102,7 @@ impl Server {
             std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
         if let Some(source) = source {
+            choose_port_at_connect(&tcp);
             tcp.bind((source, 0).into())?;
         }
         let stream = tcp.connect(server).await?;
@@ -127,6 +128,25 @@ impl Server {
             Some(Ok(Message::Text(text))) if text.contains("connection_ack") => Ok(socket),
             other => Err(format!("no connection_ack: {other:?}").into()),
         }
+    }
+}
+
+/// Lets the system choose a bound socket's local port when it connects, not when it binds:
+/// a bind to port 0 must find a port free for every destination, which scans the ports in
+/// use and slows each new socket once tens of thousands are open; at connect, a port only
+/// needs to be free for this destination (Linux's `IP_BIND_ADDRESS_NO_PORT`).
+fn choose_port_at_connect(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the given size from a pointer to a live local.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&enable).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

@@ -68,7 +68,6 @@ async fn connect(
     pairs: &[Pair],
     count: usize,
 ) -> Result<(Vec<Listener>, Duration), Error> {
-    cluster.check_descriptors(count)?;
     let started = Instant::now();
     let users: Vec<(usize, bool)> = (0..count)
         .map(|index| (index / 2, index.is_multiple_of(2)))
@@ -120,7 +119,9 @@ pub async fn idle(
     cluster: &Cluster,
     connections: usize,
     fixture: Option<&Path>,
+    settle: Duration,
 ) -> Result<bool, Error> {
+    cluster.check_descriptors(connections)?;
     println!(
         "setup: {} pairs through the public API (not counted)",
         pairs_for(connections)
@@ -131,7 +132,7 @@ pub async fn idle(
     let cpu = CpuMeter::start(cluster);
     let (listeners, took) = connect(cluster, &pairs, connections).await?;
     let cpu_per_connection = cpu.per(cluster, connections, "connection");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(settle).await;
     let after = cluster.resident_bytes();
     println!(
         "idle: {} connections, 3 subscriptions each",
@@ -206,6 +207,7 @@ impl Audience {
     /// Makes the pairs, connects `plan.connections` users and starts reading, with room for
     /// `phases` phases of `plan`'s sends.
     pub async fn connect(cluster: &Cluster, plan: &Plan, phases: usize) -> Result<Self, Error> {
+        cluster.check_descriptors(plan.connections)?;
         println!(
             "setup: {} pairs through the public API (not counted)",
             pairs_for(plan.connections)

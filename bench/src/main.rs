@@ -75,6 +75,10 @@ enum Scenario {
         /// ones (an idle run sends nothing, so the database needs no restoring).
         #[arg(long)]
         fixture: Option<PathBuf>,
+        /// Seconds between the last connection and the memory reading, for what the server
+        /// does once its sockets are idle.
+        #[arg(long, default_value_t = 2)]
+        settle_seconds: u64,
     },
     /// With C connected, sendMessage at R per second (open loop) for D seconds: latency from
     /// the start of the send to the recipient's subscription receiving it.
@@ -160,7 +164,11 @@ async fn main() -> ExitCode {
         Scenario::Idle {
             connections,
             fixture,
-        } => fanout::idle(&cluster, connections, fixture.as_deref()).await,
+            settle_seconds,
+        } => {
+            let settle = Duration::from_secs(settle_seconds);
+            fanout::idle(&cluster, connections, fixture.as_deref(), settle).await
+        }
         Scenario::Fanout {
             load,
             slow_percent,
