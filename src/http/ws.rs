@@ -14,7 +14,10 @@ mod sockets;
 
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use async_graphql::{
@@ -257,7 +260,9 @@ async fn session(
         }
     });
     let messages = stream::once(std::future::ready(init)).chain(frames);
-    let mut session = GraphQLWebSocket::new(Parking(state.schema.clone()), messages, protocol)
+    let ticks = Arc::new(AtomicU64::new(0));
+    let executor = Parking::new(state.schema.clone(), ticks.clone());
+    let mut session = GraphQLWebSocket::new(executor, messages, protocol)
         .on_connection_init(move |_| async move { Ok(connection_data) });
     let mut keepalive = KeepAlive::new(protocol, state.websocket.keepalive);
     let expiry = tokio::time::sleep(until_expiry);
@@ -286,6 +291,9 @@ async fn session(
                 Replies::SocketDone => return,
             },
             () = keepalive.tick() => {
+                // Counted for the subscriptions that park after waiting through two ticks; the
+                // loop's next poll of the protocol is their chance to.
+                ticks.fetch_add(1, Ordering::Relaxed);
                 let heard = lock(&shared.gate).take_heard();
                 match keepalive.beat(heard) {
                     Beat::Send(ping) => {

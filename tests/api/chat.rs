@@ -1018,13 +1018,14 @@ async fn a_cursor_of_another_list_is_refused_on_its_argument() {
     }
 }
 
-/// A socket's idle subscription gives up its execution and is executed again for each item
-/// (docs/architecture.md, "Idle subscriptions"). The client sees one subscription: every
-/// message, in order, and a resumption is not charged again to the viewer's query-cost
-/// allowance, counted again or authorised again.
+/// A socket's idle subscription gives up its execution after two keep-alive ticks and is
+/// executed again for its next item (docs/architecture.md, "Idle subscriptions"). The client
+/// sees one subscription: every message, in order, and a resumption is not charged again to
+/// the viewer's query-cost allowance, counted again or authorised again.
 #[tokio::test]
 async fn an_idle_subscription_resumes_for_each_message_without_being_charged_again() {
     let mut config = test_config().await;
+    config.websocket.keepalive = Duration::from_millis(50);
     // Setup and 31 sends fit in 2,400; the subscription below costs over 80 each time it is
     // charged, so charging each of its 30 resumptions would exhaust the recipient's allowance.
     config.usage.cost = caregraph::config::RateConfig {
@@ -1049,6 +1050,8 @@ async fn an_idle_subscription_resumes_for_each_message_without_being_charged_aga
     .await;
     let first = opening["seq"].as_i64().expect("a seq");
     for n in 1..=30 {
+        // Four ticks of waiting: the subscription parks before each message.
+        ws.expect_silence(Duration::from_millis(200)).await;
         chat.sent(&chat.caregiver, &format!("message {n}")).await;
         let (id, data) = next_any(&mut ws).await;
         assert_eq!(id, "m");
@@ -1059,4 +1062,34 @@ async fn an_idle_subscription_resumes_for_each_message_without_being_charged_aga
     chat.app
         .ok(&chat.recipient, "{ me { id } }", json!({}))
         .await;
+}
+
+/// A subscription of two root fields keeps both streams on one execution, which never parks
+/// (one slot cannot tell two streams apart): each field's items arrive, as they would
+/// unparked.
+#[tokio::test]
+async fn a_subscription_of_two_root_fields_delivers_both() {
+    let chat = chat().await;
+    let first = chat.sent(&chat.caregiver, "first").await;
+    chat.sent(&chat.caregiver, "second").await;
+    let mut ws = chat.app.ws_as(Protocol::TransportWs, &chat.recipient).await;
+    ws.subscribe(
+        "both",
+        "subscription($id: UUID!, $after: String) { typing(sessionId: $id) { typing }
+            messageAdded(sessionId: $id, after: $after) { body } }",
+        json!({ "id": chat.session, "after": first["cursor"] }),
+    )
+    .await;
+    // The replayed message shows both fields' streams are listening.
+    let (_, data) = next_any(&mut ws).await;
+    assert_eq!(data, json!({ "messageAdded": { "body": "second" } }));
+    assert_eq!(chat.typing(&chat.caregiver, true).await, true);
+    let (_, data) = next_any(&mut ws).await;
+    assert_eq!(data, json!({ "typing": { "typing": true } }));
+    for body in ["third", "fourth"] {
+        chat.sent(&chat.caregiver, body).await;
+        let (id, data) = next_any(&mut ws).await;
+        assert_eq!(id, "both");
+        assert_eq!(data, json!({ "messageAdded": { "body": body } }));
+    }
 }

@@ -1,10 +1,19 @@
 //! Executes each subscription of a socket so that it parks while it waits
 //! ([`crate::bus::parking`]): an idle socket keeps its subscriptions' streams and what is
 //! needed to execute them again, not their executions.
+//!
+//! A new subscription parks as soon as it waits, so that a socket (or a storm of reconnecting
+//! sockets) never holds all its executions at once. One that was resumed, and so is in use,
+//! parks again only once it has waited through two keep-alive ticks of its socket (one whole
+//! `WS_KEEPALIVE_MS` at least): executing it again costs a little CPU for each item, so a
+//! conversation in progress keeps its execution, and only what went quiet gives it up.
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -21,13 +30,26 @@ use crate::{
     graphql::CaregraphSchema,
 };
 
-/// The schema, as the socket's protocol executes it.
+/// Keep-alive ticks that a resumed subscription must wait through before it parks again.
+const TICKS_BEFORE_PARKING: u64 = 2;
+
+/// The schema, as one socket's protocol executes it.
 #[derive(Clone)]
-pub struct Parking(pub CaregraphSchema);
+pub struct Parking {
+    schema: CaregraphSchema,
+    ticks: Arc<AtomicU64>,
+}
+
+impl Parking {
+    /// The executor of one socket whose keep-alive counts `ticks`.
+    pub fn new(schema: CaregraphSchema, ticks: Arc<AtomicU64>) -> Self {
+        Self { schema, ticks }
+    }
+}
 
 impl Executor for Parking {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
-        self.0.execute(request)
+        self.schema.execute(request)
     }
 
     fn execute_stream(
@@ -35,7 +57,8 @@ impl Executor for Parking {
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        ParkingStream::start(self.0.clone(), request, session_data.unwrap_or_default()).boxed()
+        let session_data = session_data.unwrap_or_default();
+        ParkingStream::start(self, request, session_data).boxed()
     }
 }
 
@@ -49,6 +72,12 @@ struct ParkingStream {
     slot: Arc<Slot>,
     /// The execution, while there is one.
     live: Option<BoxStream<'static, Response>>,
+    /// The socket's keep-alive ticks so far.
+    ticks: Arc<AtomicU64>,
+    /// The tick at which the execution was last seen waiting on its stream alone.
+    waiting_since: Option<u64>,
+    /// Ticks to wait before parking: none until the subscription is first resumed.
+    patience: u64,
 }
 
 /// The parts of a request needed to execute it again. The variables are kept as JSON text:
@@ -60,7 +89,8 @@ struct Again {
 }
 
 impl ParkingStream {
-    fn start(schema: CaregraphSchema, mut request: Request, session_data: Arc<Data>) -> Self {
+    fn start(parking: &Parking, mut request: Request, session_data: Arc<Data>) -> Self {
+        let schema = parking.schema.clone();
         let slot = Arc::new(Slot::default());
         let again = (!request.query.is_empty())
             .then(|| {
@@ -79,7 +109,21 @@ impl ParkingStream {
             again,
             slot,
             live: Some(live),
+            ticks: parking.ticks.clone(),
+            waiting_since: None,
+            patience: 0,
         }
+    }
+
+    /// Whether the execution, which found nothing, has waited long enough to park.
+    fn should_park(&mut self) -> bool {
+        if self.again.is_none() || !self.slot.is_idle() {
+            self.waiting_since = None;
+            return false;
+        }
+        let now = self.ticks.load(Ordering::Relaxed);
+        let since = *self.waiting_since.get_or_insert(now);
+        now >= since + self.patience
     }
 
     /// Executes the operation again, for the item its parked stream found.
@@ -104,10 +148,13 @@ impl Stream for ParkingStream {
         loop {
             if let Some(live) = this.live.as_mut() {
                 let polled = live.poll_next_unpin(cx);
-                if polled.is_pending() && this.again.is_some() && this.slot.is_idle() {
+                if polled.is_ready() {
+                    this.waiting_since = None;
+                } else if this.should_park() {
                     // The stream in the slot registered this task's waker when it found
                     // nothing: it wakes the socket when it has an item.
                     this.live = None;
+                    this.waiting_since = None;
                 }
                 return polled;
             }
@@ -115,7 +162,10 @@ impl Stream for ParkingStream {
                 return Poll::Ready(None);
             };
             match this.slot.poll_ready(cx) {
-                Poll::Ready(()) => this.live = Some(this.resume(again)),
+                Poll::Ready(()) => {
+                    this.live = Some(this.resume(again));
+                    this.patience = TICKS_BEFORE_PARKING;
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
