@@ -292,9 +292,9 @@ struct WebSocket {
     #[arg(long, env, default_value = "200", value_parser = parsed::<u32>)]
     ws_message_burst: u32,
     /// How often the server pings (`ping` or `ka`), under the 30 to 60 s idle timeouts of
-    /// common proxies; never zero, which would ping in a busy loop. A subscription that was
-    /// resumed and then waited through two of these ticks gives up its execution until its
-    /// next event (docs/architecture.md, "Idle subscriptions").
+    /// common proxies; never zero, which would ping in a busy loop. A subscription in use
+    /// that waited through two of these ticks gives up its execution until its next event
+    /// (docs/architecture.md, "Idle subscriptions").
     #[arg(long, env, default_value = "12000", value_parser = positive_millis)]
     ws_keepalive_ms: Duration,
 }

@@ -2,11 +2,12 @@
 //! ([`crate::bus::parking`]): an idle socket keeps its subscriptions' streams and what is
 //! needed to execute them again, not their executions.
 //!
-//! A new subscription parks as soon as it waits, so that a socket (or a storm of reconnecting
-//! sockets) never holds all its executions at once. One that was resumed, and so is in use,
-//! parks again only once it has waited through two keep-alive ticks of its socket (one whole
-//! `WS_KEEPALIVE_MS` at least): executing it again costs a little CPU for each item, so a
-//! conversation in progress keeps its execution, and only what went quiet gives it up.
+//! A subscription that has given at most its first item (the current state, or nothing yet)
+//! parks as soon as it waits, so that a socket (or a storm of reconnecting sockets) never
+//! holds all its executions at once. One that has given more, and so is in use, parks only
+//! once it has waited through two keep-alive ticks of its socket (one whole `WS_KEEPALIVE_MS`
+//! at least): executing it again costs a little CPU for each item, so a conversation in
+//! progress keeps its execution, and only what went quiet gives it up.
 
 use std::{
     pin::Pin,
@@ -30,7 +31,7 @@ use crate::{
     graphql::CaregraphSchema,
 };
 
-/// Keep-alive ticks that a resumed subscription must wait through before it parks again.
+/// Keep-alive ticks that a subscription in use must wait through before it parks.
 const TICKS_BEFORE_PARKING: u64 = 2;
 
 /// The schema, as one socket's protocol executes it.
@@ -76,8 +77,8 @@ struct ParkingStream {
     ticks: Arc<AtomicU64>,
     /// The tick at which the execution was last seen waiting on its stream alone.
     waiting_since: Option<u64>,
-    /// Ticks to wait before parking: none until the subscription is first resumed.
-    patience: u64,
+    /// Items given so far, counted up to two: a second item means the subscription is in use.
+    given: u8,
 }
 
 /// The parts of a request needed to execute it again. The variables are kept as JSON text:
@@ -111,7 +112,7 @@ impl ParkingStream {
             live: Some(live),
             ticks: parking.ticks.clone(),
             waiting_since: None,
-            patience: 0,
+            given: 0,
         }
     }
 
@@ -123,7 +124,12 @@ impl ParkingStream {
         }
         let now = self.ticks.load(Ordering::Relaxed);
         let since = *self.waiting_since.get_or_insert(now);
-        now >= since + self.patience
+        let patience = if self.given > 1 {
+            TICKS_BEFORE_PARKING
+        } else {
+            0
+        };
+        now >= since + patience
     }
 
     /// Executes the operation again, for the item its parked stream found.
@@ -150,6 +156,7 @@ impl Stream for ParkingStream {
                 let polled = live.poll_next_unpin(cx);
                 if polled.is_ready() {
                     this.waiting_since = None;
+                    this.given = this.given.saturating_add(1).min(2);
                 } else if this.should_park() {
                     // The stream in the slot registered this task's waker when it found
                     // nothing: it wakes the socket when it has an item.
@@ -162,10 +169,7 @@ impl Stream for ParkingStream {
                 return Poll::Ready(None);
             };
             match this.slot.poll_ready(cx) {
-                Poll::Ready(()) => {
-                    this.live = Some(this.resume(again));
-                    this.patience = TICKS_BEFORE_PARKING;
-                }
+                Poll::Ready(()) => this.live = Some(this.resume(again)),
                 Poll::Pending => return Poll::Pending,
             }
         }
