@@ -41,8 +41,9 @@ struct SlotState {
     held: Option<Box<dyn Held>>,
     /// The last poll of the held stream found nothing: the execution has nothing in flight.
     waiting: bool,
-    /// More than one stream was made in one execution (a subscription of several fields):
-    /// such a subscription is never parked, since one slot cannot tell its streams apart.
+    /// The operation is not one root field (several fields, a fragment), or more than one
+    /// stream was made in one execution: never parked, since one slot cannot tell streams
+    /// apart, and one field's resolver may still be running while another's stream waits.
     shared: bool,
     /// Counts the subscription while it lives, parked or not.
     live: Option<LiveSubscription>,
@@ -64,6 +65,11 @@ impl Slot {
             Some(held) => held.poll_ready(cx),
             None => Poll::Ready(()),
         }
+    }
+
+    /// Keeps the operation executing for its whole life: it is not one root field.
+    pub fn never_park(&self) {
+        lock(&self.0).shared = true;
     }
 
     /// Keeps the subscription counted until the slot goes, however many executions it takes.

@@ -1,4 +1,5 @@
-//! Counting operations by type, and subscriptions while they live, for `/metrics`.
+//! Counting operations by type, and subscriptions while they live, for `/metrics`; and
+//! telling a socket's operation whether it may park (`crate::bus::parking`).
 
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,13 @@ impl Extension for Recording {
         let document = next.run(ctx, query, variables).await?;
         let wanted = lock(&self.name).clone();
         if let Some(operation) = selected_operation(&document, wanted.as_deref()) {
+            let items = &operation.node.selection_set.node.items;
+            let one_field =
+                matches!(items.as_slice(), [only] if matches!(only.node, Selection::Field(_)));
+            if let (false, Some(slot)) = (one_field, ctx.data_opt::<Arc<Slot>>()) {
+                // Parking is decided before any resolver runs, so it must know now.
+                slot.never_park();
+            }
             let kind = operation.node.ty;
             let field = (kind == OperationType::Subscription).then(|| {
                 match operation.node.selection_set.node.items.first() {

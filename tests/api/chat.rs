@@ -1065,7 +1065,8 @@ async fn an_idle_subscription_resumes_for_each_message_without_being_charged_aga
 }
 
 /// A subscription of two root fields keeps both streams on one execution, which never parks
-/// (one slot cannot tell two streams apart): each field's items arrive, as they would
+/// (one slot cannot tell two streams apart, and one field's resolver may still be reading the
+/// database while the other's stream waits): each field's items arrive, as they would
 /// unparked.
 #[tokio::test]
 async fn a_subscription_of_two_root_fields_delivers_both() {
