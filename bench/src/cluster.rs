@@ -305,8 +305,8 @@ mod tests {
 
     #[test]
     fn sockets_to_loopback_are_spread_over_one_source_address_per_twenty_thousand() {
-        let cluster = cluster(&["http://127.0.0.1:8100"]);
-        let source = |index, count| cluster.source_address(index, count).map(|a| a.to_string());
+        let local = cluster(&["http://127.0.0.1:8100"]);
+        let source = |index, count| local.source_address(index, count).map(|a| a.to_string());
         assert_eq!(source(7, 10_000).as_deref(), Some("127.0.0.2"));
         let spread: HashSet<_> = (0..100_000).map(|index| source(index, 100_000)).collect();
         let expected: HashSet<_> = (2..7).map(|last| Some(format!("127.0.0.{last}"))).collect();
