@@ -302,8 +302,8 @@ struct WebSocket {
 #[derive(Args)]
 #[command(next_help_heading = "Subscriptions and chat")]
 struct Realtime {
-    /// How many events of one topic (a user, a chat) a slow subscriber may fall behind
-    /// before it resynchronises from the database; each live topic holds this many slots.
+    /// How many undelivered events a slow subscriber may hold before it is told it missed
+    /// some and resynchronises from the database; an idle subscriber holds none.
     #[arg(long, env, default_value = "64", value_parser = parsed::<usize>)]
     event_bus_capacity: usize,
     /// How events reach the subscribers of other instances. Unset: PostgreSQL's
