@@ -226,8 +226,12 @@ async fn session(
     client: ClientAddr,
     admitted: Admitted,
 ) {
-    let Admitted { viewer, slot, init } = admitted;
-    let _slot = slot;
+    // The slot is held, unread, until the session ends.
+    let Admitted {
+        viewer,
+        slot: _slot,
+        init,
+    } = admitted;
     let until_expiry = (viewer.expires_at - state.services.state.clock.now())
         .to_std()
         .unwrap_or_default();

@@ -65,7 +65,8 @@ impl Executor for Parking {
 
 /// One operation of a socket: executing, or parked until its stream has an item.
 struct ParkingStream {
-    schema: CaregraphSchema,
+    /// The socket's executor: the schema, and the keep-alive ticks so far.
+    parking: Parking,
     session_data: Arc<Data>,
     /// What the operation is executed again from; `None` when it cannot be (its text came
     /// from the persisted-query cache, which may have dropped it since), so it never parks.
@@ -73,8 +74,6 @@ struct ParkingStream {
     slot: Arc<Slot>,
     /// The execution, while there is one.
     live: Option<BoxStream<'static, Response>>,
-    /// The socket's keep-alive ticks so far.
-    ticks: Arc<AtomicU64>,
     /// The tick at which the execution was last seen waiting on its stream alone.
     waiting_since: Option<u64>,
     /// Items given so far, counted up to two: a second item means the subscription is in use.
@@ -89,28 +88,35 @@ struct Again {
     variables: String,
 }
 
+impl Again {
+    /// What `request` can be executed again from; nothing when its text came from the
+    /// persisted-query cache (an empty `query`).
+    fn of(request: &Request) -> Option<Self> {
+        if request.query.is_empty() {
+            return None;
+        }
+        Some(Self {
+            query: request.query.clone(),
+            operation_name: request.operation_name.clone(),
+            variables: serde_json::to_string(&request.variables).ok()?,
+        })
+    }
+}
+
 impl ParkingStream {
     fn start(parking: &Parking, mut request: Request, session_data: Arc<Data>) -> Self {
-        let schema = parking.schema.clone();
         let slot = Arc::new(Slot::default());
-        let again = (!request.query.is_empty())
-            .then(|| {
-                Some(Again {
-                    query: request.query.clone(),
-                    operation_name: request.operation_name.clone(),
-                    variables: serde_json::to_string(&request.variables).ok()?,
-                })
-            })
-            .flatten();
+        let again = Again::of(&request);
         request.data.insert(slot.clone());
-        let live = schema.execute_stream_with_session_data(request, session_data.clone());
+        let live = parking
+            .schema
+            .execute_stream_with_session_data(request, session_data.clone());
         Self {
-            schema,
+            parking: parking.clone(),
             session_data,
             again,
             slot,
             live: Some(live),
-            ticks: parking.ticks.clone(),
             waiting_since: None,
             given: 0,
         }
@@ -122,7 +128,7 @@ impl ParkingStream {
             self.waiting_since = None;
             return false;
         }
-        let now = self.ticks.load(Ordering::Relaxed);
+        let now = self.parking.ticks.load(Ordering::Relaxed);
         let since = *self.waiting_since.get_or_insert(now);
         let patience = if self.given > 1 {
             TICKS_BEFORE_PARKING
@@ -141,7 +147,8 @@ impl ParkingStream {
         request.operation_name.clone_from(&again.operation_name);
         request.data.insert(self.slot.clone());
         request.data.insert(Resumed);
-        self.schema
+        self.parking
+            .schema
             .execute_stream_with_session_data(request, self.session_data.clone())
     }
 }
@@ -156,7 +163,7 @@ impl Stream for ParkingStream {
                 let polled = live.poll_next_unpin(cx);
                 if polled.is_ready() {
                     this.waiting_since = None;
-                    this.given = this.given.saturating_add(1).min(2);
+                    this.given = (this.given + 1).min(2);
                 } else if this.should_park() {
                     // The stream in the slot registered this task's waker when it found
                     // nothing: it wakes the socket when it has an item.
