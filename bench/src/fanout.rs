@@ -115,18 +115,24 @@ fn pairs_for(connections: usize) -> usize {
     connections.div_ceil(2)
 }
 
+/// The pairs of `connections` users, once this tool and the servers are known to be allowed
+/// that many sockets: a limit found after making the fixture would waste it.
+async fn audience_pairs(
+    cluster: &Cluster,
+    connections: usize,
+    fixture: Option<&Path>,
+) -> Result<Vec<Pair>, Error> {
+    cluster.check_descriptors(connections)?;
+    setup::pairs_in(cluster.setup(), pairs_for(connections), fixture).await
+}
+
 pub async fn idle(
     cluster: &Cluster,
     connections: usize,
     fixture: Option<&Path>,
     settle: Duration,
 ) -> Result<bool, Error> {
-    cluster.check_descriptors(connections)?;
-    println!(
-        "setup: {} pairs through the public API (not counted)",
-        pairs_for(connections)
-    );
-    let pairs = setup::pairs_in(cluster.setup(), pairs_for(connections), fixture).await?;
+    let pairs = audience_pairs(cluster, connections, fixture).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = cluster.resident_bytes();
     let cpu = CpuMeter::start(cluster);
@@ -207,17 +213,7 @@ impl Audience {
     /// Makes the pairs, connects `plan.connections` users and starts reading, with room for
     /// `phases` phases of `plan`'s sends.
     pub async fn connect(cluster: &Cluster, plan: &Plan, phases: usize) -> Result<Self, Error> {
-        cluster.check_descriptors(plan.connections)?;
-        println!(
-            "setup: {} pairs through the public API (not counted)",
-            pairs_for(plan.connections)
-        );
-        let pairs = setup::pairs_in(
-            cluster.setup(),
-            pairs_for(plan.connections),
-            plan.fixture.as_deref(),
-        )
-        .await?;
+        let pairs = audience_pairs(cluster, plan.connections, plan.fixture.as_deref()).await?;
         let (listeners, took) = connect(cluster, &pairs, plan.connections).await?;
         println!(
             "connected {} sockets in {:.2} s",

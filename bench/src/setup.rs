@@ -51,10 +51,7 @@ pub async fn pairs_in(
     count: usize,
     fixture: Option<&Path>,
 ) -> Result<Vec<Pair>, Error> {
-    let Some(fixture) = fixture else {
-        return pairs(server, count).await;
-    };
-    if fixture.exists() {
+    if let Some(fixture) = fixture.filter(|fixture| fixture.exists()) {
         let saved: Vec<Value> = serde_json::from_slice(&std::fs::read(fixture)?)?;
         if saved.len() < count {
             return Err(format!(
@@ -67,10 +64,13 @@ pub async fn pairs_in(
         println!("setup: {count} pairs read from {}", fixture.display());
         return Ok(saved.iter().take(count).map(Pair::from_json).collect());
     }
+    println!("setup: {count} pairs through the public API (not counted)");
     let made = pairs(server, count).await?;
-    let saved: Vec<Value> = made.iter().map(Pair::to_json).collect();
-    std::fs::write(fixture, serde_json::to_vec(&saved)?)?;
-    println!("setup: {count} pairs written to {}", fixture.display());
+    if let Some(fixture) = fixture {
+        let saved: Vec<Value> = made.iter().map(Pair::to_json).collect();
+        std::fs::write(fixture, serde_json::to_vec(&saved)?)?;
+        println!("setup: {count} pairs written to {}", fixture.display());
+    }
     Ok(made)
 }
 
@@ -185,16 +185,18 @@ async fn call(
     let started = Instant::now();
     loop {
         match server.graphql(token, query, variables.clone()).await {
-            Err(err)
-                if (err.to_string().contains("\"RATE_LIMITED\"")
-                    || err.to_string().contains("\"retryable\":true"))
-                    && started.elapsed() < RATE_LIMIT_PATIENCE =>
-            {
+            Err(err) if worth_retrying(&err) && started.elapsed() < RATE_LIMIT_PATIENCE => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             outcome => return outcome,
         }
     }
+}
+
+/// A refusal for the rate (`RATE_LIMITED`) or a failure the server calls retryable.
+fn worth_retrying(err: &Error) -> bool {
+    let said = err.to_string();
+    said.contains("\"RATE_LIMITED\"") || said.contains("\"retryable\":true")
 }
 
 fn text(value: &Value) -> String {
